@@ -1,0 +1,53 @@
+# Rankwise. The README's quickstart is `make demo` and `make test`; everything else here is reference.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+# The pinned build is the local CPU wheel; an unpinned torch would pull gigabytes of CUDA packages.
+TORCH_VERSION := 2.13.0
+STAMP := $(VENV)/.installed
+
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/rankwise
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL)
+PYTEST_ARGS ?=
+
+.PHONY: demo demo-setup install test preflight lint format typecheck clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install --quiet -e ".[inference,dev]"
+	touch $@
+
+## make demo: install, migrate the SQLite file, seed, serve on http://127.0.0.1:8000
+demo: demo-setup
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+demo-setup: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo
+
+## make test: install, check PostgreSQL and Redis, lint, run every test
+test: install preflight lint
+	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+preflight: install
+	$(TEST_ENV) $(PY) tests/preflight.py
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: install
+	$(VENV)/bin/mypy feedback annotate inference
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The annotator's work loop: assignment engine, browser pages, submission checks, statistics."""

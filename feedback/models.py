@@ -1,0 +1,650 @@
+"""The feedback data: what was asked, who answered, how people judged the answers.
+
+Integrity lives in the database: unique keys, check constraints and foreign keys hold even when two
+workers or annotators race. Python validation (services, `clean`) only gives the clear message first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Length
+from django.db.models.lookups import Exact, LessThanOrEqual
+
+
+class PromptCategory(models.TextChoices):
+    """The kind of instruction a prompt gives; exports and statistics group by it."""
+
+    LIST = "list", "List"
+    SUMMARIZE = "summarize", "Summarize"
+    EXPLAIN = "explain", "Explain"
+    WRITE = "write", "Write"
+    REWRITE = "rewrite", "Rewrite"
+    BRAINSTORM = "brainstorm", "Brainstorm"
+    CLASSIFY = "classify", "Classify"
+    EXTRACT = "extract", "Extract"
+    CODE = "code", "Code"
+    QA = "qa", "Question answering"
+    OTHER = "other", "Other"
+
+
+class MessageRole(models.TextChoices):
+    SYSTEM = "system", "System"
+    USER = "user", "User"
+    ASSISTANT = "assistant", "Assistant"
+
+
+class JudgmentFlag(models.TextChoices):
+    UNSAFE = "unsafe", "Unsafe"
+    PERSONAL_DATA = "personal_data", "Personal data"
+    OFF_TOPIC = "off_topic", "Off-topic"
+    BROKEN = "broken", "Broken"
+
+
+def default_rating_rubric() -> list[dict[str, Any]]:
+    """The rubric a new project starts with: five axes on a 1–5 scale."""
+
+    def axis(key: str, label: str, description: str) -> dict[str, Any]:
+        return {"key": key, "label": label, "description": description, "scale": {"min": 1, "max": 5}}
+
+    return [
+        axis(
+            "instruction_following",
+            "Instruction following",
+            "Does the response do what was asked, respecting every explicit constraint?",
+        ),
+        axis(
+            "helpfulness",
+            "Helpfulness and relevance",
+            "Is it useful, correct and on point, without padding or missing parts?",
+        ),
+        axis(
+            "format",
+            "Format and structure",
+            "Is it organised as requested (lists, length, sections) and easy to read?",
+        ),
+        axis("tone", "Tone and style", "Is the register right for the request and the reader?"),
+        axis("safety", "Safety", "Is it free of harmful, deceptive or privacy-violating content?"),
+    ]
+
+
+def default_strength_labels() -> list[str]:
+    return ["Slightly better", "Better", "Much better"]
+
+
+RUBRIC_KEY_MAX_LENGTH = 64
+
+
+def validate_rating_rubric(value: Any) -> None:
+    """A rubric is a list of axes {key, label, description, scale: {min, max}} with unique slug keys."""
+    if not isinstance(value, list):
+        raise ValidationError("The rubric must be a list of axes.")
+    seen: set[str] = set()
+    for index, axis in enumerate(value, start=1):
+        where = f"Axis {index}"
+        if not isinstance(axis, dict):
+            raise ValidationError(f"{where}: must be an object with key, label, description and scale.")
+        unknown = set(axis) - {"key", "label", "description", "scale"}
+        if unknown:
+            raise ValidationError(f"{where}: unknown fields {sorted(unknown)}.")
+        key = axis.get("key")
+        if not isinstance(key, str) or not key or len(key) > RUBRIC_KEY_MAX_LENGTH:
+            raise ValidationError(f"{where}: key must be a non-empty string of at most 64 characters.")
+        if not key.replace("_", "").isalnum() or not key.isascii() or key != key.lower():
+            raise ValidationError(f"{where}: key {key!r} must use lowercase letters, digits and '_'.")
+        if key in seen:
+            raise ValidationError(f"{where}: key {key!r} is used twice.")
+        seen.add(key)
+        if not isinstance(axis.get("label"), str) or not axis["label"].strip():
+            raise ValidationError(f"{where} ({key}): label must be a non-empty string.")
+        if not isinstance(axis.get("description", ""), str):
+            raise ValidationError(f"{where} ({key}): description must be a string.")
+        scale = axis.get("scale")
+        if not isinstance(scale, dict) or set(scale) != {"min", "max"}:
+            raise ValidationError(f"{where} ({key}): scale must be {{'min': int, 'max': int}}.")
+        low, high = scale["min"], scale["max"]
+        if not all(isinstance(bound, int) and not isinstance(bound, bool) for bound in (low, high)):
+            raise ValidationError(f"{where} ({key}): scale bounds must be integers.")
+        if not 0 <= low < high <= 100:
+            raise ValidationError(f"{where} ({key}): scale needs 0 <= min < max <= 100.")
+
+
+def validate_strength_labels(value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(label, str) and label.strip() for label in value):
+        raise ValidationError("Strength labels must be a list of non-empty strings (weakest first).")
+    if len(value) > 10:
+        raise ValidationError("At most 10 strength levels.")
+    if len(set(value)) != len(value):
+        raise ValidationError("Strength labels must be distinct.")
+
+
+DEFAULT_COMPLETION_TEMPLATE = (
+    "{% for m in messages %}{{ m.role|title }}: {{ m.content }}\n\n{% endfor %}Assistant:"
+)
+
+
+def conversation_hash(conversation: list[dict[str, str]]) -> str:
+    """SHA-256 of the conversation's canonical JSON: equal prompts hash equal, whatever the key order."""
+    canonical = json.dumps(conversation, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class Project(models.Model):
+    class ComparisonMode(models.TextChoices):
+        PAIRWISE = "pairwise", "Pairwise (A vs B)"
+        RANKING = "ranking", "Ranking of k responses"
+
+    name = models.CharField(max_length=200, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    guidelines = models.TextField(blank=True, help_text="Markdown shown to annotators.")
+    comparison_mode = models.CharField(
+        max_length=16, choices=ComparisonMode.choices, default=ComparisonMode.PAIRWISE
+    )
+    responses_per_comparison = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MinValueValidator(2), MaxValueValidator(8)],
+        help_text="2 for pairwise; k (3–8) for rankings.",
+    )
+    allows_tie = models.BooleanField(default=True)
+    strength_labels = models.JSONField(
+        default=default_strength_labels,
+        blank=True,
+        validators=[validate_strength_labels],
+        help_text="Pairwise preference strength, weakest first; empty list for no strength question.",
+    )
+    rating_rubric = models.JSONField(
+        default=default_rating_rubric, blank=True, validators=[validate_rating_rubric]
+    )
+    judgments_per_comparison = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(50)],
+        help_text="Overlap: how many different annotators judge each comparison.",
+    )
+    lease_duration = models.DurationField(
+        default=timedelta(minutes=20), help_text="How long an annotator holds a comparison before it returns."
+    )
+    # Generation defaults, copied onto each run (a run records what it actually used).
+    samples_per_prompt = models.PositiveSmallIntegerField(
+        default=2, validators=[MinValueValidator(1), MaxValueValidator(64)]
+    )
+    max_new_tokens = models.PositiveIntegerField(
+        default=256, validators=[MinValueValidator(1), MaxValueValidator(32_768)]
+    )
+    temperature = models.FloatField(default=0.8, validators=[MinValueValidator(0.0), MaxValueValidator(5.0)])
+    top_p = models.FloatField(default=0.95, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    completion_template = models.TextField(
+        default=DEFAULT_COMPLETION_TEMPLATE,
+        help_text="How a conversation becomes a plain-text prompt for base (non-chat) checkpoints.",
+    )
+    current_checkpoint = models.ForeignKey(
+        "PolicyCheckpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    annotators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="annotation_projects"
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(responses_per_comparison__gte=2, responses_per_comparison__lte=8),
+                name="project_responses_per_comparison_range",
+            ),
+            models.CheckConstraint(
+                condition=~Q(comparison_mode="pairwise") | Q(responses_per_comparison=2),
+                name="project_pairwise_compares_two",
+            ),
+            models.CheckConstraint(
+                condition=Q(comparison_mode__in=["pairwise", "ranking"]), name="project_comparison_mode_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(judgments_per_comparison__gte=1), name="project_judgments_per_comparison_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(lease_duration__gt=timedelta(0)), name="project_lease_duration_positive"
+            ),
+            models.CheckConstraint(condition=Q(samples_per_prompt__gte=1), name="project_samples_positive"),
+            models.CheckConstraint(
+                condition=Q(max_new_tokens__gte=1), name="project_max_new_tokens_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(temperature__gte=0) & Q(top_p__gte=0, top_p__lte=1),
+                name="project_sampling_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.comparison_mode == self.ComparisonMode.PAIRWISE and self.responses_per_comparison != 2:
+            raise ValidationError(
+                {"responses_per_comparison": "A pairwise project compares exactly 2 responses."}
+            )
+        if self.comparison_mode == self.ComparisonMode.RANKING and self.responses_per_comparison < 3:
+            raise ValidationError(
+                {"responses_per_comparison": "A ranking project compares 3 to 8 responses."}
+            )
+
+
+class Prompt(models.Model):
+    """A conversation whose last turn is the user's; the policy writes the next assistant turn."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    external_id = models.CharField(
+        max_length=200,
+        help_text="Id from the imported file; derived from the content when the file had none.",
+    )
+    conversation = models.JSONField(help_text='[{"role": "system"|"user"|"assistant", "content": "..."}]')
+    category = models.CharField(max_length=32, choices=PromptCategory.choices, default=PromptCategory.OTHER)
+    metadata = models.JSONField(default=dict, blank=True)
+    content_hash = models.CharField(max_length=64, help_text="SHA-256 of the canonical conversation JSON.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "external_id"], name="prompt_unique_external_id"),
+            models.CheckConstraint(
+                condition=Q(category__in=PromptCategory.values), name="prompt_category_valid"
+            ),
+            models.CheckConstraint(condition=~Q(external_id=""), name="prompt_external_id_not_empty"),
+            models.CheckConstraint(
+                condition=Exact(Length("content_hash"), 64), name="prompt_content_hash_sha256"
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "content_hash"], name="prompt_project_hash_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.external_id}: {self.preview}"
+
+    @property
+    def last_user_message(self) -> str:
+        return str(self.conversation[-1]["content"]) if self.conversation else ""
+
+    @property
+    def preview(self) -> str:
+        text = " ".join(self.last_user_message.split())
+        return text if len(text) <= 80 else text[:79] + "…"
+
+    @property
+    def turn_count(self) -> int:
+        return sum(1 for message in self.conversation if message.get("role") == MessageRole.USER)
+
+
+class PolicyCheckpoint(models.Model):
+    """A model that writes responses: a Hugging Face model directory, optionally with a LoRA adapter."""
+
+    class Kind(models.TextChoices):
+        BASE = "base", "Base (completion)"
+        INSTRUCT = "instruct", "Instruction-tuned (chat)"
+
+    class SourceType(models.TextChoices):
+        LOCAL = "local", "Local directory"
+        HUB = "hub", "Hub id (resolved from the local cache only)"
+
+    class Dtype(models.TextChoices):
+        AUTO = "auto", "Auto (bf16 on CUDA, fp32 on CPU)"
+        BFLOAT16 = "bfloat16", "bfloat16"
+        FLOAT16 = "float16", "float16"
+        FLOAT32 = "float32", "float32"
+
+    class ValidationStatus(models.TextChoices):
+        UNCHECKED = "unchecked", "Not checked"
+        PENDING = "pending", "Checking"
+        VALID = "valid", "Valid"
+        INVALID = "invalid", "Invalid"
+
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.INSTRUCT)
+    source_type = models.CharField(max_length=8, choices=SourceType.choices, default=SourceType.LOCAL)
+    source = models.CharField(max_length=500, help_text="A local directory, or a hub id such as org/model.")
+    revision = models.CharField(max_length=100, blank=True, help_text="Hub revision (branch, tag or commit).")
+    adapter_source = models.CharField(
+        max_length=500, blank=True, help_text="Optional LoRA (PEFT) adapter: a local directory or hub id."
+    )
+    adapter_revision = models.CharField(max_length=100, blank=True)
+    dtype = models.CharField(max_length=16, choices=Dtype.choices, default=Dtype.AUTO)
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="children",
+        help_text="The checkpoint this one was trained from (lineage).",
+    )
+    training_step = models.PositiveBigIntegerField(null=True, blank=True)
+    notes = models.TextField(blank=True)
+    validation_status = models.CharField(
+        max_length=16, choices=ValidationStatus.choices, default=ValidationStatus.UNCHECKED, editable=False
+    )
+    validation_report = models.JSONField(default=dict, blank=True, editable=False)
+    validated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "name"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(source=""), name="checkpoint_source_not_empty"),
+            models.CheckConstraint(
+                condition=Q(source_type="hub") | Q(revision=""), name="checkpoint_revision_only_for_hub"
+            ),
+            models.CheckConstraint(condition=Q(kind__in=["base", "instruct"]), name="checkpoint_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(source_type__in=["local", "hub"]), name="checkpoint_source_type_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(parent__isnull=True) | ~Q(parent=F("id")), name="checkpoint_not_own_parent"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class GenerationRun(models.Model):
+    """One request to generate responses: prompts × samples from one checkpoint, or two head to head."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="generation_runs")
+    checkpoint = models.ForeignKey(PolicyCheckpoint, on_delete=models.PROTECT, related_name="runs")
+    opponent_checkpoint = models.ForeignKey(
+        PolicyCheckpoint,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="runs_as_opponent",
+        help_text="Set for checkpoint-vs-checkpoint runs: each comparison pits one response of each.",
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    samples_per_prompt = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
+    # The sampling parameters every response of the run was generated with.
+    sampling_parameters = models.JSONField(default=dict, blank=True)
+    seed = models.BigIntegerField(default=0, help_text="Base seed; each sample derives its own from it.")
+    total_prompts = models.PositiveIntegerField(default=0)
+    done_prompts = models.PositiveIntegerField(default=0)
+    failed_prompts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "queued", "running", "completed", "failed", "cancelled"]),
+                name="run_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(opponent_checkpoint__isnull=True) | ~Q(opponent_checkpoint=F("checkpoint")),
+                name="run_opponent_differs",
+            ),
+            models.CheckConstraint(condition=Q(samples_per_prompt__gte=1), name="run_samples_positive"),
+            models.CheckConstraint(
+                condition=Q(done_prompts__lte=F("total_prompts") - F("failed_prompts")),
+                name="run_progress_within_total",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="run_status_idx")]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} · {self.checkpoint} · {self.get_status_display()}"
+
+
+class Response(models.Model):
+    """One sampled answer of a checkpoint to a prompt. Untrusted text: never rendered as HTML."""
+
+    class FinishReason(models.TextChoices):
+        EOS = "eos", "End of sequence"
+        LENGTH = "length", "Max new tokens"
+        STOP = "stop", "Stop string"
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="responses")
+    checkpoint = models.ForeignKey(PolicyCheckpoint, on_delete=models.PROTECT, related_name="responses")
+    run = models.ForeignKey(GenerationRun, on_delete=models.CASCADE, related_name="responses")
+    sample_index = models.PositiveSmallIntegerField()
+    text = models.TextField()
+    sampling_parameters = models.JSONField(default=dict, blank=True)
+    seed = models.BigIntegerField(null=True, blank=True)
+    token_count = models.PositiveIntegerField(null=True, blank=True)
+    finish_reason = models.CharField(max_length=16, choices=FinishReason.choices, blank=True)
+    latency_seconds = models.FloatField(null=True, blank=True, help_text="Wall time to generate, in seconds.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["prompt_id", "checkpoint_id", "sample_index"]
+        constraints = [
+            # The idempotency key of generation: re-running a chunk cannot create a sample twice.
+            models.UniqueConstraint(
+                fields=["prompt", "checkpoint", "run", "sample_index"], name="response_unique_sample"
+            ),
+            models.CheckConstraint(
+                condition=Q(finish_reason__in=["", "eos", "length", "stop"]),
+                name="response_finish_reason_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(latency_seconds__isnull=True) | Q(latency_seconds__gte=0),
+                name="response_latency_nonnegative",
+            ),
+        ]
+        indexes = [models.Index(fields=["run", "prompt"], name="response_run_prompt_idx")]
+
+    def __str__(self) -> str:
+        return f"Response {self.pk} to prompt {self.prompt_id} (sample {self.sample_index})"
+
+
+class Comparison(models.Model):
+    """2..k responses to one prompt, shown to annotators in a stored, randomised display order."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        COMPLETED = "completed", "Completed"
+        RETIRED = "retired", "Retired"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="comparisons")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="comparisons")
+    generation_run = models.ForeignKey(
+        GenerationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="comparisons"
+    )
+    responses = models.ManyToManyField(Response, through="ComparisonResponse", related_name="comparisons")
+    required_judgments = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
+    judgment_count = models.PositiveSmallIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(required_judgments__gte=1), name="comparison_required_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(judgment_count__lte=F("required_judgments")), name="comparison_not_over_judged"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["open", "completed", "retired"]), name="comparison_status_valid"
+            ),
+        ]
+        indexes = [
+            # The next-comparison claim: open comparisons of a project, nearest to completion first, then
+            # oldest. Partial, so finished work never slows the claim as the project grows.
+            models.Index(
+                F("project"),
+                F("judgment_count").desc(),
+                F("id"),
+                name="comparison_next_open_idx",
+                condition=Q(status="open"),
+            ),
+            models.Index(fields=["prompt"], name="comparison_prompt_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Comparison {self.pk} ({self.judgment_count}/{self.required_judgments})"
+
+
+class ComparisonResponse(models.Model):
+    """A response's place in a comparison: position 0 is shown as A, 1 as B, and so on."""
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="entries")
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="comparison_entries")
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["comparison_id", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["comparison", "position"], name="comparison_position_unique"),
+            models.UniqueConstraint(fields=["comparison", "response"], name="comparison_response_unique"),
+            models.CheckConstraint(condition=Q(position__lte=7), name="comparison_position_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label}: response {self.response_id}"
+
+    @property
+    def label(self) -> str:
+        return chr(ord("A") + self.position)
+
+
+class Assignment(models.Model):
+    """An annotator's lease on a comparison; at most one per comparison and annotator, ever."""
+
+    class State(models.TextChoices):
+        LEASED = "leased", "Leased"
+        SUBMITTED = "submitted", "Submitted"
+        SKIPPED = "skipped", "Skipped"
+        EXPIRED = "expired", "Expired"
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.LEASED)
+    leased_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    skip_reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-leased_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["comparison", "annotator"], name="assignment_unique_per_annotator"
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=F("leased_at")), name="assignment_expiry_after_lease"
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=["leased", "submitted", "skipped", "expired"]),
+                name="assignment_state_valid",
+            ),
+        ]
+        indexes = [
+            # "My open lease" and lease expiry sweeps touch only live leases.
+            models.Index(
+                fields=["annotator", "expires_at"],
+                name="assignment_open_by_user_idx",
+                condition=Q(state="leased"),
+            ),
+            models.Index(
+                fields=["comparison", "expires_at"],
+                name="assignment_open_by_cmp_idx",
+                condition=Q(state="leased"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} on comparison {self.comparison_id} ({self.state})"
+
+
+RATIONALE_MAX_LENGTH = 5_000
+
+
+class Judgment(models.Model):
+    """One annotator's verdict on one comparison: the audit record that datasets are built from.
+
+    `ranking` holds a rank per display position (1 is best; equal ranks are ties) for every mode, so
+    exports read one shape; `choice` keeps what the annotator pressed in pairwise mode.
+    """
+
+    class Choice(models.TextChoices):
+        A = "a", "A is better"
+        B = "b", "B is better"
+        TIE = "tie", "Tie"
+        BOTH_BAD = "both_bad", "Both bad"
+        RANKED = "ranked", "Ranked (k-wise)"
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.PROTECT, related_name="judgments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgments"
+    )
+    assignment = models.OneToOneField(
+        Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="judgment"
+    )
+    choice = models.CharField(max_length=16, choices=Choice.choices)
+    ranking = models.JSONField(help_text="Rank per display position, 1 = best; equal ranks are ties.")
+    strength = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="1-based index into the project's strength labels."
+    )
+    ratings = models.JSONField(
+        default=dict, blank=True, help_text='{"<response id>": {"<axis key>": score}} on the project rubric.'
+    )
+    rationale = models.TextField(blank=True)
+    flags = models.JSONField(
+        default=list, blank=True, help_text="Subset of: " + ", ".join(JudgmentFlag.values)
+    )
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Milliseconds on the page.")
+    submission_key = models.CharField(max_length=64, help_text="Client-chosen idempotency key.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["comparison", "annotator"], name="judgment_once_per_annotator"),
+            models.UniqueConstraint(
+                fields=["annotator", "submission_key"], name="judgment_unique_submission_key"
+            ),
+            models.CheckConstraint(
+                condition=Q(choice__in=["a", "b", "tie", "both_bad", "ranked"]), name="judgment_choice_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(strength__isnull=True) | (Q(strength__gte=1) & Q(choice__in=["a", "b"])),
+                name="judgment_strength_only_for_preference",
+            ),
+            models.CheckConstraint(
+                condition=LessThanOrEqual(Length("rationale"), RATIONALE_MAX_LENGTH),
+                name="judgment_rationale_bounded",
+            ),
+            models.CheckConstraint(condition=~Q(submission_key=""), name="judgment_submission_key_not_empty"),
+        ]
+        indexes = [
+            # Incremental pulls (`updated_after`) and snapshot exports walk judgments in this order.
+            models.Index(fields=["updated_at", "id"], name="judgment_updated_idx"),
+            models.Index(fields=["annotator", "created_at"], name="judgment_annotator_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Judgment {self.pk} by {self.annotator} on comparison {self.comparison_id}"

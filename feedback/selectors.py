@@ -1,0 +1,39 @@
+"""Reads that need care: what a user may see, and aggregate figures, are decided here once."""
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Count, Model, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+
+from feedback.models import Comparison, Project, Prompt
+
+
+def _count_per_project(model: type[Model], **filters: Any) -> Coalesce:
+    # A correlated subquery per figure: joining prompts and comparisons in one query would multiply
+    # their rows (prompts × comparisons) before counting.
+    counts = (
+        model._default_manager.filter(project=OuterRef("pk"), **filters)
+        .order_by()
+        .values("project")
+        .annotate(total=Count("pk"))
+        .values("total")
+    )
+    return Coalesce(Subquery(counts), 0)
+
+
+def projects_with_progress(projects: QuerySet[Project]) -> QuerySet[Project]:
+    """Annotate `prompt_total`, `comparison_total` and `comparison_completed` on each project."""
+    return projects.annotate(
+        prompt_total=_count_per_project(Prompt),
+        comparison_total=_count_per_project(Comparison),
+        comparison_completed=_count_per_project(Comparison, status=Comparison.Status.COMPLETED),
+    )
+
+
+def projects_for_user(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Project]:
+    """Active projects the user may work on: staff see all, others those they are members of."""
+    projects = Project.objects.filter(is_active=True)
+    if not getattr(user, "is_staff", False):
+        projects = projects.filter(annotators=user)
+    return projects_with_progress(projects).order_by("name")

@@ -1,0 +1,418 @@
+"""Prompt import: one service behind the admin upload page, `manage.py import_prompts` and the REST API.
+
+A file is JSON Lines or CSV. Each record gives a plain `prompt` string or a `messages` list, and optionally
+`id`, `category` and `metadata`. The whole file is checked first and every bad line is reported with its
+number; a file with any bad line imports nothing. Re-importing is idempotent by external id: unchanged
+prompts are skipped, and a prompt whose id exists with different content is reported as a conflict and
+left as it is, never overwritten.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import IO, Any, Literal
+
+from django.conf import settings
+from django.db import transaction
+
+from feedback.models import MessageRole, Project, Prompt, PromptCategory, conversation_hash
+
+PromptFileFormat = Literal["jsonl", "csv"]
+
+RECORD_FIELDS = ("id", "prompt", "messages", "category", "metadata")
+EXTERNAL_ID_MAX_LENGTH = Prompt._meta.get_field("external_id").max_length or 200
+DERIVED_ID_PREFIX = "sha256:"
+# Enough to show what is wrong with a file without turning the report into the file.
+MAX_REPORTED_ERRORS = 1_000
+# Rows per INSERT and per lookup of existing ids: big enough to amortise round trips, small enough
+# to keep statements and parameter lists modest.
+WRITE_BATCH_SIZE = 2_000
+READ_CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class PromptLineError:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+class PromptImportError(Exception):
+    """The file was refused; nothing was written. `errors` names every bad line (up to a cap)."""
+
+    def __init__(self, errors: list[PromptLineError], *, truncated: bool = False) -> None:
+        self.errors = errors
+        self.truncated = truncated
+        more = " (more not shown)" if truncated else ""
+        super().__init__(f"{len(errors)} bad line(s){more}; nothing was imported")
+
+
+@dataclass(frozen=True)
+class ParsedPrompt:
+    line: int
+    external_id: str
+    conversation: list[dict[str, str]]
+    category: str
+    metadata: dict[str, Any]
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class PromptConflict:
+    line: int
+    external_id: str
+    changed_fields: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return (
+            f"line {self.line}: id {self.external_id!r} already exists with a different "
+            f"{', '.join(self.changed_fields)}; kept the stored prompt"
+        )
+
+
+@dataclass
+class PromptImportReport:
+    created: int = 0
+    unchanged: int = 0
+    conflicts: list[PromptConflict] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.created + self.unchanged + len(self.conflicts)
+
+    def summary(self) -> str:
+        return (
+            f"{self.created} imported, {self.unchanged} unchanged, {len(self.conflicts)} conflict(s) "
+            f"of {self.total} prompt(s)"
+        )
+
+
+class _LineError(Exception):
+    """One record is bad; carries the message for the report."""
+
+
+def prompt_file_format_for(filename: str) -> PromptFileFormat:
+    suffix = PurePath(filename).suffix.lower()
+    if suffix in {".jsonl", ".ndjson"}:
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    raise ValueError(
+        f"Cannot tell the format of {filename!r}: use a .jsonl or .csv file, or name the format."
+    )
+
+
+def prompts_parse(*, source: IO[bytes], file_format: PromptFileFormat) -> list[ParsedPrompt]:
+    """Read and check a whole file. Raises `PromptImportError` listing the bad lines."""
+    if file_format == "jsonl":
+        records: Iterable[tuple[int, dict[str, Any] | _LineError]] = _jsonl_records(source)
+    elif file_format == "csv":
+        records = _csv_records(source)
+    else:
+        raise ValueError(f"Unknown prompt file format {file_format!r}: use 'jsonl' or 'csv'.")
+
+    max_chars = settings.RANKWISE_PROMPT_MAX_CHARS
+    parsed: list[ParsedPrompt] = []
+    errors: list[PromptLineError] = []
+    first_line_of_id: dict[str, int] = {}
+    truncated = False
+    for line, record in records:
+        try:
+            if isinstance(record, _LineError):
+                raise record
+            prompt = _prompt_from_record(record, line=line, max_chars=max_chars)
+            first = first_line_of_id.setdefault(prompt.external_id, line)
+            if first != line:
+                raise _LineError(f"id {prompt.external_id!r} repeats line {first}")
+            parsed.append(prompt)
+        except _LineError as error:
+            if len(errors) < MAX_REPORTED_ERRORS:
+                errors.append(PromptLineError(line=line, message=str(error)))
+            else:
+                truncated = True
+    if errors:
+        raise PromptImportError(errors, truncated=truncated)
+    if not parsed:
+        raise PromptImportError([PromptLineError(line=1, message="the file holds no prompts")])
+    return parsed
+
+
+@transaction.atomic
+def prompts_import(
+    *, project: Project, source: IO[bytes], file_format: PromptFileFormat
+) -> PromptImportReport:
+    """Import a prompt file into `project` in one transaction.
+
+    Takes a row lock on the project, so concurrent imports into the same project run one after the
+    other and the skip-or-conflict decision is made against committed rows.
+    """
+    prompts = prompts_parse(source=source, file_format=file_format)
+    Project.objects.select_for_update().only("pk").get(pk=project.pk)
+
+    report = PromptImportReport()
+    new_prompts: list[Prompt] = []
+    for batch in _batched(prompts, WRITE_BATCH_SIZE):
+        stored = {
+            row[0]: row[1:]
+            for row in Prompt.objects.filter(
+                project=project, external_id__in=[prompt.external_id for prompt in batch]
+            ).values_list("external_id", "content_hash", "category", "metadata")
+        }
+        for prompt in batch:
+            existing = stored.get(prompt.external_id)
+            if existing is None:
+                new_prompts.append(
+                    Prompt(
+                        project=project,
+                        external_id=prompt.external_id,
+                        conversation=prompt.conversation,
+                        category=prompt.category,
+                        metadata=prompt.metadata,
+                        content_hash=prompt.content_hash,
+                    )
+                )
+                continue
+            changed = tuple(
+                name
+                for name, old, new in zip(
+                    ("conversation", "category", "metadata"),
+                    existing,
+                    (prompt.content_hash, prompt.category, prompt.metadata),
+                    strict=True,
+                )
+                if old != new
+            )
+            if changed:
+                report.conflicts.append(
+                    PromptConflict(line=prompt.line, external_id=prompt.external_id, changed_fields=changed)
+                )
+            else:
+                report.unchanged += 1
+    Prompt.objects.bulk_create(new_prompts, batch_size=WRITE_BATCH_SIZE)
+    report.created = len(new_prompts)
+    return report
+
+
+# --- Reading files ---------------------------------------------------------------------------------------
+
+
+def _physical_lines(source: IO[bytes]) -> Iterator[bytes]:
+    """Lines split on b"\\n" from any binary file-like object, read in bounded chunks."""
+    pending = b""
+    while chunk := source.read(READ_CHUNK_BYTES):
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        yield from complete
+    if pending:
+        yield pending
+
+
+def _decode_line(raw: bytes, *, line: int) -> str:
+    if line == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    if b"\x00" in raw:
+        raise _LineError("contains a NUL byte")
+    try:
+        return raw.decode("utf-8").rstrip("\r")
+    except UnicodeDecodeError as error:
+        raise _LineError(f"is not valid UTF-8 (byte {error.start + 1})") from None
+
+
+def _jsonl_records(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | _LineError]]:
+    for line, raw in enumerate(_physical_lines(source), start=1):
+        try:
+            text = _decode_line(raw, line=line)
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise _LineError(f"bad JSON: {error.msg} (column {error.colno})") from None
+            if not isinstance(record, dict):
+                raise _LineError(f"expected a JSON object, got {_json_type(record)}")
+            yield line, record
+        except _LineError as error:
+            yield line, error
+
+
+def _csv_records(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | _LineError]]:
+    # CSV records may span lines (quoted newlines), so check bytes per physical line first, then parse.
+    raw_lines = list(_physical_lines(source))
+    bad_lines = False
+    texts: list[str] = []
+    for line, raw in enumerate(raw_lines, start=1):
+        try:
+            texts.append(_decode_line(raw, line=line))
+        except _LineError as error:
+            bad_lines = True
+            yield line, error
+    if bad_lines:
+        return
+    reader = csv.reader(io.StringIO("\n".join(texts), newline=""))
+    try:
+        header = [name.strip().lower() for name in next(reader)]
+    except StopIteration:
+        return
+    unknown = [name for name in header if name not in RECORD_FIELDS]
+    if unknown or len(set(header)) != len(header) or not {"prompt", "messages"} & set(header):
+        yield (
+            1,
+            _LineError(
+                f"the header must name columns among {', '.join(RECORD_FIELDS)}, each once, including "
+                f"'prompt' or 'messages'; got {', '.join(header) or 'nothing'}"
+            ),
+        )
+        return
+    start = reader.line_num + 1
+    for row in reader:
+        line, start = start, reader.line_num + 1
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            yield line, _LineError(f"has {len(row)} fields, the header has {len(header)}")
+            continue
+        try:
+            yield line, _record_from_csv_row(dict(zip(header, row, strict=True)))
+        except _LineError as error:
+            yield line, error
+
+
+def _record_from_csv_row(row: dict[str, str]) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    for name, cell in row.items():
+        if cell == "":
+            continue  # an empty cell is a missing value
+        if name in {"messages", "metadata"}:
+            try:
+                record[name] = json.loads(cell)
+            except json.JSONDecodeError as error:
+                raise _LineError(f"{name} is not valid JSON: {error.msg} (column {error.colno})") from None
+        else:
+            record[name] = cell
+    return record
+
+
+# --- Checking records ------------------------------------------------------------------------------------
+
+
+def _prompt_from_record(record: dict[str, Any], *, line: int, max_chars: int) -> ParsedPrompt:
+    unknown = sorted(set(record) - set(RECORD_FIELDS))
+    if unknown:
+        raise _LineError(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(RECORD_FIELDS)}")
+    conversation = _conversation_from_record(record)
+    total_chars = sum(len(message["content"]) for message in conversation)
+    if total_chars > max_chars:
+        raise _LineError(f"over the size limit: {total_chars} characters of text, the limit is {max_chars}")
+
+    category = record.get("category", PromptCategory.OTHER)
+    if not isinstance(category, str) or category.strip().lower() not in PromptCategory.values:
+        raise _LineError(f"unknown category {category!r}; allowed: {', '.join(PromptCategory.values)}")
+
+    metadata = record.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise _LineError(f"metadata must be a JSON object, got {_json_type(metadata)}")
+    if "\\u0000" in json.dumps(metadata):
+        raise _LineError("metadata contains a NUL character")
+
+    content_hash = conversation_hash(conversation)
+    return ParsedPrompt(
+        line=line,
+        external_id=_external_id(record.get("id"), content_hash=content_hash),
+        conversation=conversation,
+        category=category.strip().lower(),
+        metadata=metadata,
+        content_hash=content_hash,
+    )
+
+
+def _conversation_from_record(record: dict[str, Any]) -> list[dict[str, str]]:
+    if "prompt" in record and "messages" in record:
+        raise _LineError("give either 'prompt' or 'messages', not both")
+    if "prompt" in record:
+        text = record["prompt"]
+        if not isinstance(text, str):
+            raise _LineError(f"prompt must be a string, got {_json_type(text)}")
+        _check_text(text, what="prompt")
+        return [{"role": MessageRole.USER.value, "content": text}]
+    if "messages" not in record:
+        raise _LineError("missing text: give 'prompt' (a string) or 'messages' (a list)")
+    messages = record["messages"]
+    if not isinstance(messages, list) or not messages:
+        raise _LineError("messages must be a non-empty list of {role, content} objects")
+    conversation = []
+    for number, message in enumerate(messages, start=1):
+        if not isinstance(message, dict) or set(message) != {"role", "content"}:
+            raise _LineError(f"message {number} must be an object with exactly 'role' and 'content'")
+        role, content = message["role"], message["content"]
+        if role not in MessageRole.values:
+            raise _LineError(f"message {number} has unknown role {role!r}; allowed: system, user, assistant")
+        if not isinstance(content, str):
+            raise _LineError(f"message {number} content must be a string, got {_json_type(content)}")
+        _check_text(content, what=f"message {number}")
+        conversation.append({"role": role, "content": content})
+    _check_role_order([message["role"] for message in conversation])
+    return conversation
+
+
+def _check_role_order(roles: list[str]) -> None:
+    """An optional leading system message, then user and assistant alternating, ending on user."""
+    turns = roles[1:] if roles[0] == MessageRole.SYSTEM else roles
+    if not turns:
+        raise _LineError("wrong role order: a system message alone; the conversation needs a user turn")
+    for number, role in enumerate(turns):
+        expected = MessageRole.USER if number % 2 == 0 else MessageRole.ASSISTANT
+        if role != expected:
+            position = number + 1 + (len(roles) - len(turns))
+            raise _LineError(
+                f"wrong role order: message {position} is {role!r}, expected {expected.value!r} "
+                "(an optional system message, then user and assistant alternating)"
+            )
+    if turns[-1] != MessageRole.USER:
+        raise _LineError("wrong role order: the last message must be from the user")
+
+
+def _check_text(text: str, *, what: str) -> None:
+    if not text.strip():
+        raise _LineError(f"{what} is empty")
+    if "\x00" in text:
+        raise _LineError(f"{what} contains a NUL character")
+
+
+def _external_id(value: Any, *, content_hash: str) -> str:
+    if value is None:
+        # Id-less files still re-import idempotently: the id is derived from the text.
+        return f"{DERIVED_ID_PREFIX}{content_hash[:32]}"
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _LineError(f"id must be a string or an integer, got {_json_type(value)}")
+    external_id = str(value).strip()
+    if not external_id:
+        raise _LineError("id is empty")
+    if len(external_id) > EXTERNAL_ID_MAX_LENGTH:
+        raise _LineError(f"id is longer than {EXTERNAL_ID_MAX_LENGTH} characters")
+    if "\x00" in external_id:
+        raise _LineError("id contains a NUL character")
+    return external_id
+
+
+def _json_type(value: Any) -> str:
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+
+
+def _batched(items: list[ParsedPrompt], size: int) -> Iterator[list[ParsedPrompt]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

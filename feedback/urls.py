@@ -1,0 +1,19 @@
+"""Site URLs. The annotator workspace and the REST API mount here as their issues land."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from feedback import views
+
+admin.site.site_header = "Rankwise administration"
+admin.site.site_title = "Rankwise"
+admin.site.index_title = "Projects, prompts, checkpoints and judgments"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,1 @@
+"""Generation on GPU workers. torch and transformers are imported lazily, inside the worker only."""

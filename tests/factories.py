@@ -1,0 +1,134 @@
+"""factory_boy factories: rows the way services would make them, with the least a test must say."""
+
+from datetime import timedelta
+
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.utils import timezone
+
+from feedback import models
+from feedback.roles import ANNOTATORS_GROUP, DATA_ENGINEERS_GROUP
+
+TEST_PASSWORD = "correct horse battery staple"
+
+
+def _member_of(group_name: str) -> factory.PostGeneration:
+    def add_to_group(user, create, extracted, **kwargs):
+        if create:
+            user.groups.add(Group.objects.get(name=group_name))
+
+    return factory.PostGeneration(add_to_group)
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    password = factory.django.Password(TEST_PASSWORD)
+
+
+class AnnotatorFactory(UserFactory):
+    role = _member_of(ANNOTATORS_GROUP)
+
+
+class DataEngineerFactory(UserFactory):
+    role = _member_of(DATA_ENGINEERS_GROUP)
+
+
+class AdminFactory(UserFactory):
+    is_staff = True
+    is_superuser = True
+
+
+class ProjectFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.Project
+
+    name = factory.Sequence(lambda n: f"Project {n}")
+    slug = factory.Sequence(lambda n: f"project-{n}")
+
+
+class PromptFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.Prompt
+
+    project = factory.SubFactory(ProjectFactory)
+    external_id = factory.Sequence(lambda n: f"prompt-{n}")
+    conversation = factory.Sequence(lambda n: [{"role": "user", "content": f"Question number {n}?"}])
+    category = models.PromptCategory.EXPLAIN
+    content_hash = factory.LazyAttribute(lambda prompt: models.conversation_hash(prompt.conversation))
+
+
+class PolicyCheckpointFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.PolicyCheckpoint
+
+    name = factory.Sequence(lambda n: f"checkpoint-{n}")
+    source = factory.Sequence(lambda n: f"/models/checkpoint-{n}")
+
+
+class GenerationRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.GenerationRun
+
+    project = factory.SubFactory(ProjectFactory)
+    checkpoint = factory.SubFactory(PolicyCheckpointFactory)
+    samples_per_prompt = 2
+
+
+class ResponseFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.Response
+
+    prompt = factory.SubFactory(PromptFactory)
+    run = factory.SubFactory(GenerationRunFactory, project=factory.SelfAttribute("..prompt.project"))
+    checkpoint = factory.SelfAttribute("run.checkpoint")
+    sample_index = factory.Sequence(lambda n: n)
+    text = factory.Sequence(lambda n: f"Answer number {n}.")
+
+
+class ComparisonFactory(factory.django.DjangoModelFactory):
+    """A pairwise comparison of two fresh responses of one run to one prompt."""
+
+    class Meta:
+        model = models.Comparison
+        skip_postgeneration_save = True
+
+    prompt = factory.SubFactory(PromptFactory)
+    project = factory.SelfAttribute("prompt.project")
+    required_judgments = 3
+
+    @factory.post_generation
+    def with_responses(self, create, extracted, **kwargs):
+        if not create:
+            return
+        run = GenerationRunFactory(project=self.project)
+        for position in range(extracted or 2):
+            response = ResponseFactory(prompt=self.prompt, run=run, sample_index=position)
+            models.ComparisonResponse.objects.create(comparison=self, response=response, position=position)
+
+
+class AssignmentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.Assignment
+
+    comparison = factory.SubFactory(ComparisonFactory)
+    annotator = factory.SubFactory(AnnotatorFactory)
+    leased_at = factory.LazyFunction(timezone.now)
+    expires_at = factory.LazyAttribute(lambda assignment: assignment.leased_at + timedelta(minutes=20))
+
+
+class JudgmentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.Judgment
+
+    comparison = factory.SubFactory(ComparisonFactory)
+    annotator = factory.SubFactory(AnnotatorFactory)
+    choice = models.Judgment.Choice.A
+    ranking = [1, 2]
+    strength = 2
+    submission_key = factory.Faker("uuid4")
