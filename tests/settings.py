@@ -12,3 +12,6 @@ os.environ.setdefault("RANKWISE_VAR_DIR", os.path.join(os.path.dirname(__file__)
 from feedback.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests only
+# Serve static files from the apps as in development: the suite runs no collectstatic.
+WHITENOISE_AUTOREFRESH = True
+WHITENOISE_USE_FINDERS = True

@@ -1,0 +1,202 @@
+"""The admin renders every page for staff, refuses everyone else, and keeps judgments read-only."""
+
+import json
+
+import pytest
+from django.contrib import admin
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
+
+from feedback.models import Comparison, Judgment, Prompt
+from tests.factories import (
+    AssignmentFactory,
+    ComparisonFactory,
+    JudgmentFactory,
+    ProjectFactory,
+    PromptFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+FEEDBACK_MODELS = [model for model in admin.site._registry if model._meta.app_label == "feedback"]
+
+
+@pytest.fixture
+def one_of_everything():
+    """A project with a prompt, a comparison (two responses, a run, a checkpoint), a lease and a judgment."""
+    judgment = JudgmentFactory()
+    AssignmentFactory(comparison=judgment.comparison)
+    return judgment
+
+
+def admin_url(model, view, *args):
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
+
+
+def test_every_feedback_model_is_in_the_admin():
+    assert sorted(model.__name__ for model in FEEDBACK_MODELS) == [
+        "Assignment",
+        "Comparison",
+        "GenerationRun",
+        "Judgment",
+        "PolicyCheckpoint",
+        "Project",
+        "Prompt",
+        "Response",
+    ]
+
+
+@pytest.mark.parametrize("model", FEEDBACK_MODELS, ids=lambda model: model.__name__)
+def test_staff_see_the_list_and_change_pages_of_every_model(admin_client, one_of_everything, model):
+    instance = model.objects.first()
+    assert instance is not None
+    assert admin_client.get(admin_url(model, "changelist")).status_code == 200
+    assert admin_client.get(admin_url(model, "changelist"), {"q": "a"}).status_code == 200
+    assert admin_client.get(admin_url(model, "change", instance.pk)).status_code == 200
+    expected_add = 403 if model is Judgment else 200
+    assert admin_client.get(admin_url(model, "add")).status_code == expected_add
+
+
+@pytest.mark.parametrize("who", ["anonymous", "annotator"])
+@pytest.mark.parametrize("model", FEEDBACK_MODELS, ids=lambda model: model.__name__)
+def test_non_staff_are_sent_to_the_admin_login(request, one_of_everything, who, model):
+    client = Client() if who == "anonymous" else request.getfixturevalue("annotator_client")
+    for url in (admin_url(model, "changelist"), admin_url(model, "change", model.objects.first().pk)):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_judgments_cannot_be_changed_or_deleted_in_the_admin(admin_client, one_of_everything):
+    judgment = one_of_everything
+    response = admin_client.post(
+        admin_url(Judgment, "change", judgment.pk), {"choice": "b", "ranking": "[2, 1]"}
+    )
+    assert response.status_code == 403
+    assert admin_client.post(admin_url(Judgment, "delete", judgment.pk), {"post": "yes"}).status_code == 403
+    judgment.refresh_from_db()
+    assert (judgment.choice, judgment.ranking) == ("a", [1, 2])
+    page = admin_client.get(admin_url(Judgment, "change", judgment.pk)).content.decode()
+    assert 'name="_save"' not in page
+
+
+def test_the_project_list_shows_prompts_comparisons_and_progress(admin_client):
+    project = ProjectFactory(name="Progress project")
+    PromptFactory.create_batch(3, project=project)
+    ComparisonFactory(prompt=PromptFactory(project=project))
+    ComparisonFactory(prompt=PromptFactory(project=project), status=Comparison.Status.COMPLETED)
+    page = admin_client.get(admin_url(type(project), "changelist")).content.decode()
+    row = page[page.index("Progress project") :]
+    row = row[: row.index("</tr>")]
+    assert '<td class="field-prompt_count">5</td>' in row
+    assert '<td class="field-comparison_count">2</td>' in row
+    assert '<td class="field-progress">1/2 (50%)</td>' in row
+
+
+def test_the_project_list_query_count_does_not_grow_with_projects(
+    admin_client, django_assert_max_num_queries
+):
+    ComparisonFactory()
+    url = admin_url(ProjectFactory._meta.model, "changelist")
+    with django_assert_max_num_queries(12) as few:
+        admin_client.get(url)
+    for _ in range(10):
+        ComparisonFactory()
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        admin_client.get(url)
+
+
+def test_model_text_is_escaped_in_the_admin(admin_client):
+    comparison = ComparisonFactory()
+    entry = comparison.entries.get(position=0)
+    entry.response.text = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    entry.response.save()
+    page = admin_client.get(admin_url(Comparison, "change", comparison.pk)).content.decode()
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "<script>alert(" not in page
+    assert "<img src=x" not in page
+
+
+# --- The import page ------------------------------------------------------------------------------------
+
+
+def upload(name: str, *lines: dict | str) -> SimpleUploadedFile:
+    body = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+    return SimpleUploadedFile(name, body.encode(), content_type="application/octet-stream")
+
+
+def test_the_prompt_list_links_to_the_import_page(admin_client):
+    page = admin_client.get(admin_url(Prompt, "changelist")).content.decode()
+    assert f'href="{reverse("admin:feedback_prompt_import")}"' in page
+
+
+def test_importing_a_good_file_from_the_admin(admin_client):
+    project = ProjectFactory()
+    response = admin_client.post(
+        reverse("admin:feedback_prompt_import"),
+        {
+            "project": project.pk,
+            "file": upload("p.jsonl", {"id": "a", "prompt": "Hi"}, {"id": "b", "prompt": "Yo"}),
+        },
+        follow=True,
+    )
+    assert response.redirect_chain == [
+        (f"{admin_url(Prompt, 'changelist')}?project__id__exact={project.pk}", 302)
+    ]
+    assert [str(message) for message in response.context["messages"]] == [
+        f"p.jsonl into {project}: 2 imported, 0 unchanged, 0 conflict(s) of 2 prompt(s)."
+    ]
+    assert set(Prompt.objects.filter(project=project).values_list("external_id", flat=True)) == {"a", "b"}
+
+
+def test_a_bad_file_shows_form_errors_naming_the_lines_and_imports_nothing(admin_client):
+    project = ProjectFactory()
+    response = admin_client.post(
+        reverse("admin:feedback_prompt_import"),
+        {"project": project.pk, "file": upload("p.jsonl", {"id": "a", "prompt": "ok"}, "{oops", {"id": "c"})},
+    )
+    assert response.status_code == 200
+    assert response.context["form"].errors["file"] == [
+        "p.jsonl: 2 bad line(s); nothing was imported",
+        "line 2: bad JSON: Expecting property name enclosed in double quotes (column 2)",
+        "line 3: missing text: give 'prompt' (a string) or 'messages' (a list)",
+    ]
+    assert "line 2: bad JSON" in response.content.decode()
+    assert Prompt.objects.count() == 0
+
+
+def test_an_unknown_file_type_is_a_form_error(admin_client):
+    project = ProjectFactory()
+    response = admin_client.post(
+        reverse("admin:feedback_prompt_import"),
+        {"project": project.pk, "file": upload("p.txt", {"prompt": "x"})},
+    )
+    assert response.context["form"].errors["file_format"] == [
+        "Cannot tell the format of 'p.txt': use a .jsonl or .csv file, or name the format."
+    ]
+    assert Prompt.objects.count() == 0
+
+
+def test_conflicts_are_shown_as_warnings(admin_client):
+    project = ProjectFactory()
+    PromptFactory(project=project, external_id="a")
+    response = admin_client.post(
+        reverse("admin:feedback_prompt_import"),
+        {"project": project.pk, "file": upload("p.jsonl", {"id": "a", "prompt": "Different"})},
+        follow=True,
+    )
+    assert [str(message) for message in response.context["messages"]][1:] == [
+        "line 1: id 'a' already exists with a different conversation, category; kept the stored prompt"
+    ]
+
+
+def test_only_staff_with_add_permission_may_import(annotator_client, client):
+    url = reverse("admin:feedback_prompt_import")
+    for anybody in (client, annotator_client):
+        response = anybody.post(
+            url, {"project": ProjectFactory().pk, "file": upload("p.jsonl", {"prompt": "x"})}
+        )
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("admin:login"))
+    assert Prompt.objects.count() == 0

@@ -1,0 +1,86 @@
+"""`make demo`'s seed: users for each role, the demo project and its bundled prompts, repeatable."""
+
+import json
+from collections import Counter
+
+import pytest
+from django.contrib.auth import authenticate, get_user_model
+from django.core.management import call_command
+
+from feedback.models import Project, Prompt
+from feedback.services.demo import DEMO_PROMPTS
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def var_dir(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    return tmp_path
+
+
+def seed(capsys) -> dict[str, str]:
+    call_command("seed_demo")
+    lines = capsys.readouterr().out.splitlines()
+    logins = lines[lines.index(next(line for line in lines if line.startswith("Demo logins"))) + 1 :]
+    return {line.split()[0]: line.split()[1] for line in logins}
+
+
+def snapshot() -> dict:
+    user_model = get_user_model()
+    return {
+        "users": sorted(
+            (
+                user.username,
+                user.is_staff,
+                user.is_superuser,
+                tuple(sorted(user.groups.values_list("name", flat=True))),
+            )
+            for user in user_model.objects.all()
+        ),
+        "projects": list(Project.objects.values_list("slug", flat=True)),
+        "prompts": list(Prompt.objects.order_by("external_id").values_list("external_id", "content_hash")),
+        "members": sorted(Project.objects.get(slug="demo").annotators.values_list("username", flat=True)),
+    }
+
+
+def test_seeding_twice_gives_the_same_rows_and_the_same_working_passwords(capsys, var_dir):
+    first_logins = seed(capsys)
+    first = snapshot()
+    second_logins = seed(capsys)
+    assert snapshot() == first
+    assert second_logins == first_logins
+    assert first["users"] == [
+        ("admin", True, True, ()),
+        ("annotator1", False, False, ("annotators",)),
+        ("annotator2", False, False, ("annotators",)),
+        ("engineer", False, False, ("data engineers",)),
+    ]
+    assert first["members"] == ["annotator1", "annotator2"]
+    assert len(first["prompts"]) >= 40
+    for username, password in first_logins.items():
+        assert authenticate(username=username, password=password) is not None, username
+    assert json.loads((var_dir / "demo-credentials.json").read_text()) == first_logins
+    assert (var_dir / "demo-credentials.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_lost_credentials_file_gets_fresh_passwords_that_work(capsys, var_dir):
+    old = seed(capsys)
+    (var_dir / "demo-credentials.json").unlink()
+    new = seed(capsys)
+    assert set(new) == set(old)
+    assert all(new[name] != old[name] for name in new)
+    for username, password in new.items():
+        assert authenticate(username=username, password=password) is not None
+
+
+def test_the_bundled_prompts_cover_the_instruction_kinds_and_multi_turn(capsys):
+    seed(capsys)
+    prompts = Prompt.objects.filter(project__slug="demo")
+    categories = Counter(prompts.values_list("category", flat=True))
+    assert {"list", "summarize", "explain", "write", "other"} <= set(categories)
+    assert min(categories[name] for name in ("list", "summarize", "explain", "write", "other")) >= 5
+    multi_turn = [prompt for prompt in prompts if prompt.turn_count > 1]
+    assert len(multi_turn) >= 8
+    assert any(prompt.conversation[0]["role"] == "system" for prompt in prompts)
+    assert prompts.count() == sum(1 for line in DEMO_PROMPTS.read_text().splitlines() if line.strip())

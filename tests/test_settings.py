@@ -1,0 +1,107 @@
+"""Configuration from the environment: demo defaults, production refusals, and `check --deploy`."""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_VARIABLES = ("DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE")
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run manage.py in a fresh process with only the given configuration in its environment."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "RANKWISE_"))}
+    for key in CONFIG_VARIABLES:
+        clean.pop(key, None)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def production_env(**overrides: str) -> dict[str, str]:
+    return {
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "DJANGO_ALLOWED_HOSTS": "rankwise.example.org",
+        "DATABASE_URL": os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/rankwise"),
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/15",
+        **overrides,
+    }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"DJANGO_SECRET_KEY": ""}, "DJANGO_DEBUG=0 but DJANGO_SECRET_KEY is unset or the public demo key."),
+        (
+            {"DJANGO_SECRET_KEY": "django-insecure-rankwise-demo-key-never-use-this-outside-make-demo"},
+            "DJANGO_DEBUG=0 but DJANGO_SECRET_KEY is unset or the public demo key.",
+        ),
+        ({"DJANGO_ALLOWED_HOSTS": ""}, "DJANGO_DEBUG=0 but DJANGO_ALLOWED_HOSTS is empty."),
+        ({"DJANGO_ALLOWED_HOSTS": " , "}, "DJANGO_DEBUG=0 but DJANGO_ALLOWED_HOSTS is empty."),
+        ({"DJANGO_DEBUG": "maybe"}, "DJANGO_DEBUG='maybe' is not a boolean"),
+    ],
+)
+def test_production_refuses_to_start_misconfigured(overrides, message):
+    result = manage("check", **production_env(**overrides))
+    assert result.returncode == 1
+    assert f"django.core.exceptions.ImproperlyConfigured: {message}" in result.stderr
+
+
+def test_check_deploy_passes_under_production_settings():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **production_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout == "System check identified no issues (0 silenced).\n"
+
+
+def test_check_deploy_fails_when_a_security_setting_is_switched_off():
+    # The passing run above means something only if the check can fail under the same settings.
+    result = manage(
+        "check", "--deploy", "--fail-level", "WARNING", **production_env(DJANGO_SECURE_SSL_REDIRECT="0")
+    )
+    assert result.returncode == 1
+    assert "security.W008" in result.stderr
+
+
+def test_the_demo_defaults_need_no_configuration(tmp_path):
+    script = (
+        "from django.conf import settings as s; import django; django.setup(); "
+        "from feedback.celery import app; "
+        "print(s.DEBUG, s.DATABASES['default']['ENGINE'], s.DATABASES['default']['NAME'], "
+        "s.CELERY_TASK_ALWAYS_EAGER, app.conf.task_always_eager, s.SECRET_KEY == s.DEMO_SECRET_KEY)"
+    )
+    result = manage("shell", "--verbosity", "0", "-c", script, RANKWISE_VAR_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "True",
+        "django.db.backends.sqlite3",
+        str(tmp_path / "rankwise.sqlite3"),
+        "True",
+        "True",
+        "True",
+    ]
+
+
+def test_a_broker_url_turns_off_eager_tasks_and_the_visibility_timeout_outlasts_the_hard_limit():
+    script = (
+        "from feedback.celery import app; c = app.conf; "
+        "print(c.task_always_eager, c.broker_url, c.task_acks_late, c.task_reject_on_worker_lost, "
+        "c.worker_prefetch_multiplier, c.broker_transport_options['visibility_timeout'] > c.task_time_limit, "
+        "c.task_soft_time_limit < c.task_time_limit, sorted(q.name for q in c.task_queues))"
+    )
+    result = manage("shell", "--verbosity", "0", "-c", script, CELERY_BROKER_URL="redis://127.0.0.1:6379/15")
+    assert result.returncode == 0, result.stderr
+    assert (
+        result.stdout.strip()
+        == "False redis://127.0.0.1:6379/15 True True 1 True True ['default', 'generation']"
+    )
