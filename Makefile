@@ -32,7 +32,7 @@ demo-setup: install
 	$(PY) manage.py seed_demo
 
 ## make test: install, check PostgreSQL and Redis, lint, run every test
-test: install preflight lint
+test: install preflight lint typecheck
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 preflight: install

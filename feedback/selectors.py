@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Count, Model, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
@@ -31,9 +31,11 @@ def projects_with_progress(projects: QuerySet[Project]) -> QuerySet[Project]:
     )
 
 
-def projects_for_user(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Project]:
+def projects_for_user(*, user: User | AnonymousUser) -> QuerySet[Project]:
     """Active projects the user may work on: staff see all, others those they are members of."""
     projects = Project.objects.filter(is_active=True)
-    if not getattr(user, "is_staff", False):
+    if not user.is_authenticated:
+        return projects.none()
+    if not user.is_staff:
         projects = projects.filter(annotators=user)
     return projects_with_progress(projects).order_by("name")

@@ -44,3 +44,12 @@ def test_login_page_and_logout(annotator, client):
 def test_healthz_answers_when_the_database_does(client):
     response = client.get("/healthz")
     assert (response.status_code, response.content, response["Content-Type"]) == (200, b"ok", "text/plain")
+
+
+def test_anonymous_users_have_no_projects():
+    from django.contrib.auth.models import AnonymousUser
+
+    from feedback.selectors import projects_for_user
+
+    ProjectFactory()
+    assert list(projects_for_user(user=AnonymousUser())) == []
