@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet, TextField
+from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -187,13 +187,14 @@ class PromptAdmin(admin.ModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Prompt], search_term: str
     ) -> tuple[QuerySet[Prompt], bool]:
-        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        if search_term:
-            by_text = self.model.objects.annotate(conversation_text=Cast("conversation", TextField())).filter(
-                conversation_text__icontains=search_term
-            )
-            queryset |= by_text.filter(pk__in=self.get_queryset(request).values("pk"))
-        return queryset, may_have_duplicates
+        """Search ids and the conversation's text, within whatever filters are already applied."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        matches = queryset.annotate(conversation_text=Cast("conversation", TextField())).filter(
+            Q(external_id__icontains=term) | Q(conversation_text__icontains=term)
+        )
+        return matches, False
 
     def get_urls(self) -> list[URLPattern]:
         return [

@@ -200,3 +200,26 @@ def test_only_staff_with_add_permission_may_import(annotator_client, client):
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("admin:login"))
     assert Prompt.objects.count() == 0
+
+
+def test_prompt_search_finds_text_and_ids_within_the_active_filter(admin_client):
+    mine, other = ProjectFactory(), ProjectFactory()
+    PromptFactory(
+        project=mine, external_id="tide-1", conversation=[{"role": "user", "content": "Explain TIDES."}]
+    )
+    PromptFactory(
+        project=mine, external_id="rain-1", conversation=[{"role": "user", "content": "Explain rain."}]
+    )
+    PromptFactory(
+        project=other, external_id="tide-2", conversation=[{"role": "user", "content": "Tides again"}]
+    )
+    url = admin_url(Prompt, "changelist")
+
+    def found(**params):
+        response = admin_client.get(url, params)
+        return sorted(prompt.external_id for prompt in response.context["cl"].result_list)
+
+    assert found(q="tides") == ["tide-1", "tide-2"]
+    assert found(q="tides", project__id__exact=mine.pk) == ["tide-1"]
+    assert found(q="rain-1") == ["rain-1"]
+    assert found(q="  ", project__id__exact=mine.pk) == ["rain-1", "tide-1"]
