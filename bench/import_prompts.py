@@ -1,7 +1,8 @@
 """Prompt import throughput: `prompts_import` against naive row-by-row inserts, measured in the same run.
 
-Run from the repository root against a PostgreSQL server (the database is created if it is missing and
-migrated; each measurement writes into its own new project, deleted at the end):
+Run from the repository root against a PostgreSQL server. The database is created if it is missing and
+migrated; the service's two imports share one new project and the baseline writes into another, both
+uniquely slugged and deleted at the end, so runs neither see nor leave each other's rows:
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/rankwise_bench \\
         .venv/bin/python bench/import_prompts.py [--prompts 100000] [--baseline-rows 5000]
@@ -11,7 +12,8 @@ three-message conversations, 50–800 characters per message, with ids, categori
 times, wall clock and parsing included:
 
 1. `prompts_import` of the whole file into an empty project (the target: >= 10,000 prompts/s at 100,000);
-2. `prompts_import` of the same file again (every prompt unchanged: the idempotent re-import path);
+2. `prompts_import` of the same file again, straight after (every prompt unchanged: the idempotent
+   re-import path, usually before autovacuum has analysed the freshly loaded rows);
 3. the baseline: the first `--baseline-rows` lines, each `json.loads`-ed, hashed and saved with
    `Prompt.objects.create(...)` in autocommit, as naive code would.
 

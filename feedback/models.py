@@ -131,10 +131,18 @@ DEFAULT_COMPLETION_TEMPLATE = (
 )
 
 
+def canonical_json(value: Any) -> str:
+    """One JSON text per value, whatever its key order: what hashes are taken of."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def conversation_hash(conversation: list[dict[str, str]]) -> str:
     """SHA-256 of the conversation's canonical JSON: equal prompts hash equal, whatever the key order."""
-    canonical = json.dumps(conversation, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return sha256_hex(canonical_json(conversation))
 
 
 class Project(models.Model):

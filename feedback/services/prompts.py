@@ -10,21 +10,27 @@ left as it is, never overwritten.
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import IO, Any, Literal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
-from feedback.models import MessageRole, Project, Prompt, PromptCategory, conversation_hash
+from feedback.models import MessageRole, Project, Prompt, PromptCategory, canonical_json, sha256_hex
 
 PromptFileFormat = Literal["jsonl", "csv"]
 
 RECORD_FIELDS = ("id", "prompt", "messages", "category", "metadata")
+# Django rebuilds `TextChoices.values` on every access; these are checked once per message.
+CATEGORIES = frozenset(PromptCategory.values)
+ROLES = frozenset(MessageRole.values)
 EXTERNAL_ID_MAX_LENGTH = Prompt._meta.get_field("external_id").max_length or 200
 DERIVED_ID_PREFIX = "sha256:"
 # Enough to show what is wrong with a file without turning the report into the file.
@@ -33,6 +39,7 @@ MAX_REPORTED_ERRORS = 1_000
 # to keep statements and parameter lists modest.
 WRITE_BATCH_SIZE = 2_000
 READ_CHUNK_BYTES = 1 << 20
+ANALYZE_AFTER_ROWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,8 @@ class ParsedPrompt:
     category: str
     metadata: dict[str, Any]
     content_hash: str
+    # The canonical JSON the hash was taken of, kept so that the write serialises nothing twice.
+    conversation_json: str
 
 
 @dataclass(frozen=True)
@@ -153,31 +162,25 @@ def prompts_import(
     Takes a row lock on the project, so concurrent imports into the same project run one after the
     other and the skip-or-conflict decision is made against committed rows.
     """
-    prompts = prompts_parse(source=source, file_format=file_format)
+    with _cyclic_gc_paused():
+        prompts = prompts_parse(source=source, file_format=file_format)
     Project.objects.select_for_update().only("pk").get(pk=project.pk)
 
     report = PromptImportReport()
-    new_prompts: list[Prompt] = []
+    new_prompts: list[ParsedPrompt] = []
     for batch in _batched(prompts, WRITE_BATCH_SIZE):
         stored = {
             row[0]: row[1:]
             for row in Prompt.objects.filter(
                 project=project, external_id__in=[prompt.external_id for prompt in batch]
-            ).values_list("external_id", "content_hash", "category", "metadata")
+            )
+            .order_by()  # no ORDER BY id: it would lead the planner to walk the primary key
+            .values_list("external_id", "content_hash", "category", "metadata")
         }
         for prompt in batch:
             existing = stored.get(prompt.external_id)
             if existing is None:
-                new_prompts.append(
-                    Prompt(
-                        project=project,
-                        external_id=prompt.external_id,
-                        conversation=prompt.conversation,
-                        category=prompt.category,
-                        metadata=prompt.metadata,
-                        content_hash=prompt.content_hash,
-                    )
-                )
+                new_prompts.append(prompt)
                 continue
             changed = tuple(
                 name
@@ -195,12 +198,89 @@ def prompts_import(
                 )
             else:
                 report.unchanged += 1
-    Prompt.objects.bulk_create(new_prompts, batch_size=WRITE_BATCH_SIZE)
+    _insert_prompts(project=project, prompts=new_prompts)
     report.created = len(new_prompts)
     return report
 
 
+def _insert_prompts(*, project: Project, prompts: list[ParsedPrompt]) -> None:
+    """Insert new prompts: COPY on PostgreSQL, `bulk_create` elsewhere (the SQLite demo).
+
+    COPY skips building an INSERT statement with every value quoted into it, which is most of the cost
+    of `bulk_create` for JSON-heavy rows; constraints and triggers apply to COPY as to INSERT.
+    """
+    if not prompts:
+        return
+    if connection.vendor != "postgresql":
+        Prompt.objects.bulk_create(
+            (
+                Prompt(
+                    project=project,
+                    external_id=prompt.external_id,
+                    conversation=prompt.conversation,
+                    category=prompt.category,
+                    metadata=prompt.metadata,
+                    content_hash=prompt.content_hash,
+                )
+                for prompt in prompts
+            ),
+            batch_size=WRITE_BATCH_SIZE,
+        )
+        return
+    quote = connection.ops.quote_name
+    fields = ("project", "external_id", "conversation", "category", "metadata", "content_hash", "created_at")
+    columns = ", ".join(quote(Prompt._meta.get_field(name).column) for name in fields)
+    created_at = timezone.now()
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {quote(Prompt._meta.db_table)} ({columns}) FROM STDIN") as copy,
+    ):
+        for prompt in prompts:
+            copy.write_row(
+                (
+                    project.pk,
+                    prompt.external_id,
+                    prompt.conversation_json,
+                    prompt.category,
+                    json.dumps(prompt.metadata, ensure_ascii=False),
+                    prompt.content_hash,
+                    created_at,
+                )
+            )
+    if len(prompts) >= ANALYZE_AFTER_ROWS:
+        # Fresh statistics, so the next import's id lookups use the unique index at once instead of
+        # waiting for autovacuum.
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {quote(Prompt._meta.db_table)}")
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause CPython's cycle collector while a file is parsed.
+
+    Parsing keeps every prompt (lists and dicts) alive until the write, so each full collection would
+    rescan a heap that keeps growing: about a fifth of the import's time at 100,000 prompts. Nothing
+    built here forms reference cycles, so reference counting frees it all the same.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 # --- Reading files ---------------------------------------------------------------------------------------
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _LineError(f"bad JSON: {name} is not a JSON number")
+
+
+def _loads(text: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON (and PostgreSQL's jsonb) does not.
+    return json.loads(text, parse_constant=_refuse_constant)
 
 
 def _physical_lines(source: IO[bytes]) -> Iterator[bytes]:
@@ -232,7 +312,7 @@ def _jsonl_records(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | _L
             if not text.strip():
                 continue
             try:
-                record = json.loads(text)
+                record = _loads(text)
             except json.JSONDecodeError as error:
                 raise _LineError(f"bad JSON: {error.msg} (column {error.colno})") from None
             if not isinstance(record, dict):
@@ -291,7 +371,7 @@ def _record_from_csv_row(row: dict[str, str]) -> dict[str, Any]:
             continue  # an empty cell is a missing value
         if name in {"messages", "metadata"}:
             try:
-                record[name] = json.loads(cell)
+                record[name] = _loads(cell)
             except json.JSONDecodeError as error:
                 raise _LineError(f"{name} is not valid JSON: {error.msg} (column {error.colno})") from None
         else:
@@ -312,7 +392,7 @@ def _prompt_from_record(record: dict[str, Any], *, line: int, max_chars: int) ->
         raise _LineError(f"over the size limit: {total_chars} characters of text, the limit is {max_chars}")
 
     category = record.get("category", PromptCategory.OTHER)
-    if not isinstance(category, str) or category.strip().lower() not in PromptCategory.values:
+    if not isinstance(category, str) or category.strip().lower() not in CATEGORIES:
         raise _LineError(f"unknown category {category!r}; allowed: {', '.join(PromptCategory.values)}")
 
     metadata = record.get("metadata", {})
@@ -321,7 +401,8 @@ def _prompt_from_record(record: dict[str, Any], *, line: int, max_chars: int) ->
     if "\\u0000" in json.dumps(metadata):
         raise _LineError("metadata contains a NUL character")
 
-    content_hash = conversation_hash(conversation)
+    conversation_json = canonical_json(conversation)
+    content_hash = sha256_hex(conversation_json)
     return ParsedPrompt(
         line=line,
         external_id=_external_id(record.get("id"), content_hash=content_hash),
@@ -329,6 +410,7 @@ def _prompt_from_record(record: dict[str, Any], *, line: int, max_chars: int) ->
         category=category.strip().lower(),
         metadata=metadata,
         content_hash=content_hash,
+        conversation_json=conversation_json,
     )
 
 
@@ -351,7 +433,7 @@ def _conversation_from_record(record: dict[str, Any]) -> list[dict[str, str]]:
         if not isinstance(message, dict) or set(message) != {"role", "content"}:
             raise _LineError(f"message {number} must be an object with exactly 'role' and 'content'")
         role, content = message["role"], message["content"]
-        if role not in MessageRole.values:
+        if role not in ROLES:
             raise _LineError(f"message {number} has unknown role {role!r}; allowed: system, user, assistant")
         if not isinstance(content, str):
             raise _LineError(f"message {number} content must be a string, got {_json_type(content)}")

@@ -94,6 +94,11 @@ def test_prompts_without_ids_get_ids_from_their_text_and_reimport_idempotently()
 LINE_ERRORS = [
     ('{"id": "x", "prompt": "unterminated}', "bad JSON: Unterminated string starting at (column 23)"),
     ("[1, 2]", "expected a JSON object, got a list"),
+    ('{"id": "x", "prompt": "fine", "metadata": {"score": NaN}}', "bad JSON: NaN is not a JSON number"),
+    (
+        '{"id": "x", "prompt": "fine", "metadata": {"score": -Infinity}}',
+        "bad JSON: -Infinity is not a JSON number",
+    ),
     ({"id": "x"}, "missing text: give 'prompt' (a string) or 'messages' (a list)"),
     ({"id": "x", "prompt": "  \n "}, "prompt is empty"),
     ({"id": "x", "prompt": 7}, "prompt must be a string, got a number"),
