@@ -229,7 +229,8 @@ def _insert_prompts(*, project: Project, prompts: list[ParsedPrompt]) -> None:
         return
     quote = connection.ops.quote_name
     fields = ("project", "external_id", "conversation", "category", "metadata", "content_hash", "created_at")
-    columns = ", ".join(quote(Prompt._meta.get_field(name).column) for name in fields)
+    column_of = {field.name: field.column for field in Prompt._meta.concrete_fields if field.column}
+    columns = ", ".join(quote(column_of[name]) for name in fields)
     created_at = timezone.now()
     with (
         connection.cursor() as cursor,
