@@ -2,29 +2,10 @@
 
 import os
 import secrets
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFIG_VARIABLES = ("DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE")
-
-
-def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    """Run manage.py in a fresh process with only the given configuration in its environment."""
-    clean = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "RANKWISE_"))}
-    for key in CONFIG_VARIABLES:
-        clean.pop(key, None)
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.processes import manage
 
 
 def production_env(**overrides: str) -> dict[str, str]:

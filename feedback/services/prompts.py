@@ -69,8 +69,9 @@ class ParsedPrompt:
     category: str
     metadata: dict[str, Any]
     content_hash: str
-    # The canonical JSON the hash was taken of, kept so that the write serialises nothing twice.
+    # JSON texts made while checking, kept so that the write serialises nothing twice.
     conversation_json: str
+    metadata_json: str
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,7 @@ def _insert_prompts(*, project: Project, prompts: list[ParsedPrompt]) -> None:
                     prompt.external_id,
                     prompt.conversation_json,
                     prompt.category,
-                    json.dumps(prompt.metadata, ensure_ascii=False),
+                    prompt.metadata_json,
                     prompt.content_hash,
                     created_at,
                 )
@@ -399,7 +400,8 @@ def _prompt_from_record(record: dict[str, Any], *, line: int, max_chars: int) ->
     metadata = record.get("metadata", {})
     if not isinstance(metadata, dict):
         raise _LineError(f"metadata must be a JSON object, got {_json_type(metadata)}")
-    if "\\u0000" in json.dumps(metadata):
+    metadata_json = json.dumps(metadata, ensure_ascii=False)  # escapes control characters, NUL included
+    if "\\u0000" in metadata_json:
         raise _LineError("metadata contains a NUL character")
 
     conversation_json = canonical_json(conversation)
@@ -412,6 +414,7 @@ def _prompt_from_record(record: dict[str, Any], *, line: int, max_chars: int) ->
         metadata=metadata,
         content_hash=content_hash,
         conversation_json=conversation_json,
+        metadata_json=metadata_json,
     )
 
 

@@ -1,11 +1,7 @@
 """`make demo`'s seed: users for each role, the demo project and its bundled prompts, repeatable."""
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from django.contrib.auth import authenticate, get_user_model
@@ -13,6 +9,7 @@ from django.core.management import call_command
 
 from feedback.models import Project, Prompt
 from feedback.services.demo import DEMO_PROMPTS
+from tests.processes import manage
 
 pytestmark = pytest.mark.django_db
 
@@ -92,28 +89,16 @@ def test_the_bundled_prompts_cover_the_instruction_kinds_and_multi_turn(capsys):
 
 def test_make_demo_seeding_on_its_own_sqlite_database_is_repeatable(tmp_path):
     """The demo's real configuration: no DATABASE_URL (a SQLite file), no broker, run twice."""
-    root = Path(__file__).resolve().parents[2]
-    env = {
-        key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "CELERY_BROKER_URL")
-    }
-    env.update(RANKWISE_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="feedback.settings")
 
-    def manage(*args):
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+    def manage_ok(*args):
+        result = manage(*args, RANKWISE_VAR_DIR=str(tmp_path))
         assert result.returncode == 0, result.stderr
         return result.stdout
 
     outputs = []
     for _ in range(2):
-        manage("migrate", "--noinput", "-v", "0")
-        outputs.append(manage("seed_demo").splitlines())
+        manage_ok("migrate", "--noinput", "-v", "0")
+        outputs.append(manage_ok("seed_demo").splitlines())
     count = sum(1 for line in DEMO_PROMPTS.read_text().splitlines() if line.strip())
     assert (
         outputs[0][0]
