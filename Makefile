@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 # The pinned build is the local CPU wheel; an unpinned torch would pull gigabytes of CUDA packages.
 TORCH_VERSION := 2.13.0
 STAMP := $(VENV)/.installed
+# The demo's model: a tiny checkpoint with random weights, built once, so comparisons exist at start.
+DEMO_CHECKPOINT := var/checkpoints/tiny-instruct
 
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/rankwise
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
@@ -23,13 +25,15 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet -e ".[inference,dev]"
 	touch $@
 
-## make demo: install, migrate the SQLite file, seed, serve on http://127.0.0.1:8000
+## make demo: install, migrate the SQLite file, seed, build the tiny checkpoint and generate with it
+## (inline, no Redis needed), serve on http://127.0.0.1:8000
 demo: demo-setup
 	$(PY) manage.py runserver 127.0.0.1:8000
 
 demo-setup: install
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py seed_demo
+	test -f $(DEMO_CHECKPOINT)/config.json || $(PY) manage.py make_tiny_checkpoint $(DEMO_CHECKPOINT)
+	$(PY) manage.py seed_demo --checkpoint $(DEMO_CHECKPOINT)
 
 ## make test: install, check PostgreSQL and Redis, lint, run every test
 test: install preflight lint typecheck

@@ -1,23 +1,31 @@
-"""The admin: where staff run projects. Thin: lists, filters, and the import page calling the service."""
+"""The admin: where staff run projects. Thin: lists, filters, and pages and actions calling the services.
+
+Model output, checkpoint reports and worker errors are untrusted text: they reach HTML only through
+`format_html` (or Django's escaping readonly fields), never `mark_safe`.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet, TextField
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
+from django.db.models import Count, Q, QuerySet, TextField, URLField
 from django.db.models.functions import Cast
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from feedback.models import (
     Assignment,
     Comparison,
     ComparisonResponse,
+    GenerationChunk,
     GenerationRun,
     Judgment,
     PolicyCheckpoint,
@@ -26,6 +34,11 @@ from feedback.models import (
     Response,
 )
 from feedback.selectors import projects_with_progress
+from feedback.services.generation import (
+    checkpoint_validation_request,
+    generation_run_cancel,
+    generation_run_start,
+)
 from feedback.services.prompts import (
     MAX_REPORTED_ERRORS,
     PromptImportError,
@@ -36,9 +49,100 @@ from feedback.services.prompts import (
 # How many bad lines the upload page lists before summarising the rest.
 IMPORT_ERRORS_SHOWN = 50
 
+TINY_TEST_MODEL_BADGE = (
+    '<span title="Random weights from make_tiny_checkpoint: its responses are noise." '
+    'style="background: #777; color: #fff; border-radius: 4px; padding: 1px 5px; font-size: 0.8em; '
+    'white-space: nowrap">tiny test model</span>'
+)
+
 
 def _percent(done: int, total: int) -> str:
     return f"{done}/{total} ({100 * done // total}%)" if total else "0/0"
+
+
+def _run_progress(run: GenerationRun) -> str:
+    failed = f", {run.failed_prompts} failed" if run.failed_prompts else ""
+    return _percent(run.done_prompts, run.total_prompts) + failed
+
+
+def _error_block(text: str) -> SafeString | str:
+    """A worker's error: its first line, and the whole text (a traceback, say) folded underneath."""
+    text = text.strip()
+    if not text:
+        return ""
+    first_line = text.splitlines()[0]
+    if first_line == text:
+        return format_html('<span style="white-space: pre-wrap">{}</span>', text)
+    return format_html(
+        '<details><summary>{}</summary><pre style="white-space: pre-wrap">{}</pre></details>',
+        first_line,
+        text,
+    )
+
+
+def _key_value_table(data: Mapping[str, Any]) -> SafeString:
+    """A JSON object as a two-column table; nested values are shown as JSON, everything escaped."""
+    return format_html(
+        "<table><tbody>{}</tbody></table>",
+        format_html_join(
+            "",
+            '<tr><th scope="row">{}</th><td><span style="white-space: pre-wrap">{}</span></td></tr>',
+            (
+                (key, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+                for key, value in data.items()
+            ),
+        ),
+    )
+
+
+def _field_errors(error: ValidationError) -> dict[str, list[str]]:
+    """A service's ValidationError as field → messages (errors not tied to a field under NON_FIELD_ERRORS)."""
+    if hasattr(error, "error_dict"):
+        return error.message_dict
+    return {NON_FIELD_ERRORS: error.messages}
+
+
+def _run_link(run: GenerationRun) -> SafeString:
+    url = reverse("admin:feedback_generationrun_change", args=[run.pk])
+    return format_html(
+        '<a href="{}">run {}</a> for {} ({} prompt(s) from {})',
+        url,
+        run.pk,
+        run.project,
+        run.total_prompts,
+        " vs ".join(
+            str(checkpoint) for checkpoint in (run.checkpoint, run.opponent_checkpoint) if checkpoint
+        ),
+    )
+
+
+def _start_runs(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    plans: Iterable[tuple[Project, Sequence[Prompt] | None]],
+) -> None:
+    """Start one run per (project, prompts) with the project's defaults and report each outcome."""
+    started: list[GenerationRun] = []
+    for project, prompts in plans:
+        try:
+            started.append(generation_run_start(project=project, prompts=prompts, created_by=request.user))
+        except ValidationError as error:
+            reasons = "; ".join(
+                message if field == NON_FIELD_ERRORS else f"{field.replace('_', ' ')}: {message}"
+                for field, field_messages in _field_errors(error).items()
+                for message in field_messages
+            )
+            model_admin.message_user(request, f"No run started for {project}: {reasons}", messages.ERROR)
+    if started:
+        model_admin.message_user(
+            request,
+            format_html(
+                "Started {} generation run(s): {}.",
+                len(started),
+                format_html_join("; ", "{}", ((_run_link(run),) for run in started)),
+            ),
+            messages.SUCCESS,
+        )
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -56,16 +160,16 @@ class ReadOnlyInline(admin.TabularInline):
 class GenerationRunInline(ReadOnlyInline):
     model = GenerationRun
     fk_name = "project"
-    fields = (
-        "checkpoint",
-        "opponent_checkpoint",
-        "status",
-        "total_prompts",
-        "done_prompts",
-        "failed_prompts",
-    )
+    fields = ("checkpoint", "opponent_checkpoint", "status", "progress", "created_at")
     readonly_fields = fields
     ordering = ("-created_at",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[GenerationRun]:
+        return super().get_queryset(request).select_related("checkpoint", "opponent_checkpoint")
+
+    @admin.display(description="Prompts done")
+    def progress(self, run: GenerationRun) -> str:
+        return _run_progress(run)
 
 
 @admin.register(Project)
@@ -87,6 +191,7 @@ class ProjectAdmin(admin.ModelAdmin):
     list_select_related = ("current_checkpoint",)
     readonly_fields = ("prompt_count", "comparison_count", "progress", "checkpoints_used", "created_at")
     inlines = (GenerationRunInline,)
+    actions = ("generate_responses",)
     fieldsets = (
         (None, {"fields": ("name", "slug", "is_active", "guidelines")}),
         ("Progress", {"fields": ("prompt_count", "comparison_count", "progress", "checkpoints_used")}),
@@ -113,7 +218,12 @@ class ProjectAdmin(admin.ModelAdmin):
                     "max_new_tokens",
                     "temperature",
                     "top_p",
+                    "top_k",
+                    "repetition_penalty",
+                    "stop_strings",
                     "completion_template",
+                    "pairing_strategy",
+                    "max_comparisons_per_prompt",
                 )
             },
         ),
@@ -145,6 +255,14 @@ class ProjectAdmin(admin.ModelAdmin):
         )
         return ", ".join(names) or "none yet"
 
+    def has_generate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("feedback.add_generationrun")
+
+    @admin.action(description="Generate responses with the current checkpoint", permissions=["generate"])
+    def generate_responses(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+        projects = queryset.select_related("current_checkpoint").order_by("name")
+        _start_runs(self, request, ((project, None) for project in projects))
+
 
 class PromptImportForm(forms.Form):
     project = forms.ModelChoiceField(queryset=Project.objects.order_by("name"))
@@ -167,6 +285,7 @@ class PromptAdmin(admin.ModelAdmin):
     readonly_fields = ("content_hash", "created_at", "conversation_display")
     change_list_template = "admin/feedback/prompt/change_list.html"
     fields = ("project", "external_id", "category", "conversation", "conversation_display", "metadata")
+    actions = ("generate_responses",)
 
     @admin.display(description="Turns")
     def turn_count(self, prompt: Prompt) -> int:
@@ -239,12 +358,33 @@ class PromptAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/feedback/prompt/import.html", context)
 
+    def has_generate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("feedback.add_generationrun")
+
+    @admin.action(
+        description="Generate responses for the selected prompts (current checkpoint)",
+        permissions=["generate"],
+    )
+    def generate_responses(self, request: HttpRequest, queryset: QuerySet[Prompt]) -> None:
+        """One run per project, over that project's selected prompts only."""
+        prompts_by_project: dict[int, list[Prompt]] = {}
+        projects: dict[int, Project] = {}
+        for prompt in queryset.select_related("project__current_checkpoint").order_by("project__name", "id"):
+            projects.setdefault(prompt.project_id, prompt.project)
+            prompts_by_project.setdefault(prompt.project_id, []).append(prompt)
+        _start_runs(
+            self,
+            request,
+            ((projects[project_id], prompts) for project_id, prompts in prompts_by_project.items()),
+        )
+
 
 @admin.register(PolicyCheckpoint)
 class PolicyCheckpointAdmin(admin.ModelAdmin):
     list_display = (
-        "name",
+        "name_and_label",
         "kind",
+        "backend",
         "source_type",
         "source",
         "adapter_source",
@@ -253,35 +393,278 @@ class PolicyCheckpointAdmin(admin.ModelAdmin):
         "validation_status",
         "created_at",
     )
-    list_filter = ("kind", "source_type", "validation_status", "dtype")
+    list_filter = ("kind", "backend", "source_type", "validation_status", "dtype")
     search_fields = ("name", "source", "adapter_source", "notes")
     list_select_related = ("parent",)
     autocomplete_fields = ("parent",)
-    readonly_fields = ("validation_status", "validation_report", "validated_at", "created_at")
+    readonly_fields = ("validation_status", "validated_at", "validation_report_display", "created_at")
+    # Serving URLs are usually plain http inside the cluster (http://vllm:8000/v1).
+    formfield_overrides = {URLField: {"assume_scheme": "http"}}
+    fieldsets = (
+        (None, {"fields": ("name", "kind", "parent", "training_step", "notes")}),
+        (
+            "Weights",
+            {"fields": ("source_type", "source", "revision", "adapter_source", "adapter_revision", "dtype")},
+        ),
+        ("Serving", {"fields": ("backend", "api_base_url", "served_model_name", "api_key_env")}),
+        (
+            "Validation",
+            {
+                "fields": ("validation_status", "validated_at", "validation_report_display", "created_at"),
+                "description": "A worker inspects the checkpoint where its files are: "
+                "use the action “Validate selected checkpoints” on the list.",
+            },
+        ),
+    )
+    actions = ("validate_checkpoints",)
+
+    @admin.display(description="Name", ordering="name")
+    def name_and_label(self, checkpoint: PolicyCheckpoint) -> SafeString | str:
+        if checkpoint.is_tiny_test_model:
+            return format_html("{} " + TINY_TEST_MODEL_BADGE, checkpoint.name)
+        return checkpoint.name
+
+    @admin.display(description="Validation report")
+    def validation_report_display(self, checkpoint: PolicyCheckpoint) -> SafeString | str:
+        report = checkpoint.validation_report
+        if not report:
+            return "Not validated yet."
+        if not isinstance(report, dict):
+            return json.dumps(report, ensure_ascii=False)
+        return _key_value_table(report)
+
+    @admin.action(description="Validate selected checkpoints", permissions=["change"])
+    def validate_checkpoints(self, request: HttpRequest, queryset: QuerySet[PolicyCheckpoint]) -> None:
+        count = checkpoint_validation_request(checkpoints=queryset)
+        self.message_user(
+            request,
+            f"Asked the workers to validate {count} checkpoint(s); each shows “Checking” until a worker "
+            "records its verdict.",
+            messages.SUCCESS,
+        )
+
+
+def _parse_stop_strings(text: str) -> list[str]:
+    """One stop string per line; `\\n` inside a line stands for a newline. Blank lines are skipped."""
+    return [line.replace("\\n", "\n") for line in text.splitlines() if line.strip()]
+
+
+class GenerationRunStartForm(forms.Form):
+    """What a run may override; blank means the project's setting. The service validates the values."""
+
+    SAMPLING_FIELDS = (
+        "temperature",
+        "top_p",
+        "top_k",
+        "max_new_tokens",
+        "repetition_penalty",
+        "stop_strings",
+    )
+
+    project = forms.ModelChoiceField(queryset=Project.objects.select_related("current_checkpoint"))
+    checkpoint = forms.ModelChoiceField(
+        queryset=PolicyCheckpoint.objects.order_by("name"),
+        required=False,
+        help_text="Blank: the project's current checkpoint.",
+    )
+    opponent_checkpoint = forms.ModelChoiceField(
+        queryset=PolicyCheckpoint.objects.order_by("name"),
+        required=False,
+        help_text="Checkpoint against checkpoint (pairwise projects): both answer every prompt and each "
+        "comparison pits one response of each.",
+    )
+    samples_per_prompt = forms.IntegerField(required=False, help_text="Blank: the project's.")
+    temperature = forms.FloatField(required=False, help_text="0 is greedy. Blank: the project's.")
+    top_p = forms.FloatField(required=False, help_text="1 switches it off. Blank: the project's.")
+    top_k = forms.IntegerField(required=False, help_text="0 switches it off. Blank: the project's.")
+    max_new_tokens = forms.IntegerField(required=False, help_text="Blank: the project's.")
+    repetition_penalty = forms.FloatField(
+        required=False, help_text="1 switches it off. Blank: the project's."
+    )
+    stop_strings = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 40}),
+        help_text="One per line, spaces kept; write \\n for a newline inside one (e.g. \\nUser:). "
+        "Blank: the project's.",
+    )
+    seed = forms.IntegerField(required=False, help_text="Blank: a random seed (recorded on the run).")
+    chunk_size = forms.IntegerField(required=False, help_text="Prompts per worker task. Blank: the default.")
+
+    def sampling_overrides(self) -> dict[str, Any] | None:
+        """The project's sampling defaults with the given fields replaced; None when none was given."""
+        values = {**self.cleaned_data, "stop_strings": _parse_stop_strings(self.cleaned_data["stop_strings"])}
+        given = {name: values[name] for name in self.SAMPLING_FIELDS if values[name] not in (None, [])}
+        if not given:
+            return None
+        project: Project = self.cleaned_data["project"]
+        return {**project.sampling_parameters().as_dict(), **given}
+
+
+class GenerationChunkInline(ReadOnlyInline):
+    model = GenerationChunk
+    fields = ("index", "checkpoint", "status", "attempts", "error_display", "heartbeat_at")
+    readonly_fields = fields
+    ordering = ("index", "checkpoint_id")
+    show_change_link = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[GenerationChunk]:
+        return super().get_queryset(request).select_related("checkpoint")
+
+    @admin.display(description="Error")
+    def error_display(self, chunk: GenerationChunk) -> SafeString | str:
+        return _error_block(chunk.error)
 
 
 @admin.register(GenerationRun)
 class GenerationRunAdmin(admin.ModelAdmin):
+    """Runs are started from the start page or the actions and moved on by workers, never edited here:
+    saving a form would write back counters that workers are updating."""
+
     list_display = ("id", "project", "checkpoint", "opponent_checkpoint", "status", "progress", "created_at")
     list_filter = ("status", "project")
     list_select_related = ("project", "checkpoint", "opponent_checkpoint")
     search_fields = ("checkpoint__name", "project__name")
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "project",
+                    "checkpoint",
+                    "opponent_checkpoint",
+                    "status",
+                    "progress",
+                    "chunk_summary",
+                    "error_display",
+                )
+            },
+        ),
+        ("Sampling", {"fields": ("samples_per_prompt", "sampling_parameters_display", "seed", "chunk_size")}),
+        ("History", {"fields": ("created_by", "created_at", "started_at", "finished_at")}),
+    )
     readonly_fields = (
+        "project",
+        "checkpoint",
+        "opponent_checkpoint",
         "status",
-        "total_prompts",
-        "done_prompts",
-        "failed_prompts",
-        "error",
+        "progress",
+        "chunk_summary",
+        "error_display",
+        "samples_per_prompt",
+        "sampling_parameters_display",
+        "seed",
+        "chunk_size",
         "created_by",
         "created_at",
         "started_at",
         "finished_at",
     )
+    inlines = (GenerationChunkInline,)
+    actions = ("cancel_runs",)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("feedback.change_generationrun")
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path("start/", self.admin_site.admin_view(self.start_view), name="feedback_generationrun_start"),
+            *super().get_urls(),
+        ]
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # The generic add form would let staff write a run without its chunks; the start page calls the
+        # service instead (and posts to its own URL).
+        return self.start_view(request)
+
+    def start_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = GenerationRunStartForm(request.POST or None, initial={"project": request.GET.get("project")})
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                run = generation_run_start(
+                    project=data["project"],
+                    checkpoint=data["checkpoint"],
+                    opponent_checkpoint=data["opponent_checkpoint"],
+                    samples_per_prompt=data["samples_per_prompt"],
+                    sampling=form.sampling_overrides(),
+                    seed=data["seed"],
+                    chunk_size=data["chunk_size"],
+                    created_by=request.user,
+                )
+            except ValidationError as error:
+                for field, field_messages in _field_errors(error).items():
+                    for message in field_messages:
+                        form.add_error(field if field in form.fields else None, message)
+            else:
+                self.message_user(
+                    request,
+                    format_html("Started {}: {} chunk(s) queued.", _run_link(run), run.chunks.count()),
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(reverse("admin:feedback_generationrun_change", args=[run.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Start a generation run",
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/feedback/generationrun/start.html", context)
 
     @admin.display(description="Prompts done")
     def progress(self, run: GenerationRun) -> str:
-        failed = f", {run.failed_prompts} failed" if run.failed_prompts else ""
-        return _percent(run.done_prompts, run.total_prompts) + failed
+        return _run_progress(run)
+
+    @admin.display(description="Chunks")
+    def chunk_summary(self, run: GenerationRun) -> str:
+        counts = dict(
+            run.chunks.order_by().values("status").annotate(count=Count("id")).values_list("status", "count")
+        )
+        return ", ".join(
+            f"{counts[status]} {label.lower()}"
+            for status, label in GenerationChunk.Status.choices
+            if status in counts
+        )
+
+    @admin.display(description="Error")
+    def error_display(self, run: GenerationRun) -> SafeString | str:
+        return _error_block(run.error)
+
+    @admin.display(description="Sampling parameters")
+    def sampling_parameters_display(self, run: GenerationRun) -> SafeString:
+        return _key_value_table(run.sampling_parameters or {})
+
+    @admin.action(description="Cancel selected runs", permissions=["cancel"])
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[GenerationRun]) -> None:
+        cancelled: list[int] = []
+        finished: list[int] = []
+        for run in queryset.order_by("id"):
+            (cancelled if generation_run_cancel(run=run) else finished).append(run.pk)
+        summary = f"Cancelled {len(cancelled)} run(s)."
+        if finished:
+            summary += f" {len(finished)} had already finished: " + ", ".join(map(str, finished)) + "."
+        self.message_user(request, summary, messages.SUCCESS if cancelled else messages.WARNING)
+
+
+RESPONSE_FIELDS = (
+    "prompt",
+    "checkpoint",
+    "run",
+    "sample_index",
+    "text",
+    "sampling_parameters",
+    "seed",
+    "token_count",
+    "finish_reason",
+    "latency_seconds",
+)
 
 
 @admin.register(Response)
@@ -300,6 +683,19 @@ class ResponseAdmin(admin.ModelAdmin):
     list_select_related = ("prompt", "checkpoint", "run")
     search_fields = ("text", "prompt__external_id")
     raw_id_fields = ("prompt", "run")
+
+    def get_fields(self, request: HttpRequest, obj: Response | None = None) -> tuple[str, ...]:
+        if obj is None:
+            return RESPONSE_FIELDS
+        # A stored response's text is model output: shown, escaped, never edited in a textarea.
+        return (*("text_display" if name == "text" else name for name in RESPONSE_FIELDS), "created_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Response | None = None) -> tuple[str, ...]:
+        return ("text_display", "created_at") if obj is not None else ()
+
+    @admin.display(description="Text")
+    def text_display(self, response: Response) -> SafeString:
+        return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', response.text)
 
     @admin.display(description="Latency (s)", ordering="latency_seconds")
     def latency(self, response: Response) -> str:

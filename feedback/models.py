@@ -19,6 +19,9 @@ from django.db.models import F, Q
 from django.db.models.functions import Length
 from django.db.models.lookups import Exact, LessThanOrEqual
 
+from feedback.prompting import validate_completion_template
+from feedback.sampling import MAX_NEW_TOKENS_LIMIT, SamplingParameters
+
 
 class PromptCategory(models.TextChoices):
     """The kind of instruction a prompt gives; exports and statistics group by it."""
@@ -145,10 +148,23 @@ def conversation_hash(conversation: list[dict[str, str]]) -> str:
     return sha256_hex(canonical_json(conversation))
 
 
+def validate_stop_strings(value: Any) -> None:
+    if not isinstance(value, list):
+        raise ValidationError("Stop strings must be a list of strings.")
+    try:
+        SamplingParameters(stop_strings=tuple(value))
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
+
+
 class Project(models.Model):
     class ComparisonMode(models.TextChoices):
         PAIRWISE = "pairwise", "Pairwise (A vs B)"
         RANKING = "ranking", "Ranking of k responses"
+
+    class PairingStrategy(models.TextChoices):
+        DISJOINT = "disjoint", "Random disjoint pairs (or k-sets): each response in at most one comparison"
+        ALL_PAIRS = "all_pairs", "All pairs, up to the cap per prompt"
 
     name = models.CharField(max_length=200, unique=True)
     slug = models.SlugField(max_length=100, unique=True)
@@ -184,13 +200,37 @@ class Project(models.Model):
         default=2, validators=[MinValueValidator(1), MaxValueValidator(64)]
     )
     max_new_tokens = models.PositiveIntegerField(
-        default=256, validators=[MinValueValidator(1), MaxValueValidator(32_768)]
+        default=256, validators=[MinValueValidator(1), MaxValueValidator(MAX_NEW_TOKENS_LIMIT)]
     )
     temperature = models.FloatField(default=0.8, validators=[MinValueValidator(0.0), MaxValueValidator(5.0)])
     top_p = models.FloatField(default=0.95, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    top_k = models.PositiveIntegerField(default=0, help_text="0 switches top-k filtering off.")
+    repetition_penalty = models.FloatField(
+        default=1.0,
+        validators=[MinValueValidator(0.01), MaxValueValidator(10.0)],
+        help_text="1 switches it off.",
+    )
+    stop_strings = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_stop_strings],
+        help_text='Strings that end a response, not included in it, e.g. ["\\nUser:"].',
+    )
     completion_template = models.TextField(
         default=DEFAULT_COMPLETION_TEMPLATE,
-        help_text="How a conversation becomes a plain-text prompt for base (non-chat) checkpoints.",
+        validators=[validate_completion_template],
+        help_text=(
+            "How a conversation becomes a plain-text prompt for base (non-chat) checkpoints: a sandboxed "
+            "Jinja template over `messages` (each with `role` and `content`)."
+        ),
+    )
+    pairing_strategy = models.CharField(
+        max_length=16, choices=PairingStrategy.choices, default=PairingStrategy.DISJOINT
+    )
+    max_comparisons_per_prompt = models.PositiveSmallIntegerField(
+        default=6,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Cap on the comparisons made from one prompt's responses in one run.",
     )
     current_checkpoint = models.ForeignKey(
         "PolicyCheckpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -230,6 +270,15 @@ class Project(models.Model):
                 condition=Q(temperature__gte=0) & Q(top_p__gte=0, top_p__lte=1),
                 name="project_sampling_range",
             ),
+            models.CheckConstraint(
+                condition=Q(repetition_penalty__gt=0), name="project_repetition_penalty_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(pairing_strategy__in=["disjoint", "all_pairs"]), name="project_pairing_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_comparisons_per_prompt__gte=1), name="project_comparison_cap_positive"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -244,6 +293,17 @@ class Project(models.Model):
             raise ValidationError(
                 {"responses_per_comparison": "A ranking project compares 3 to 8 responses."}
             )
+
+    def sampling_parameters(self) -> SamplingParameters:
+        """The project's defaults for a new run."""
+        return SamplingParameters(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            max_new_tokens=self.max_new_tokens,
+            repetition_penalty=self.repetition_penalty,
+            stop_strings=tuple(self.stop_strings),
+        )
 
 
 class Prompt(models.Model):
@@ -308,6 +368,10 @@ class PolicyCheckpoint(models.Model):
         FLOAT16 = "float16", "float16"
         FLOAT32 = "float32", "float32"
 
+    class Backend(models.TextChoices):
+        TRANSFORMERS = "transformers", "transformers, on the GPU workers"
+        OPENAI = "openai", "OpenAI-compatible server (vLLM, SGLang, TGI, transformers serve)"
+
     class ValidationStatus(models.TextChoices):
         UNCHECKED = "unchecked", "Not checked"
         PENDING = "pending", "Checking"
@@ -324,6 +388,23 @@ class PolicyCheckpoint(models.Model):
     )
     adapter_revision = models.CharField(max_length=100, blank=True)
     dtype = models.CharField(max_length=16, choices=Dtype.choices, default=Dtype.AUTO)
+    backend = models.CharField(max_length=16, choices=Backend.choices, default=Backend.TRANSFORMERS)
+    api_base_url = models.URLField(
+        max_length=500,
+        blank=True,
+        help_text="OpenAI-compatible backend: the server's base URL, e.g. http://vllm:8000/v1.",
+    )
+    served_model_name = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="OpenAI-compatible backend: the model name the server knows (default: the source).",
+    )
+    api_key_env = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="OpenAI-compatible backend: the name of the environment variable on the workers that "
+        "holds the API key. The key itself is never stored.",
+    )
     parent = models.ForeignKey(
         "self",
         null=True,
@@ -355,10 +436,32 @@ class PolicyCheckpoint(models.Model):
             models.CheckConstraint(
                 condition=Q(parent__isnull=True) | ~Q(parent=F("id")), name="checkpoint_not_own_parent"
             ),
+            models.CheckConstraint(
+                condition=Q(backend__in=["transformers", "openai"]), name="checkpoint_backend_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(backend="transformers") | ~Q(api_base_url=""),
+                name="checkpoint_openai_needs_url",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        if self.backend == self.Backend.OPENAI and not self.api_base_url:
+            raise ValidationError({"api_base_url": "An OpenAI-compatible checkpoint needs the server's URL."})
+        if self.backend == self.Backend.OPENAI and self.adapter_source:
+            raise ValidationError(
+                {"adapter_source": "Load LoRA adapters in the serving engine; the OpenAI backend cannot."}
+            )
+        if self.api_key_env and not self.api_key_env.replace("_", "").isalnum():
+            raise ValidationError({"api_key_env": "An environment variable name: letters, digits, _."})
+
+    @property
+    def is_tiny_test_model(self) -> bool:
+        """Set by validation from the checkpoint's config (`make_tiny_checkpoint` writes random weights)."""
+        return bool(self.validation_report.get("is_test_model"))
 
 
 class GenerationRun(models.Model):
@@ -387,7 +490,12 @@ class GenerationRun(models.Model):
     # The sampling parameters every response of the run was generated with.
     sampling_parameters = models.JSONField(default=dict, blank=True)
     seed = models.BigIntegerField(default=0, help_text="Base seed; each sample derives its own from it.")
+    chunk_size = models.PositiveSmallIntegerField(
+        default=16, validators=[MinValueValidator(1)], help_text="Prompts per task."
+    )
     total_prompts = models.PositiveIntegerField(default=0)
+    # A prompt is done when every sample of every checkpoint of the run is stored (and paired), failed
+    # when a chunk holding it failed for good.
     done_prompts = models.PositiveIntegerField(default=0)
     failed_prompts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
@@ -414,11 +522,72 @@ class GenerationRun(models.Model):
                 condition=Q(done_prompts__lte=F("total_prompts") - F("failed_prompts")),
                 name="run_progress_within_total",
             ),
+            models.CheckConstraint(condition=Q(chunk_size__gte=1), name="run_chunk_size_positive"),
         ]
         indexes = [models.Index(fields=["status", "created_at"], name="run_status_idx")]
 
     def __str__(self) -> str:
         return f"Run {self.pk} · {self.checkpoint} · {self.get_status_display()}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.COMPLETED, self.Status.FAILED, self.Status.CANCELLED)
+
+    @property
+    def checkpoint_ids(self) -> list[int]:
+        ids = [self.checkpoint_id]
+        if self.opponent_checkpoint_id:
+            ids.append(self.opponent_checkpoint_id)
+        return ids
+
+
+class GenerationChunk(models.Model):
+    """The unit of generation work: some prompts of a run, all their samples, from one checkpoint.
+
+    One Celery message carries one chunk id. The chunk row, not the message, is the truth: a worker
+    claims it under a row lock, beats its heartbeat while it generates, and stores responses under their
+    unique key, so a redelivered, duplicated or re-enqueued message finds the work done and does nothing.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    run = models.ForeignKey(GenerationRun, on_delete=models.CASCADE, related_name="chunks")
+    checkpoint = models.ForeignKey(PolicyCheckpoint, on_delete=models.PROTECT, related_name="+")
+    index = models.PositiveIntegerField()
+    prompt_ids = models.JSONField(help_text="The run's prompts this chunk generates for, in order.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run_id", "index", "checkpoint_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "checkpoint", "index"], name="chunk_unique_per_run"),
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "done", "failed", "cancelled"]),
+                name="chunk_status_valid",
+            ),
+        ]
+        indexes = [
+            # Reconcile scans only live chunks.
+            models.Index(
+                fields=["status", "heartbeat_at"],
+                name="chunk_live_idx",
+                condition=Q(status__in=["queued", "running"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Chunk {self.index} of run {self.run_id} ({self.get_status_display()})"
 
 
 class Response(models.Model):

@@ -211,12 +211,35 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 35 * 60)
 # healthy task would be delivered twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 10 * 60}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# `celery beat` re-sends generation chunks whose message or worker was lost (see generation_reconcile).
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-generation": {"task": "feedback.reconcile_generation", "schedule": 300.0},
+}
 
 # --- Rankwise --------------------------------------------------------------------------------------------
 
 # A prompt whose messages hold more than this many characters in all is refused at import.
 RANKWISE_PROMPT_MAX_CHARS = env_int("RANKWISE_PROMPT_MAX_CHARS", 50_000)
 RANKWISE_DEFAULT_LEASE = timedelta(minutes=env_int("RANKWISE_DEFAULT_LEASE_MINUTES", 20))
+
+# Generation. A chunk is a run's prompts for one task; a batch is what one `generate` call takes.
+RANKWISE_GENERATION_CHUNK_SIZE = env_int("RANKWISE_GENERATION_CHUNK_SIZE", 16)
+RANKWISE_GENERATION_BATCH_SIZE = env_int("RANKWISE_GENERATION_BATCH_SIZE", 32)
+# A chunk that failed this many times (errors or lost workers) ends failed; the run goes on without it.
+RANKWISE_GENERATION_MAX_ATTEMPTS = env_int("RANKWISE_GENERATION_MAX_ATTEMPTS", 3)
+# A worker beats a chunk's heartbeat after every batch; a running chunk silent this long lost its worker.
+# Keep it well above the time one batch takes.
+RANKWISE_GENERATION_STALE_AFTER = timedelta(seconds=env_int("RANKWISE_GENERATION_STALE_SECONDS", 15 * 60))
+# A chunk task stops starting new batches after this many seconds and re-enqueues the rest of its chunk.
+# The solo pool GPU workers use ignores Celery's time limits, so this in-task deadline is what keeps a
+# task shorter than the soft limit and far shorter than Redis' visibility timeout.
+RANKWISE_GENERATION_TASK_DEADLINE = env_int(
+    "RANKWISE_GENERATION_TASK_DEADLINE_SECONDS", max(CELERY_TASK_SOFT_TIME_LIMIT - 5 * 60, 60)
+)
+if not 0 < RANKWISE_GENERATION_TASK_DEADLINE < CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        "Need 0 < RANKWISE_GENERATION_TASK_DEADLINE_SECONDS < CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT."
+    )
 
 LOGGING = {
     "version": 1,

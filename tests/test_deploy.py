@@ -520,3 +520,15 @@ def test_command_line_helpers():
     ]
     assert gunicorn_target(["gunicorn", "--access-logfile", "-", "-b", "0.0.0.0:8000", "m:app"]) == "m:app"
     assert program(["python", "-m", "celery", "-A", "x"]) == "celery"
+
+
+def test_the_default_worker_runs_beat_and_every_scheduled_task_is_registered():
+    from feedback.celery import app
+
+    words = celery_worker_commands()["worker"]
+    assert "--beat" in words or "-B" in words, "nothing runs celery beat, so reconcile never runs"
+    app.loader.import_default_modules()
+    scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
+    assert scheduled == {"feedback.reconcile_generation"}
+    assert scheduled <= set(app.tasks)
+    assert app.amqp.router.route({}, "feedback.reconcile_generation")["queue"].name in celery_queues(words)

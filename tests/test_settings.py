@@ -86,3 +86,34 @@ def test_a_broker_url_turns_off_eager_tasks_and_the_visibility_timeout_outlasts_
         result.stdout.strip()
         == "False redis://127.0.0.1:6379/15 True True 1 True True ['default', 'generation']"
     )
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        ({}, "1500 1800 2100 2700"),
+        ({"CELERY_TASK_SOFT_TIME_LIMIT": "600", "CELERY_TASK_TIME_LIMIT": "900"}, "300 600 900 1500"),
+    ],
+)
+def test_the_generation_deadline_sits_below_the_time_limits_and_the_visibility_timeout(environment, expected):
+    """The solo pool ignores Celery's time limits, so a chunk task stops itself at its deadline: below the
+    soft limit, below the hard limit, far below the time after which Redis would deliver it again."""
+    script = (
+        "from django.conf import settings as s; from feedback.celery import app; c = app.conf; "
+        "print(s.RANKWISE_GENERATION_TASK_DEADLINE, c.task_soft_time_limit, c.task_time_limit, "
+        "c.broker_transport_options['visibility_timeout'])"
+    )
+    result = manage("shell", "--verbosity", "0", "-c", script, **environment)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+    deadline, soft, hard, visibility = map(int, expected.split())
+    assert deadline < soft < hard < visibility
+
+
+def test_a_deadline_past_the_soft_time_limit_is_refused():
+    result = manage("check", RANKWISE_GENERATION_TASK_DEADLINE_SECONDS="1800")
+    assert result.returncode == 1
+    assert (
+        "ImproperlyConfigured: Need 0 < RANKWISE_GENERATION_TASK_DEADLINE_SECONDS < CELERY_TASK_SOFT_TIME_LIMIT"
+        in result.stderr
+    )

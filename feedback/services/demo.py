@@ -13,12 +13,16 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
-from feedback.models import Project
+from feedback.models import GenerationRun, PolicyCheckpoint, Project
 from feedback.roles import ANNOTATORS_GROUP, DATA_ENGINEERS_GROUP
+from feedback.services.generation import checkpoint_validation_request, generation_run_start
 from feedback.services.prompts import PromptImportReport, prompts_import
 
 DEMO_PROMPTS = Path(__file__).resolve().parent.parent / "demo" / "prompts.jsonl"
 DEMO_PROJECT_SLUG = "demo"
+DEMO_CHECKPOINT_NAME = "tiny-instruct"
+# The tiny checkpoint writes noise; short answers keep the demo's pages readable and its seeding quick.
+DEMO_MAX_NEW_TOKENS = 48
 DEMO_GUIDELINES = """\
 # How to judge
 
@@ -102,3 +106,35 @@ def demo_seed() -> DemoSeedResult:
     with os.fdopen(descriptor, "w") as file:
         json.dump(credentials, file, indent=2)
     return DemoSeedResult(credentials=credentials, project=project, prompts=report)
+
+
+def demo_generate(*, checkpoint_path: Path) -> GenerationRun | None:
+    """Register the tiny checkpoint at `checkpoint_path` as the demo project's current one, validate it
+    and generate its responses and comparisons, unless a completed run of it already exists.
+
+    Without a broker (the demo) both tasks run inline, so comparisons exist when this returns. Returns
+    the new run, or None when there was nothing to do.
+    """
+    project = Project.objects.get(slug=DEMO_PROJECT_SLUG)
+    with transaction.atomic():
+        checkpoint, _ = PolicyCheckpoint.objects.update_or_create(
+            name=DEMO_CHECKPOINT_NAME,
+            defaults={
+                "kind": PolicyCheckpoint.Kind.INSTRUCT,
+                "source_type": PolicyCheckpoint.SourceType.LOCAL,
+                "source": str(checkpoint_path.resolve()),
+                "notes": "Made by `manage.py make_tiny_checkpoint`: random weights, its answers are noise.",
+            },
+        )
+        if project.current_checkpoint_id != checkpoint.pk or project.max_new_tokens != DEMO_MAX_NEW_TOKENS:
+            project.current_checkpoint = checkpoint
+            project.max_new_tokens = DEMO_MAX_NEW_TOKENS
+            project.save(update_fields=["current_checkpoint", "max_new_tokens"])
+    if checkpoint.validation_status != PolicyCheckpoint.ValidationStatus.VALID:
+        checkpoint_validation_request(checkpoints=[checkpoint])
+        checkpoint.refresh_from_db()
+    if project.generation_runs.filter(checkpoint=checkpoint, status=GenerationRun.Status.COMPLETED).exists():
+        return None
+    run = generation_run_start(project=project, checkpoint=checkpoint, seed=0)
+    run.refresh_from_db()
+    return run

@@ -1,18 +1,47 @@
-"""`manage.py seed_demo`: the demo's users, project and prompts; prints the logins. Safe to re-run."""
+"""`manage.py seed_demo [--checkpoint DIR]`: the demo's users, project, prompts and, given a checkpoint
+directory, its responses and comparisons; prints the logins. Safe to re-run."""
 
+from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from feedback.services.demo import DEMO_ACCOUNTS, demo_credentials_path, demo_seed
+from feedback.services.demo import DEMO_ACCOUNTS, demo_credentials_path, demo_generate, demo_seed
 
 
 class Command(BaseCommand):
-    help = "Create (or bring up to date) the demo users, project and bundled prompts, and print the logins."
+    help = (
+        "Create (or bring up to date) the demo users, project and bundled prompts, and print the logins. "
+        "With --checkpoint, register that model directory (made by make_tiny_checkpoint) as the demo "
+        "project's checkpoint and generate its responses and comparisons, once."
+    )
 
-    def handle(self, *args: Any, **options: Any) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--checkpoint", type=Path, help="A checkpoint directory to generate with.")
+
+    def handle(self, *args: Any, checkpoint: Path | None = None, **options: Any) -> None:
+        if checkpoint is not None and not checkpoint.is_dir():
+            raise CommandError(
+                f"{checkpoint} is not a directory; make it with manage.py make_tiny_checkpoint."
+            )
         result = demo_seed()
         self.stdout.write(f"Demo project {result.project.slug!r}: prompts {result.prompts.summary()}.")
+        if checkpoint is not None:
+            try:
+                run = demo_generate(checkpoint_path=checkpoint)
+            except ValidationError as error:
+                raise CommandError(f"Cannot generate: {'; '.join(error.messages)}") from None
+            if run is None:
+                self.stdout.write("Responses: already generated.")
+            else:
+                comparisons = run.comparisons.count()
+                self.stdout.write(
+                    f"Generation run {run.pk}: {run.get_status_display().lower()}, {run.done_prompts} of "
+                    f"{run.total_prompts} prompts, {comparisons} comparisons."
+                )
+                if run.error:
+                    raise CommandError(f"Generation failed: {run.error}")
         self.stdout.write(f"Demo logins (kept in {demo_credentials_path()}):")
         for account in DEMO_ACCOUNTS:
             password = result.credentials[account.username]

@@ -1,0 +1,106 @@
+"""Celery tasks of the GPU workers (queue `generation`). They take ids and call services; no torch here.
+
+`inference.generate_chunk` is safe to run any number of times for the same chunk: the chunk row is claimed
+under a lock, responses are unique per prompt/checkpoint/run/sample, and a chunk that is done, taken or
+cancelled makes the task return at once. That is what `acks_late` redelivery and reconcile rely on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+
+from feedback.prompting import CompletionTemplateError
+from feedback.services.generation import GENERATE_CHUNK_TASK, VALIDATE_CHECKPOINT_TASK, send_task_on_commit
+from inference.backends.base import CheckpointError, CheckpointSpec
+from inference.services import (
+    checkpoint_validation_record,
+    generation_chunk_claim,
+    generation_chunk_complete,
+    generation_chunk_fail,
+    generation_chunk_release,
+    generation_chunk_store,
+    generation_run_fail,
+)
+from inference.worker import loaded_backend
+
+logger = logging.getLogger(__name__)
+
+RETRY_BACKOFF_SECONDS = (10, 60)
+
+
+@shared_task(name=GENERATE_CHUNK_TASK, bind=True)
+def generate_chunk(self: Task, chunk_id: int) -> str:
+    """Generate the chunk's missing samples batch by batch, storing each batch as it finishes."""
+    work = generation_chunk_claim(chunk_id=chunk_id)
+    if work is None:
+        return "nothing to do"
+    deadline = time.monotonic() + settings.RANKWISE_GENERATION_TASK_DEADLINE
+    try:
+        if work.requests:
+            backend = loaded_backend(work.spec)
+            batches = backend.generate(
+                work.requests, work.sampling, completion_template=work.completion_template
+            )
+            for results in batches:
+                if not generation_chunk_store(work=work, results=results):
+                    return "stopped: cancelled or taken over"
+                if time.monotonic() > deadline:
+                    # Past the in-task deadline: give the rest of the chunk to a fresh task rather than run
+                    # into the time limit (or Redis' visibility timeout) mid-batch.
+                    if generation_chunk_release(work=work, counts_as_attempt=False):
+                        send_task_on_commit(GENERATE_CHUNK_TASK, [chunk_id])
+                    return "deadline: continues in a new task"
+    except (CheckpointError, CompletionTemplateError) as error:
+        # Permanent: every chunk of the run would fail the same way.
+        logger.error("Run of chunk %s failed: %s", chunk_id, error)
+        generation_run_fail(run_id=_run_id(chunk_id), error=str(error))
+        return "failed: checkpoint"
+    except SoftTimeLimitExceeded:
+        if generation_chunk_release(work=work, error="Hit the task's soft time limit."):
+            send_task_on_commit(GENERATE_CHUNK_TASK, [chunk_id])
+        return "soft time limit: re-enqueued"
+    except Exception as error:
+        message = f"{type(error).__name__}: {error}\n\n{traceback.format_exc(limit=8)}"
+        logger.exception("Chunk %s failed (attempt %s)", chunk_id, work.attempt)
+        if work.attempt >= settings.RANKWISE_GENERATION_MAX_ATTEMPTS:
+            generation_chunk_fail(work=work, error=message)
+            return "failed"
+        if generation_chunk_release(work=work, error=message):
+            # The retry is a new message for the same chunk, sent after a back-off; this one is acked.
+            countdown = RETRY_BACKOFF_SECONDS[min(work.attempt, len(RETRY_BACKOFF_SECONDS)) - 1]
+            self.app.signature(GENERATE_CHUNK_TASK, args=(chunk_id,)).apply_async(countdown=countdown)
+            return "error: retrying"
+        return "error: the chunk is no longer ours"
+    if generation_chunk_complete(work=work):
+        return "done"
+    return "incomplete: someone else holds the chunk"
+
+
+def _run_id(chunk_id: int) -> int:
+    from feedback.models import GenerationChunk
+
+    return GenerationChunk.objects.values_list("run_id", flat=True).get(pk=chunk_id)
+
+
+@shared_task(name=VALIDATE_CHECKPOINT_TASK)
+def validate_checkpoint(checkpoint_id: int) -> str:
+    """Inspect a checkpoint on a worker (where its files are) and record the verdict."""
+    from feedback.models import PolicyCheckpoint
+    from inference.checkpoints import inspect_checkpoint
+
+    checkpoint = PolicyCheckpoint.objects.filter(pk=checkpoint_id).first()
+    if checkpoint is None:
+        return "gone"
+    try:
+        report = inspect_checkpoint(CheckpointSpec.from_checkpoint(checkpoint))
+    except CheckpointError as error:
+        checkpoint_validation_record(checkpoint_id=checkpoint_id, error=str(error))
+        return "invalid"
+    checkpoint_validation_record(checkpoint_id=checkpoint_id, report=report)
+    return "valid"
