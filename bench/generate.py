@@ -164,7 +164,7 @@ def main() -> None:
     print(
         f"device: {device_name} ({device.type}); torch {torch.__version__}; threads {torch.get_num_threads()}"
     )
-    print(f"model: {model_name}; {weight_bytes / 1e9:.3f} GB of weights")
+    print(f"model: {model_name}; {weight_bytes / 1e6:,.1f} MB of weights")
     print(
         f"copy bandwidth: {bandwidth / 1e9:.1f} GB/s; max_new_tokens {max_new_tokens}; end token suppressed"
     )

@@ -227,6 +227,15 @@ RANKWISE_GENERATION_CHUNK_SIZE = env_int("RANKWISE_GENERATION_CHUNK_SIZE", 16)
 RANKWISE_GENERATION_BATCH_SIZE = env_int("RANKWISE_GENERATION_BATCH_SIZE", 32)
 # A chunk that failed this many times (errors or lost workers) ends failed; the run goes on without it.
 RANKWISE_GENERATION_MAX_ATTEMPTS = env_int("RANKWISE_GENERATION_MAX_ATTEMPTS", 3)
+# Seconds before the retry after the first error, after the second, … (the last repeats).
+try:
+    RANKWISE_GENERATION_RETRY_DELAYS = [
+        int(delay) for delay in env_list("RANKWISE_GENERATION_RETRY_DELAYS", ["10", "60"])
+    ] or [10]
+except ValueError:
+    raise ImproperlyConfigured(
+        "RANKWISE_GENERATION_RETRY_DELAYS must be whole seconds, comma-separated."
+    ) from None
 # A worker beats a chunk's heartbeat after every batch; a running chunk silent this long lost its worker.
 # Keep it well above the time one batch takes.
 RANKWISE_GENERATION_STALE_AFTER = timedelta(seconds=env_int("RANKWISE_GENERATION_STALE_SECONDS", 15 * 60))

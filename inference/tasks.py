@@ -31,8 +31,6 @@ from inference.worker import loaded_backend
 
 logger = logging.getLogger(__name__)
 
-RETRY_BACKOFF_SECONDS = (10, 60)
-
 
 @shared_task(name=GENERATE_CHUNK_TASK, bind=True)
 def generate_chunk(self: Task, chunk_id: int) -> str:
@@ -73,7 +71,8 @@ def generate_chunk(self: Task, chunk_id: int) -> str:
             return "failed"
         if generation_chunk_release(work=work, error=message):
             # The retry is a new message for the same chunk, sent after a back-off; this one is acked.
-            countdown = RETRY_BACKOFF_SECONDS[min(work.attempt, len(RETRY_BACKOFF_SECONDS)) - 1]
+            delays = settings.RANKWISE_GENERATION_RETRY_DELAYS
+            countdown = delays[min(work.attempt, len(delays)) - 1]
             self.app.signature(GENERATE_CHUNK_TASK, args=(chunk_id,)).apply_async(countdown=countdown)
             return "error: retrying"
         return "error: the chunk is no longer ours"

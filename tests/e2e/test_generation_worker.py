@@ -1,5 +1,6 @@
 """Generation end to end: the web side starts a run, real worker processes generate it through Redis."""
 
+import socket
 from collections import Counter
 from datetime import timedelta
 
@@ -114,3 +115,32 @@ def test_kill_9_mid_run_then_a_new_worker_finishes_with_every_response_exactly_o
         )
         == 1
     )
+
+
+def test_a_chunk_that_keeps_failing_ends_failed_after_three_attempts_with_its_error(start_worker):
+    """A server that is down is a transient error: retried, then given up on, and shown in the admin."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    checkpoint = PolicyCheckpoint.objects.create(
+        name="served",
+        source="served-model",
+        backend=PolicyCheckpoint.Backend.OPENAI,
+        api_base_url=f"http://127.0.0.1:{closed_port}",
+    )
+    project = ProjectFactory(current_checkpoint=checkpoint, samples_per_prompt=2)
+    PromptFactory.create_batch(2, project=project)
+    worker = start_worker(RANKWISE_GENERATION_RETRY_DELAYS="0")
+    run = generation_run_start(project=project, chunk_size=1)
+
+    wait_for(lambda: finished(run), timeout=120, what="the run to give up", workers=[worker])
+    assert (run.status, run.done_prompts, run.failed_prompts) == ("failed", 0, 2)
+    chunks = list(run.chunks.all())
+    assert [(chunk.status, chunk.attempts) for chunk in chunks] == [("failed", 3), ("failed", 3)]
+    assert all(chunk.error.startswith("BackendUnavailable: ") for chunk in chunks)
+    assert Response.objects.filter(run=run).count() == 0
+
+    client = logged_in_client(AdminFactory())
+    page = client.get(reverse("admin:feedback_generationrun_change", args=[run.pk])).content.decode()
+    assert "BackendUnavailable: " in page
+    assert "0/2 (0%), 2 failed" in page

@@ -1,6 +1,8 @@
 """`make demo`'s seed: users for each role, the demo project and its bundled prompts, repeatable."""
 
 import json
+import re
+import sqlite3
 from collections import Counter
 
 import pytest
@@ -88,17 +90,20 @@ def test_the_bundled_prompts_cover_the_instruction_kinds_and_multi_turn(capsys):
 
 
 def test_make_demo_seeding_on_its_own_sqlite_database_is_repeatable(tmp_path):
-    """The demo's real configuration: no DATABASE_URL (a SQLite file), no broker, run twice."""
+    """The demo's real configuration and steps (as `make demo-setup` runs them): no DATABASE_URL (a SQLite
+    file), no broker, so validation and generation run inline; run twice."""
+    checkpoint = tmp_path / "checkpoints" / "tiny-instruct"
 
     def manage_ok(*args):
         result = manage(*args, RANKWISE_VAR_DIR=str(tmp_path))
         assert result.returncode == 0, result.stderr
         return result.stdout
 
+    manage_ok("make_tiny_checkpoint", str(checkpoint))
     outputs = []
     for _ in range(2):
         manage_ok("migrate", "--noinput", "-v", "0")
-        outputs.append(manage_ok("seed_demo").splitlines())
+        outputs.append(manage_ok("seed_demo", "--checkpoint", str(checkpoint)).splitlines())
     count = sum(1 for line in DEMO_PROMPTS.read_text().splitlines() if line.strip())
     assert (
         outputs[0][0]
@@ -108,5 +113,21 @@ def test_make_demo_seeding_on_its_own_sqlite_database_is_repeatable(tmp_path):
         outputs[1][0]
         == f"Demo project 'demo': prompts 0 imported, {count} unchanged, 0 conflict(s) of {count} prompt(s)."
     )
-    assert outputs[0][1:] == outputs[1][1:]  # the same logins, still valid
-    assert (tmp_path / "rankwise.sqlite3").exists()
+    generated = re.fullmatch(
+        rf"Generation run 1: completed, {count} of {count} prompts, (\d+) comparisons\.", outputs[0][1]
+    )
+    assert generated, outputs[0][1]
+    assert outputs[1][1] == "Responses: already generated."
+    assert outputs[0][2:] == outputs[1][2:]  # the same logins, still valid
+
+    database = sqlite3.connect(tmp_path / "rankwise.sqlite3")
+    comparisons = database.execute(
+        "SELECT count(*) FROM feedback_comparison WHERE status = 'open'"
+    ).fetchone()[0]
+    responses = database.execute("SELECT count(*) FROM feedback_response").fetchone()[0]
+    checkpoint_row = database.execute(
+        "SELECT validation_status, source FROM feedback_policycheckpoint"
+    ).fetchall()
+    assert comparisons == int(generated.group(1)) >= count - 4  # random weights rarely repeat a text
+    assert responses == 2 * count
+    assert checkpoint_row == [("valid", str(checkpoint.resolve()))]
