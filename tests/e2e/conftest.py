@@ -30,9 +30,9 @@ def database_url_of_tests() -> str:
 
 
 class Worker:
-    """A `celery worker` process consuming both queues, as the GPU workers run it (solo pool)."""
+    """A `celery worker` process consuming both queues, as the GPU workers run it (solo pool by default)."""
 
-    def __init__(self, name: str, log: Path, **env: str) -> None:
+    def __init__(self, name: str, log: Path, *, pool: str = "solo", **env: str) -> None:
         self.log = log
         self.handle = log.open("w")
         self.process = subprocess.Popen(
@@ -42,7 +42,9 @@ class Worker:
                 "feedback.celery:app",
                 "worker",
                 "--pool",
-                "solo",
+                pool,
+                "--concurrency",
+                "1",
                 "--queues",
                 "generation,default",
                 "--hostname",
@@ -89,8 +91,8 @@ def start_worker(tmp_path) -> Iterator:
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
     workers: list[Worker] = []
 
-    def start(**env: str) -> Worker:
-        worker = Worker(f"e2e{len(workers)}", tmp_path / f"worker{len(workers)}.log", **env)
+    def start(*, pool: str = "solo", **env: str) -> Worker:
+        worker = Worker(f"e2e{len(workers)}", tmp_path / f"worker{len(workers)}.log", pool=pool, **env)
         workers.append(worker)
         return worker
 

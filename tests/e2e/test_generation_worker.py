@@ -3,6 +3,7 @@
 import socket
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.urls import reverse
@@ -144,3 +145,27 @@ def test_a_chunk_that_keeps_failing_ends_failed_after_three_attempts_with_its_er
     page = client.get(reverse("admin:feedback_generationrun_change", args=[run.pk])).content.decode()
     assert "BackendUnavailable: " in page
     assert "0/2 (0%), 2 failed" in page
+
+
+def loaded_libraries(pid: int) -> set[str]:
+    return {
+        Path(line.split()[-1]).name
+        for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+        if ".so" in line
+    }
+
+
+def test_a_forking_worker_parent_never_loads_torch_only_its_child_does(tiny_checkpoint, start_worker):
+    """Under the prefork pool the parent forks children; CUDA cannot survive a fork, so torch must only
+    ever be initialised in the child that runs the task."""
+    project = make_project(tiny_checkpoint, prompts=2, max_new_tokens=4)
+    worker = start_worker(pool="prefork")
+    run = generation_run_start(project=project, chunk_size=2)
+    wait_for(lambda: finished(run), timeout=120, what="the run to finish", workers=[worker])
+    assert run.status == "completed"
+
+    parent = worker.process.pid
+    children = [int(pid) for pid in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
+    assert len(children) == 1
+    assert "libtorch_cpu.so" in loaded_libraries(children[0])  # the check can see torch where it is
+    assert not any(name.startswith("libtorch") for name in loaded_libraries(parent))
