@@ -12,6 +12,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten_fieldsets
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.db.models import Count, Q, QuerySet, TextField, URLField
 from django.db.models.functions import Cast
@@ -543,23 +544,8 @@ class GenerationRunAdmin(admin.ModelAdmin):
         ("Sampling", {"fields": ("samples_per_prompt", "sampling_parameters_display", "seed", "chunk_size")}),
         ("History", {"fields": ("created_by", "created_at", "started_at", "finished_at")}),
     )
-    readonly_fields = (
-        "project",
-        "checkpoint",
-        "opponent_checkpoint",
-        "status",
-        "progress",
-        "chunk_summary",
-        "error_display",
-        "samples_per_prompt",
-        "sampling_parameters_display",
-        "seed",
-        "chunk_size",
-        "created_by",
-        "created_at",
-        "started_at",
-        "finished_at",
-    )
+    # View-only: every field shown is read-only.
+    readonly_fields = flatten_fieldsets(fieldsets)
     inlines = (GenerationChunkInline,)
     actions = ("cancel_runs",)
 

@@ -119,11 +119,14 @@ def ensure_safetensors_only(directory: Path, *, what: str = "checkpoint") -> lis
 
 
 def resolve_checkpoint(spec: CheckpointSpec) -> tuple[Path, Path | None]:
-    """(model directory, adapter directory or None), both checked to hold safetensors weights only."""
+    """(model directory, adapter directory or None): both hold safetensors weights only, and neither the
+    model's config nor its tokenizer's asks for custom code. Reads JSON headers only, never weights."""
     model_directory = resolve_local_directory(
         source_type=spec.source_type, source=spec.source, revision=spec.revision
     )
     ensure_safetensors_only(model_directory)
+    refuse_custom_code(model_directory, "config.json", what="model config")
+    refuse_custom_code(model_directory, "tokenizer_config.json", what="tokenizer config")
     adapter_directory = None
     if spec.adapter_source:
         adapter_directory = resolve_local_directory(
@@ -315,8 +318,6 @@ def inspect_checkpoint(spec: CheckpointSpec) -> dict[str, Any]:
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     model_directory, adapter_directory = resolve_checkpoint(spec)
-    refuse_custom_code(model_directory, "config.json", what="model config")
-    refuse_custom_code(model_directory, "tokenizer_config.json", what="tokenizer config")
     versioned = f"transformers {transformers.__version__}"
     try:
         config = AutoConfig.from_pretrained(model_directory, local_files_only=True, trust_remote_code=False)

@@ -31,6 +31,8 @@ class ChunkWork:
     """What a claimed chunk still has to generate."""
 
     chunk_id: int
+    run_id: int
+    run_seed: int
     attempt: int
     spec: CheckpointSpec
     sampling: SamplingParameters
@@ -92,6 +94,8 @@ def generation_chunk_claim(*, chunk_id: int) -> ChunkWork | None:
     ]
     return ChunkWork(
         chunk_id=chunk.pk,
+        run_id=run.pk,
+        run_seed=run.seed,
         attempt=chunk.attempts,
         spec=CheckpointSpec.from_checkpoint(chunk.checkpoint),
         sampling=SamplingParameters.from_dict(run.sampling_parameters),
@@ -106,18 +110,17 @@ def generation_chunk_store(*, work: ChunkWork, results: Sequence[GeneratedText])
     Returns whether the worker still owns the chunk; False means stop: the run was cancelled or the chunk
     was given to another worker. Responses are kept either way (they are valid samples of the run).
     """
-    chunk = GenerationChunk.objects.select_related("run").get(pk=work.chunk_id)
-    run = chunk.run
+    sampling_parameters = work.sampling.as_dict()
     responses = [
         Response(
             prompt_id=result.key[0],
             sample_index=result.key[1],
-            checkpoint_id=chunk.checkpoint_id,
-            run=run,
+            checkpoint_id=work.spec.checkpoint_id,
+            run_id=work.run_id,
             # PostgreSQL text cannot hold NUL, and a byte-level tokenizer can decode one.
             text=result.text.replace("\x00", "\ufffd"),
-            sampling_parameters=run.sampling_parameters,
-            seed=sample_seed(run_seed=run.seed, prompt_id=result.key[0], sample_index=result.key[1]),
+            sampling_parameters=sampling_parameters,
+            seed=sample_seed(run_seed=work.run_seed, prompt_id=result.key[0], sample_index=result.key[1]),
             token_count=result.token_count,
             finish_reason=result.finish_reason,
             latency_seconds=result.latency_seconds,

@@ -57,7 +57,7 @@ def generate_chunk(self: Task, chunk_id: int) -> str:
     except (CheckpointError, CompletionTemplateError) as error:
         # Permanent: every chunk of the run would fail the same way.
         logger.error("Run of chunk %s failed: %s", chunk_id, error)
-        generation_run_fail(run_id=_run_id(chunk_id), error=str(error))
+        generation_run_fail(run_id=work.run_id, error=str(error))
         return "failed: checkpoint"
     except SoftTimeLimitExceeded:
         if generation_chunk_release(work=work, error="Hit the task's soft time limit."):
@@ -79,12 +79,6 @@ def generate_chunk(self: Task, chunk_id: int) -> str:
     if generation_chunk_complete(work=work):
         return "done"
     return "incomplete: someone else holds the chunk"
-
-
-def _run_id(chunk_id: int) -> int:
-    from feedback.models import GenerationChunk
-
-    return GenerationChunk.objects.values_list("run_id", flat=True).get(pk=chunk_id)
 
 
 @shared_task(name=VALIDATE_CHECKPOINT_TASK)

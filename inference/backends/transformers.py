@@ -13,10 +13,8 @@ by a counter-based hash, so no global RNG state is involved (see `gumbel_noise`)
 from __future__ import annotations
 
 import gc
-import json
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -176,35 +174,13 @@ def resolve_device(device: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def ensure_no_custom_code(model_directory: Path, *, name: str) -> None:
-    """Refuse a checkpoint whose config asks for its own Python code (`auto_map`): Rankwise never sets
-    `trust_remote_code`, and says so here instead of failing deep inside `from_pretrained`."""
-    for file_name in ("config.json", "tokenizer_config.json"):
-        path = model_directory / file_name
-        if not path.is_file():
-            if file_name == "config.json":
-                raise CheckpointError(f"The checkpoint {name} has no config.json in {model_directory}.")
-            continue
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise CheckpointError(f"The checkpoint {name} has an unreadable {file_name}: {error}") from None
-        if isinstance(config, dict) and "auto_map" in config:
-            raise CheckpointError(
-                f"The checkpoint {name} needs custom code ({file_name} has auto_map). Rankwise does not run "
-                f"code shipped with checkpoints (trust_remote_code is never set); use a checkpoint whose "
-                f"architecture transformers supports natively."
-            )
-
-
 def load_checkpoint(spec: CheckpointSpec, *, device: str | None = None) -> tuple[Any, Any]:
     """(model in eval mode on `device`, tokenizer) for a spec; a LoRA adapter is merged into the model.
 
-    Local files only, safetensors only (checked by `resolve_checkpoint` before anything is opened),
-    never custom code.
+    Local files only, safetensors only and never custom code (all checked by `resolve_checkpoint` before
+    transformers opens anything).
     """
     model_directory, adapter_directory = resolve_checkpoint(spec)
-    ensure_no_custom_code(model_directory, name=spec.name)
     target = resolve_device(device)
     dtype = resolve_dtype(spec.dtype, target)
     model: Any

@@ -325,7 +325,11 @@ def test_checkpoint_with_custom_code_is_refused(tiny_checkpoints, tmp_path):
     config["auto_map"] = {"AutoModelForCausalLM": "modeling_custom.CustomForCausalLM"}
     config_path.write_text(json.dumps(config))
 
-    with pytest.raises(CheckpointError, match=r"needs custom code \(config.json has auto_map\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"^The model config in config.json asks for custom code shipped with the checkpoint "
+        r"\(auto_map: AutoModelForCausalLM\)\. Rankwise never runs remote code\.",
+    ):
         TransformersBackend(spec_for(directory), device="cpu")
 
 
