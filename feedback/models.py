@@ -648,6 +648,9 @@ class Comparison(models.Model):
     responses = models.ManyToManyField(Response, through="ComparisonResponse", related_name="comparisons")
     required_judgments = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
     judgment_count = models.PositiveSmallIntegerField(default=0)
+    # Live leases holding a slot. Not indexed on purpose: it changes on every lease, and leaving it out
+    # of every index keeps those updates HOT (no index writes) in PostgreSQL.
+    lease_count = models.PositiveSmallIntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -661,16 +664,25 @@ class Comparison(models.Model):
             models.CheckConstraint(
                 condition=Q(judgment_count__lte=F("required_judgments")), name="comparison_not_over_judged"
             ),
+            # The overlap rule itself: judgments plus live leases never exceed the required judgments.
+            models.CheckConstraint(
+                condition=Q(
+                    LessThanOrEqual(F("judgment_count") + F("lease_count"), F("required_judgments")),
+                    judgment_count__gte=0,
+                    lease_count__gte=0,
+                ),
+                name="comparison_not_over_assigned",
+            ),
             models.CheckConstraint(
                 condition=Q(status__in=["open", "completed", "retired"]), name="comparison_status_valid"
             ),
         ]
         indexes = [
-            # The next-comparison claim: open comparisons of a project, nearest to completion first, then
-            # oldest. Partial, so finished work never slows the claim as the project grows.
+            # The next-comparison claim: open comparisons of a project, fewest judgments still missing
+            # first, then oldest. Partial, so finished work never slows the claim as the project grows.
             models.Index(
                 F("project"),
-                F("judgment_count").desc(),
+                F("required_judgments") - F("judgment_count"),
                 F("id"),
                 name="comparison_next_open_idx",
                 condition=Q(status="open"),
@@ -749,6 +761,10 @@ class Assignment(models.Model):
                 fields=["comparison", "expires_at"],
                 name="assignment_open_by_cmp_idx",
                 condition=Q(state="leased"),
+            ),
+            # The expiry sweep takes the oldest overdue leases first, whatever their comparison.
+            models.Index(
+                fields=["expires_at"], name="assignment_lease_expiry_idx", condition=Q(state="leased")
             ),
         ]
 

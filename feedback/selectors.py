@@ -31,11 +31,16 @@ def projects_with_progress(projects: QuerySet[Project]) -> QuerySet[Project]:
     )
 
 
-def projects_for_user(*, user: User | AnonymousUser) -> QuerySet[Project]:
-    """Active projects the user may work on: staff see all, others those they are members of."""
+def projects_open_to(*, user: User | AnonymousUser) -> QuerySet[Project]:
+    """Active projects the user may work on: staff may work on all, others on those they are members of."""
     projects = Project.objects.filter(is_active=True)
     if not user.is_authenticated:
         return projects.none()
     if not user.is_staff:
         projects = projects.filter(annotators=user)
-    return projects_with_progress(projects).order_by("name")
+    return projects
+
+
+def projects_for_user(*, user: User | AnonymousUser) -> QuerySet[Project]:
+    """`projects_open_to` with their progress figures, by name."""
+    return projects_with_progress(projects_open_to(user=user)).order_by("name")

@@ -95,12 +95,16 @@ def test_judgment_check_constraints(changes, constraint):
     assert (judgment.choice, judgment.strength, judgment.rationale) == ("a", 2, "")
 
 
-def test_a_comparison_cannot_count_more_judgments_than_it_requires():
+@pytest.mark.parametrize(
+    "counters", [{"judgment_count": 4}, {"lease_count": 4}, {"judgment_count": 2, "lease_count": 2}]
+)
+def test_a_comparison_never_holds_more_judgments_and_leases_than_it_requires(counters):
     comparison = ComparisonFactory(required_judgments=3)
-    assert "comparison_not_over_judged" in refused(Comparison, pk=comparison.pk, judgment_count=4)
-    Comparison.objects.filter(pk=comparison.pk).update(judgment_count=3)
+    # PostgreSQL checks constraints by name: the overlap rule comes before `comparison_not_over_judged`.
+    assert "comparison_not_over_assigned" in refused(Comparison, pk=comparison.pk, **counters)
+    Comparison.objects.filter(pk=comparison.pk).update(judgment_count=2, lease_count=1)
     comparison.refresh_from_db()
-    assert comparison.judgment_count == 3
+    assert (comparison.judgment_count, comparison.lease_count) == (2, 1)
 
 
 def test_a_response_appears_once_per_comparison_and_each_position_once():

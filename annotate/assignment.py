@@ -1,0 +1,295 @@
+"""The assignment engine: who judges which comparison, without ever exceeding a comparison's overlap.
+
+The rule is kept by counters on the comparison row and a check constraint on them:
+`judgment_count + lease_count <= required_judgments`. Every change to those counters is one conditional
+`UPDATE … SET x = x ± 1` in the same transaction as the assignment or judgment row it accounts for, so
+the counters and the rows never disagree, on PostgreSQL under any concurrency and on SQLite for the demo.
+
+Locks, always in this order, so no two paths can deadlock:
+- a claim locks the annotator's user row (one claim per annotator at a time, so two tabs never hold
+  two leases), then one comparison with `FOR UPDATE SKIP LOCKED` (never waits for another claim);
+- a submission or skip locks its assignment row, then updates its comparison;
+- the expiry sweep locks overdue assignments with `SKIP LOCKED`, then updates their comparisons in id order.
+
+Cost per claim does not grow with the project: the candidate is the first row of the partial index
+`comparison_next_open_idx` (open comparisons of a project, fewest missing judgments first, then oldest)
+that has room and that this annotator has not already taken. Rows passed over are only those that are
+full of live leases (bounded by the number of people working) or that this annotator already judged or
+skipped while they are still open (bounded by their own recent work).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
+from django.db.models.lookups import LessThan
+from django.utils import timezone
+
+from annotate.selectors import assignment_get_for_annotator
+from annotate.submission import JudgmentSubmission, SubmissionInvalid, judgment_values, skip_reason_clean
+from feedback.models import Assignment, Comparison, Judgment, Project
+
+logger = logging.getLogger(__name__)
+
+EXPIRY_SWEEP_LIMIT = 500
+# SQLite has no row locks: a claim may lose its candidate to a concurrent one and try the next.
+CLAIM_ATTEMPTS = 5
+
+
+class SubmissionConflict(Exception):
+    """The submission cannot count (HTTP 409): its comparison has no place left for it, or it was judged."""
+
+
+class SubmissionKeyReused(Exception):
+    """The submission key was already used for a different judgment (HTTP 422)."""
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    judgment: Judgment
+    replayed: bool  # True when this was a retry of a submission already stored under the same key
+
+
+def _has_room() -> Q:
+    return Q(LessThan(F("judgment_count") + F("lease_count"), F("required_judgments")))
+
+
+def leases_expire(*, now: datetime | None = None, limit: int = EXPIRY_SWEEP_LIMIT) -> int:
+    """Mark up to `limit` overdue leases expired and give their places back; returns how many.
+
+    Overdue leases are taken oldest first with `SKIP LOCKED`, so concurrent sweeps share the work and a
+    lease being submitted right now is left to its submission.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        overdue = list(
+            Assignment.objects.select_for_update(skip_locked=True)
+            .filter(state=Assignment.State.LEASED, expires_at__lte=now)
+            .order_by("expires_at")
+            .values_list("pk", "comparison_id")[:limit]
+        )
+        if not overdue:
+            return 0
+        Assignment.objects.filter(pk__in=[pk for pk, _ in overdue]).update(
+            state=Assignment.State.EXPIRED, finished_at=now
+        )
+        freed = Counter(comparison_id for _, comparison_id in overdue)
+        for comparison_id in sorted(freed):
+            Comparison.objects.filter(pk=comparison_id).update(
+                lease_count=F("lease_count") - freed[comparison_id]
+            )
+    logger.info("Expired %d leases", len(overdue))
+    return len(overdue)
+
+
+def claim_candidates(*, annotator_id: int, project_id: int) -> QuerySet[Comparison]:
+    """The claim query: open comparisons with room that the annotator has not taken, next one first.
+
+    An earlier expired lease of the annotator does not exclude a comparison; the claim revives it.
+    """
+    taken = Assignment.objects.filter(comparison=OuterRef("pk"), annotator_id=annotator_id).exclude(
+        state=Assignment.State.EXPIRED
+    )
+    return (
+        Comparison.objects.filter(project_id=project_id, status=Comparison.Status.OPEN)
+        .filter(_has_room())
+        .exclude(Exists(taken))
+        .order_by(F("required_judgments") - F("judgment_count"), "id")
+    )
+
+
+def comparison_lease_next(
+    *, annotator: User, project: Project, now: datetime | None = None
+) -> Assignment | None:
+    """The annotator's open lease in the project, or a new lease on the next comparison; None when none
+    is left for them. The caller has checked that the annotator may work on the project.
+
+    A new lease holds one of the comparison's places until it is submitted, skipped or expires after the
+    project's lease duration. Idempotent per annotator: until then, calling again returns the same lease.
+    """
+    now = now or timezone.now()
+    leases_expire(now=now)
+    user_model = get_user_model()
+    with transaction.atomic():
+        # One claim per annotator at a time: two tabs, or a double click, must not take two places.
+        user_model._default_manager.select_for_update().filter(pk=annotator.pk).values_list("pk").get()
+        own = (
+            Assignment.objects.filter(
+                annotator=annotator,
+                comparison__project=project,
+                state=Assignment.State.LEASED,
+                expires_at__gt=now,
+            )
+            .select_related("comparison")
+            .order_by("leased_at")
+            .first()
+        )
+        if own is not None:
+            return own
+        candidates = claim_candidates(annotator_id=annotator.pk, project_id=project.pk)
+        for _ in range(CLAIM_ATTEMPTS):
+            comparison_id = (
+                candidates.select_for_update(skip_locked=True, of=("self",))
+                .values_list("pk", flat=True)
+                .first()
+            )
+            if comparison_id is None:
+                return None
+            # Conditional on room: under PostgreSQL the row lock already guarantees it; on SQLite, which has
+            # no row locks, this is what keeps a concurrent claim from taking the same place twice.
+            taken = (
+                Comparison.objects.filter(pk=comparison_id, status=Comparison.Status.OPEN)
+                .filter(_has_room())
+                .update(lease_count=F("lease_count") + 1)
+            )
+            if taken:
+                break
+        else:
+            return None
+        expires_at = now + project.lease_duration
+        revived = Assignment.objects.filter(
+            comparison_id=comparison_id, annotator=annotator, state=Assignment.State.EXPIRED
+        ).update(state=Assignment.State.LEASED, leased_at=now, expires_at=expires_at, finished_at=None)
+        if revived:
+            return Assignment.objects.select_related("comparison").get(
+                comparison_id=comparison_id, annotator=annotator
+            )
+        return Assignment.objects.create(
+            comparison_id=comparison_id, annotator=annotator, leased_at=now, expires_at=expires_at
+        )
+
+
+def _complete_if_last(now: datetime) -> dict[str, Case]:
+    """SET clauses that close a comparison when this judgment is its last (they read the row before the
+    update, so `judgment_count` here is the count without this judgment)."""
+    is_last = Q(judgment_count__gte=F("required_judgments") - 1)
+    return {
+        "status": Case(When(is_last, then=Value(Comparison.Status.COMPLETED)), default=F("status")),
+        "completed_at": Case(When(is_last, then=Value(now)), default=F("completed_at")),
+    }
+
+
+def _same_judgment(judgment: Judgment, assignment: Assignment, values: dict[str, object]) -> bool:
+    return judgment.assignment_id == assignment.pk and all(
+        getattr(judgment, name) == value for name, value in values.items()
+    )
+
+
+def judgment_submit(
+    *,
+    annotator: User,
+    assignment_id: int,
+    submission_key: str,
+    submission: JudgmentSubmission,
+    now: datetime | None = None,
+) -> SubmitResult:
+    """Store the annotator's judgment of their assigned comparison, in one transaction.
+
+    Idempotent by `submission_key` (per annotator): a retry with the same key and the same judgment returns
+    the stored one (`replayed`); the same key with anything else raises `SubmissionKeyReused`.
+    A live lease (even one past its time that no sweep has returned yet) turns its place into a judgment.
+    An expired lease counts only if the comparison still has a free place; otherwise `SubmissionConflict`.
+    Raises `AssignmentNotFound` for an assignment that is not the annotator's (or in a project they have
+    left) and `SubmissionInvalid` with field messages for a judgment that breaks the project's rules.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        assignment = assignment_get_for_annotator(annotator=annotator, assignment_id=assignment_id, lock=True)
+        comparison = assignment.comparison
+        response_ids = list(comparison.entries.order_by("position").values_list("response_id", flat=True))
+        values = judgment_values(submission, project=comparison.project, response_ids=response_ids)
+
+        earlier = Judgment.objects.filter(annotator=annotator, submission_key=submission_key).first()
+        if earlier is not None:
+            if _same_judgment(earlier, assignment, values):
+                return SubmitResult(judgment=earlier, replayed=True)
+            raise SubmissionKeyReused(
+                "This submission key was already used for a different judgment; send a new key for a new judgment."
+            )
+        if assignment.state == Assignment.State.SUBMITTED:
+            raise SubmissionConflict("You already judged this comparison.")
+        if assignment.state == Assignment.State.SKIPPED:
+            raise SubmissionConflict("You skipped this comparison; it can no longer take your judgment.")
+
+        counters = Comparison.objects.filter(pk=comparison.pk, status=Comparison.Status.OPEN)
+        if assignment.state == Assignment.State.LEASED:
+            counted = counters.filter(lease_count__gte=1).update(
+                lease_count=F("lease_count") - 1,
+                judgment_count=F("judgment_count") + 1,
+                **_complete_if_last(now),
+            )
+            if not counted:
+                raise SubmissionConflict(
+                    "This comparison was withdrawn from annotation; your judgment was not saved."
+                )
+        else:
+            counted = counters.filter(_has_room()).update(
+                judgment_count=F("judgment_count") + 1, **_complete_if_last(now)
+            )
+            if not counted:
+                raise SubmissionConflict(
+                    "Your lease on this comparison expired and its place went to another annotator, so this "
+                    "judgment was not saved. Load the next comparison to go on."
+                )
+        try:
+            with transaction.atomic():
+                judgment = Judgment.objects.create(
+                    comparison=comparison,
+                    annotator=annotator,
+                    assignment=assignment,
+                    submission_key=submission_key,
+                    **values,
+                )
+        except IntegrityError as error:
+            # The unique keys are the last word: the same key sent concurrently for another assignment.
+            raise SubmissionKeyReused(
+                "This submission key was already used for a different judgment; send a new key for a new judgment."
+            ) from error
+        assignment.state = Assignment.State.SUBMITTED
+        assignment.finished_at = now
+        assignment.save(update_fields=["state", "finished_at"])
+    return SubmitResult(judgment=judgment, replayed=False)
+
+
+def assignment_skip(
+    *, annotator: User, assignment_id: int, reason: str, now: datetime | None = None
+) -> Assignment:
+    """Give up an assigned comparison with a reason: its place returns to others and it never comes back
+    to this annotator. Skipping twice is a no-op; skipping a judged comparison is a `SubmissionConflict`."""
+    now = now or timezone.now()
+    reason = skip_reason_clean(reason)
+    with transaction.atomic():
+        assignment = assignment_get_for_annotator(annotator=annotator, assignment_id=assignment_id, lock=True)
+        if assignment.state == Assignment.State.SKIPPED:
+            return assignment
+        if assignment.state == Assignment.State.SUBMITTED:
+            raise SubmissionConflict("You already judged this comparison; it cannot be skipped.")
+        if assignment.state == Assignment.State.LEASED:
+            Comparison.objects.filter(pk=assignment.comparison_id, lease_count__gte=1).update(
+                lease_count=F("lease_count") - 1
+            )
+        assignment.state = Assignment.State.SKIPPED
+        assignment.skip_reason = reason
+        assignment.finished_at = now
+        assignment.save(update_fields=["state", "skip_reason", "finished_at"])
+    return assignment
+
+
+__all__ = [
+    "SubmissionConflict",
+    "SubmissionInvalid",
+    "SubmissionKeyReused",
+    "SubmitResult",
+    "assignment_skip",
+    "claim_candidates",
+    "comparison_lease_next",
+    "judgment_submit",
+    "leases_expire",
+]

@@ -1,0 +1,156 @@
+"""Reads of the annotator's work loop. Every lookup by a client-supplied id is scoped to the annotator here:
+an assignment that is not theirs, or belongs to a project they cannot work on, does not exist for them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.core.cache import cache
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from feedback.models import Assignment, Comparison, Judgment, Project
+from feedback.selectors import projects_open_to
+
+# Project-wide completion is a count over the whole project: it is computed at most this often per
+# project and process, so that showing it never makes a request cost grow with the project.
+PROJECT_PROGRESS_CACHE_SECONDS = 30
+
+
+class AssignmentNotFound(Exception):
+    """No such assignment for this annotator (HTTP 404, whether it exists for someone else or not)."""
+
+
+def project_get_for_annotator(*, user: User | AnonymousUser, slug: str) -> Project | None:
+    return projects_open_to(user=user).filter(slug=slug).first()
+
+
+def assignment_get_for_annotator(
+    *, annotator: User, assignment_id: int, project: Project | None = None, lock: bool = False
+) -> Assignment:
+    """The annotator's assignment with its comparison and project, optionally row-locked (the assignment
+    only). Raises `AssignmentNotFound` unless it is theirs and in a project they may still work on."""
+    assignments = Assignment.objects.filter(
+        pk=assignment_id,
+        annotator=annotator,
+        comparison__project__in=projects_open_to(user=annotator),
+    )
+    if project is not None:
+        assignments = assignments.filter(comparison__project=project)
+    if lock:
+        assignments = assignments.select_for_update(of=("self",))
+    assignment = assignments.select_related("comparison__project").first()
+    if assignment is None:
+        raise AssignmentNotFound(f"No assignment {assignment_id} for you.")
+    return assignment
+
+
+@dataclass(frozen=True)
+class ShownResponse:
+    label: str
+    position: int
+    response_id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ComparisonPage:
+    """What an annotator sees of a comparison: the conversation and the responses in display order.
+    Deliberately nothing about which checkpoint wrote what."""
+
+    assignment: Assignment
+    comparison: Comparison
+    project: Project
+    conversation: list[dict[str, str]]
+    responses: list[ShownResponse]
+
+
+def comparison_page(*, assignment: Assignment) -> ComparisonPage:
+    comparison = assignment.comparison
+    entries = (
+        comparison.entries.select_related("response")
+        .only("position", "response__id", "response__text")
+        .order_by("position")
+    )
+    prompt = comparison.prompt
+    return ComparisonPage(
+        assignment=assignment,
+        comparison=comparison,
+        project=comparison.project,
+        conversation=list(prompt.conversation),
+        responses=[
+            ShownResponse(
+                label=entry.label,
+                position=entry.position,
+                response_id=entry.response_id,
+                text=entry.response.text,
+            )
+            for entry in entries
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class ProjectProgress:
+    completed: int
+    total: int
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.completed / self.total) if self.total else 0
+
+
+def project_progress(*, project_id: int) -> ProjectProgress:
+    """Completed and total comparisons of a project, at most `PROJECT_PROGRESS_CACHE_SECONDS` old."""
+    key = f"annotate:project-progress:{project_id}"
+    cached = cache.get(key)
+    if cached is None:
+        cached = (
+            Comparison.objects.filter(project_id=project_id)
+            .exclude(status=Comparison.Status.RETIRED)
+            .aggregate(total=Count("pk"), completed=Count("pk", filter=Q(status=Comparison.Status.COMPLETED)))
+        )
+        cache.set(key, cached, PROJECT_PROGRESS_CACHE_SECONDS)
+    return ProjectProgress(completed=cached["completed"], total=cached["total"])
+
+
+def start_of_today() -> datetime:
+    return timezone.make_aware(datetime.combine(timezone.localdate(), time.min))
+
+
+def annotator_judgments_today(*, annotator: User, project_id: int) -> int:
+    """The annotator's judgments in the project since midnight (server time): bounded by their day's work."""
+    return Judgment.objects.filter(
+        annotator=annotator, created_at__gte=start_of_today(), comparison__project_id=project_id
+    ).count()
+
+
+def annotator_project_summaries(*, user: User, projects: QuerySet[Project]) -> list[dict[str, Any]]:
+    """For the project list: each project with the user's judgments (all and today) and its completion."""
+    projects = projects.order_by("name")
+    mine = dict(
+        Judgment.objects.filter(annotator=user, comparison__project__in=projects)
+        .values_list("comparison__project")
+        .annotate(total=Count("pk"))
+        .values_list("comparison__project", "total")
+    )
+    today = dict(
+        Judgment.objects.filter(
+            annotator=user, comparison__project__in=projects, created_at__gte=start_of_today()
+        )
+        .values_list("comparison__project")
+        .annotate(total=Count("pk"))
+        .values_list("comparison__project", "total")
+    )
+    return [
+        {
+            "project": project,
+            "mine": mine.get(project.pk, 0),
+            "today": today.get(project.pk, 0),
+            "progress": project_progress(project_id=project.pk),
+        }
+        for project in projects
+    ]

@@ -1,0 +1,249 @@
+"""What an annotator sends for a comparison, checked in two steps.
+
+`submission_parse` checks the shape of a request body (types, sizes, NUL bytes) without touching the
+database; `judgment_values` checks it against the comparison and its project (tie allowed? strength on
+the scale? a full ranking of the shown responses? ratings on the rubric?) and returns the row's values
+in their stored form. Both raise `SubmissionInvalid` with a message per field, which views turn into 400.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from feedback.models import RATIONALE_MAX_LENGTH, Judgment, JudgmentFlag, Project
+
+SUBMISSION_KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{7,63}")
+SKIP_REASON_MAX_LENGTH = 500
+# A day: longer is a clock or client error, not time spent judging.
+TIME_SPENT_MAX_MS = 24 * 60 * 60 * 1000
+PAIRWISE_CHOICES = frozenset(
+    {Judgment.Choice.A, Judgment.Choice.B, Judgment.Choice.TIE, Judgment.Choice.BOTH_BAD}
+)
+# Pairwise judgments store a rank per position too, so that exports read one shape for every mode.
+PAIRWISE_RANKINGS: dict[str, list[int]] = {"a": [1, 2], "b": [2, 1], "tie": [1, 1], "both_bad": [1, 1]}
+FLAG_VALUES = frozenset(JudgmentFlag.values)
+BODY_FIELDS = frozenset(
+    {"submission_key", "choice", "ranking", "strength", "ratings", "rationale", "flags", "time_spent_ms"}
+)
+
+
+class SubmissionInvalid(Exception):
+    """The submission is malformed or breaks the project's rules; `errors` maps each field to messages."""
+
+    def __init__(self, errors: Mapping[str, str | list[str]]) -> None:
+        self.errors = {
+            name: [message] if isinstance(message, str) else list(message) for name, message in errors.items()
+        }
+        super().__init__("; ".join(f"{name}: {' '.join(messages)}" for name, messages in self.errors.items()))
+
+
+@dataclass(frozen=True)
+class JudgmentSubmission:
+    """A judgment as the client states it: responses are named by their display label (A, B, …).
+
+    Pairwise projects send `choice` (a, b, tie, both_bad) and, for a or b, `strength`; ranking projects
+    send `ranking`, a rank per display position (1 is best; equal ranks are ties).
+    """
+
+    choice: str | None = None
+    ranking: tuple[int, ...] | None = None
+    strength: int | None = None
+    ratings: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    rationale: str = ""
+    flags: tuple[str, ...] = ()
+    time_spent_ms: int | None = None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text_error(value: str, *, limit: int) -> str | None:
+    if "\x00" in value:
+        return "Must not contain NUL bytes."
+    if len(value) > limit:
+        return f"At most {limit} characters (got {len(value)})."
+    return None
+
+
+def submission_key_error(key: Any) -> str | None:
+    if not isinstance(key, str) or not SUBMISSION_KEY_PATTERN.fullmatch(key):
+        return "A submission key is 8 to 64 characters: letters, digits, '.', '_', ':' or '-'."
+    return None
+
+
+def submission_parse(body: Any) -> tuple[str, JudgmentSubmission]:
+    """The submission key and the judgment of a decoded JSON body; refuses unknown fields."""
+    if not isinstance(body, dict):
+        raise SubmissionInvalid({"non_field_errors": "The body must be a JSON object."})
+    errors: dict[str, str] = {}
+    unknown = sorted(set(body) - BODY_FIELDS)
+    if unknown:
+        errors["non_field_errors"] = f"Unknown fields: {', '.join(map(str, unknown))}."
+
+    key = body.get("submission_key")
+    if (message := submission_key_error(key)) is not None:
+        errors["submission_key"] = message
+
+    choice = body.get("choice")
+    if choice is not None and choice not in PAIRWISE_CHOICES:
+        errors["choice"] = "Must be one of: a, b, tie, both_bad."
+
+    ranking = body.get("ranking")
+    if ranking is not None and (
+        not isinstance(ranking, list)
+        or not 2 <= len(ranking) <= 8
+        or not all(_is_int(rank) for rank in ranking)
+    ):
+        errors["ranking"] = "Must be a list of 2 to 8 integer ranks, one per shown response."
+
+    strength = body.get("strength")
+    if strength is not None and not _is_int(strength):
+        errors["strength"] = "Must be an integer or null."
+
+    ratings = body.get("ratings", {}) or {}
+    if not isinstance(ratings, dict) or not all(
+        isinstance(label, str)
+        and isinstance(scores, dict)
+        and all(isinstance(axis, str) and _is_int(score) for axis, score in scores.items())
+        for label, scores in ratings.items()
+    ):
+        errors["ratings"] = 'Must map a response label to {"<axis key>": integer score}.'
+
+    rationale = body.get("rationale", "") or ""
+    if not isinstance(rationale, str):
+        errors["rationale"] = "Must be a string."
+    elif (message := _text_error(rationale, limit=RATIONALE_MAX_LENGTH)) is not None:
+        errors["rationale"] = message
+
+    flags = body.get("flags", []) or []
+    if not isinstance(flags, list) or not all(isinstance(flag, str) for flag in flags):
+        errors["flags"] = "Must be a list of flag names."
+    elif unknown_flags := sorted(set(flags) - FLAG_VALUES):
+        errors["flags"] = f"Unknown flags {unknown_flags}; allowed: {', '.join(sorted(FLAG_VALUES))}."
+    elif len(set(flags)) != len(flags):
+        errors["flags"] = "A flag is given twice."
+
+    time_spent_ms = body.get("time_spent_ms")
+    if time_spent_ms is not None and (
+        not _is_int(time_spent_ms) or not 0 <= time_spent_ms <= TIME_SPENT_MAX_MS
+    ):
+        errors["time_spent_ms"] = f"Must be an integer number of milliseconds from 0 to {TIME_SPENT_MAX_MS}."
+
+    if errors:
+        raise SubmissionInvalid(errors)
+    assert isinstance(key, str)  # checked by submission_key_error
+    return key, JudgmentSubmission(
+        choice=choice,
+        ranking=tuple(ranking) if ranking is not None else None,
+        strength=strength,
+        ratings={label: dict(scores) for label, scores in ratings.items()},
+        rationale=rationale,
+        flags=tuple(flags),
+        time_spent_ms=time_spent_ms,
+    )
+
+
+def skip_reason_clean(reason: Any) -> str:
+    if not isinstance(reason, str) or not reason.strip():
+        raise SubmissionInvalid({"reason": "Say why you skip (a short reason)."})
+    if (message := _text_error(reason, limit=SKIP_REASON_MAX_LENGTH)) is not None:
+        raise SubmissionInvalid({"reason": message})
+    return reason.strip()
+
+
+def position_label(position: int) -> str:
+    return chr(ord("A") + position)
+
+
+def _ranking_error(ranking: Sequence[int], *, size: int, allows_tie: bool) -> str | None:
+    if len(ranking) != size:
+        return f"Rank all {size} shown responses (got {len(ranking)} ranks)."
+    if any(not 1 <= rank <= size for rank in ranking):
+        return f"Ranks run from 1 (best) to {size}."
+    distinct = sorted(set(ranking))
+    if not allows_tie and len(distinct) != size:
+        return "This project does not allow ties: give each response its own rank."
+    if distinct != list(range(1, len(distinct) + 1)):
+        return "Ranks must be consecutive from 1 (tied responses share a rank, the next rank follows on)."
+    return None
+
+
+def judgment_values(
+    submission: JudgmentSubmission, *, project: Project, response_ids: Sequence[int]
+) -> dict[str, Any]:
+    """The stored form of a submission for a comparison whose responses, by position, are `response_ids`.
+
+    Ratings come keyed by label and are stored keyed by response id; `ranking` is stored for every mode.
+    """
+    errors: dict[str, str] = {}
+    size = len(response_ids)
+    values: dict[str, Any] = {"strength": None}
+    strength_levels = len(project.strength_labels or [])
+
+    if project.comparison_mode == Project.ComparisonMode.PAIRWISE:
+        if submission.ranking is not None:
+            errors["ranking"] = "A pairwise comparison takes a choice, not a ranking."
+        choice = submission.choice
+        if choice is None:
+            errors["choice"] = "Choose A, B" + (", tie" if project.allows_tie else "") + " or both bad."
+        elif choice == Judgment.Choice.TIE and not project.allows_tie:
+            errors["choice"] = "This project does not allow ties."
+        values["choice"] = choice
+        values["ranking"] = PAIRWISE_RANKINGS.get(choice or "", [])
+        if choice in (Judgment.Choice.A, Judgment.Choice.B) and strength_levels:
+            if submission.strength is None:
+                errors["strength"] = f"Say how much better: 1 to {strength_levels}."
+            elif not 1 <= submission.strength <= strength_levels:
+                errors["strength"] = f"Strength runs from 1 to {strength_levels}."
+            values["strength"] = submission.strength
+        elif submission.strength is not None:
+            errors["strength"] = (
+                "This project asks no strength."
+                if not strength_levels
+                else "Strength goes with a preference (A or B), not with a tie or both bad."
+            )
+    else:
+        if submission.choice is not None:
+            errors["choice"] = "A ranking comparison takes a ranking, not a choice."
+        if submission.strength is not None:
+            errors["strength"] = "A ranking comparison takes no strength."
+        if submission.ranking is None:
+            errors["ranking"] = f"Rank all {size} responses."
+        elif (
+            message := _ranking_error(submission.ranking, size=size, allows_tie=project.allows_tie)
+        ) is not None:
+            errors["ranking"] = message
+        values["choice"] = Judgment.Choice.RANKED
+        values["ranking"] = list(submission.ranking or [])
+
+    axes = {axis["key"]: axis["scale"] for axis in project.rating_rubric or []}
+    labels = {position_label(position): response_id for position, response_id in enumerate(response_ids)}
+    ratings: dict[str, dict[str, int]] = {}
+    rating_errors: list[str] = []
+    for label, scores in submission.ratings.items():
+        if label not in labels:
+            rating_errors.append(f"There is no response {label!r} here (shown: {', '.join(labels)}).")
+            continue
+        for axis, score in scores.items():
+            if axis not in axes:
+                rating_errors.append(f"{label}: {axis!r} is not on this project's rubric.")
+            elif not axes[axis]["min"] <= score <= axes[axis]["max"]:
+                rating_errors.append(f"{label}: {axis} runs from {axes[axis]['min']} to {axes[axis]['max']}.")
+        if scores:
+            ratings[str(labels[label])] = dict(sorted(scores.items()))
+    if rating_errors:
+        errors["ratings"] = " ".join(rating_errors)
+
+    if errors:
+        raise SubmissionInvalid(errors)
+    values.update(
+        ratings=ratings,
+        rationale=submission.rationale,
+        flags=sorted(submission.flags),
+        time_spent_ms=submission.time_spent_ms,
+    )
+    return values

@@ -1,0 +1,108 @@
+"""50 annotators at once against one pool, with real PostgreSQL transactions in 50 threads."""
+
+import random
+import threading
+import uuid
+from collections import Counter
+
+import pytest
+from django.db import connection, connections
+
+from annotate.assignment import comparison_lease_next, judgment_submit
+from annotate.submission import JudgmentSubmission
+from feedback.models import Assignment, Comparison, Judgment
+from tests.annotate.conftest import comparisons_bulk_create
+from tests.factories import AnnotatorFactory, ProjectFactory
+
+ANNOTATORS = 50
+COMPARISONS = 2_000
+OVERLAP = 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fifty_annotators_never_over_assign_and_finish_the_pool():
+    project = ProjectFactory(judgments_per_comparison=OVERLAP, slug="race")
+    annotators = [AnnotatorFactory(username=f"racer-{index:02d}") for index in range(ANNOTATORS)]
+    project.annotators.add(*annotators)
+    comparisons_bulk_create(project, COMPARISONS)
+
+    accepted: list[tuple[int, int, str]] = []  # (annotator, judgment, key) of every first submission
+    replays: list[tuple[int, int]] = []  # (judgment returned by a replay, judgment first stored)
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+    start = threading.Barrier(ANNOTATORS)
+
+    def work(annotator, seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            start.wait()
+            while (lease := comparison_lease_next(annotator=annotator, project=project)) is not None:
+                submission_key = uuid.uuid4().hex
+                choice = rng.choice(["a", "b", "tie", "both_bad"])
+                submission = JudgmentSubmission(
+                    choice=choice, strength=rng.randint(1, 3) if choice in "ab" else None
+                )
+                result = judgment_submit(
+                    annotator=annotator,
+                    assignment_id=lease.pk,
+                    submission_key=submission_key,
+                    submission=submission,
+                )
+                assert not result.replayed
+                with lock:
+                    accepted.append((annotator.pk, result.judgment.pk, submission_key))
+                if rng.random() < 0.1:  # a client that did not hear the answer sends it again
+                    again = judgment_submit(
+                        annotator=annotator,
+                        assignment_id=lease.pk,
+                        submission_key=submission_key,
+                        submission=submission,
+                    )
+                    assert again.replayed
+                    with lock:
+                        replays.append((again.judgment.pk, result.judgment.pk))
+        except BaseException as error:
+            with lock:
+                failures.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [
+        threading.Thread(target=work, args=(annotator, index)) for index, annotator in enumerate(annotators)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    assert not any(thread.is_alive() for thread in threads)
+    assert failures == []
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT count(*) FROM (
+                SELECT c.id FROM feedback_comparison c LEFT JOIN feedback_judgment j ON j.comparison_id = c.id
+                WHERE c.project_id = %s GROUP BY c.id HAVING count(j.id) > c.required_judgments
+            ) over_judged
+            """,
+            [project.pk],
+        )
+        assert cursor.fetchone() == (0,)
+        cursor.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM feedback_judgment GROUP BY comparison_id, annotator_id HAVING count(*) > 1) twice"
+        )
+        assert cursor.fetchone() == (0,)
+
+    judgments_per_comparison = Counter(Judgment.objects.values_list("comparison_id", flat=True))
+    assert len(judgments_per_comparison) == COMPARISONS
+    assert set(judgments_per_comparison.values()) == {OVERLAP}
+    assert set(Comparison.objects.values_list("status", "judgment_count", "lease_count")) == {
+        ("completed", OVERLAP, 0)
+    }
+    # Every accepted submission is stored exactly once, under its own key; replays returned the first row.
+    stored = set(Judgment.objects.values_list("annotator_id", "pk", "submission_key"))
+    assert len(accepted) == COMPARISONS * OVERLAP == len(stored)
+    assert set(accepted) == stored
+    assert all(returned == first for returned, first in replays)
+    assert replays  # the replay path really ran
+    assert set(Assignment.objects.values_list("state", flat=True)) == {"submitted"}
