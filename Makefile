@@ -14,7 +14,11 @@ TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL)
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-setup install test preflight lint format typecheck clean
+# The browser tests drive Debian's Chromium; Playwright never downloads a browser.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo demo-setup install chromium test preflight lint format typecheck clean
 
 install: $(STAMP)
 
@@ -35,9 +39,12 @@ demo-setup: install
 	test -f $(DEMO_CHECKPOINT)/config.json || $(PY) manage.py make_tiny_checkpoint $(DEMO_CHECKPOINT)
 	$(PY) manage.py seed_demo --checkpoint $(DEMO_CHECKPOINT)
 
-## make test: install, check PostgreSQL and Redis, lint, run every test
-test: install preflight lint typecheck
+## make test: install (Chromium too, when missing), check PostgreSQL and Redis, lint, run every test
+test: install chromium preflight lint typecheck
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+chromium:
+	test -x $(CHROMIUM) || { $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
 preflight: install
 	$(TEST_ENV) $(PY) tests/preflight.py

@@ -24,6 +24,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
@@ -188,6 +189,7 @@ def judgment_submit(
     assignment_id: int,
     submission_key: str,
     submission: JudgmentSubmission,
+    project: Project | None = None,
     now: datetime | None = None,
 ) -> SubmitResult:
     """Store the annotator's judgment of their assigned comparison, in one transaction.
@@ -197,11 +199,13 @@ def judgment_submit(
     A live lease (even one past its time that no sweep has returned yet) turns its place into a judgment.
     An expired lease counts only if the comparison still has a free place; otherwise `SubmissionConflict`.
     Raises `AssignmentNotFound` for an assignment that is not the annotator's (or in a project they have
-    left) and `SubmissionInvalid` with field messages for a judgment that breaks the project's rules.
+    left, or not in `project` when one is given) and `SubmissionInvalid` with field messages for a judgment that breaks the project's rules.
     """
     now = now or timezone.now()
     with transaction.atomic():
-        assignment = assignment_get_for_annotator(annotator=annotator, assignment_id=assignment_id, lock=True)
+        assignment = assignment_get_for_annotator(
+            annotator=annotator, assignment_id=assignment_id, project=project, lock=True
+        )
         comparison = assignment.comparison
         response_ids = list(comparison.entries.order_by("position").values_list("response_id", flat=True))
         values = judgment_values(submission, project=comparison.project, response_ids=response_ids)
@@ -259,14 +263,21 @@ def judgment_submit(
 
 
 def assignment_skip(
-    *, annotator: User, assignment_id: int, reason: str, now: datetime | None = None
+    *,
+    annotator: User,
+    assignment_id: int,
+    reason: Any,
+    project: Project | None = None,
+    now: datetime | None = None,
 ) -> Assignment:
     """Give up an assigned comparison with a reason: its place returns to others and it never comes back
     to this annotator. Skipping twice is a no-op; skipping a judged comparison is a `SubmissionConflict`."""
     now = now or timezone.now()
     reason = skip_reason_clean(reason)
     with transaction.atomic():
-        assignment = assignment_get_for_annotator(annotator=annotator, assignment_id=assignment_id, lock=True)
+        assignment = assignment_get_for_annotator(
+            annotator=annotator, assignment_id=assignment_id, project=project, lock=True
+        )
         if assignment.state == Assignment.State.SKIPPED:
             return assignment
         if assignment.state == Assignment.State.SUBMITTED:

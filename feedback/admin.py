@@ -19,6 +19,7 @@ from django.db.models.functions import Cast
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -701,48 +702,51 @@ class ComparisonResponseInline(ReadOnlyInline):
 
 class JudgmentInline(ReadOnlyInline):
     model = Judgment
-    fields = ("annotator", "choice", "ranking", "strength", "flags", "created_at")
+    fields = (
+        "annotator",
+        "choice",
+        "ranking",
+        "strength",
+        "ratings",
+        "flags",
+        "time_spent",
+        "rationale",
+        "created_at",
+    )
     readonly_fields = fields
+    ordering = ("created_at", "id")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Judgment]:
+        return super().get_queryset(request).select_related("annotator")
+
+    @admin.display(description="Time spent (s)", ordering="time_spent_ms")
+    def time_spent(self, judgment: Judgment) -> str:
+        if judgment.time_spent_ms is None:
+            return self.get_empty_value_display()
+        return f"{judgment.time_spent_ms / 1000:.1f}"
 
 
 class AssignmentInline(ReadOnlyInline):
+    """The comparison's open leases only: who holds a place now, and whether the sweep is late for it.
+    Finished assignments are on the assignment list."""
+
     model = Assignment
-    fields = ("annotator", "state", "leased_at", "expires_at")
+    verbose_name = "open lease"
+    verbose_name_plural = "open leases"
+    fields = ("annotator", "leased_at", "expires_at", "overdue")
     readonly_fields = fields
+    ordering = ("expires_at", "id")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Assignment]:
+        return super().get_queryset(request).filter(state=Assignment.State.LEASED).select_related("annotator")
+
+    @admin.display(description="Overdue", boolean=True)
+    def overdue(self, assignment: Assignment) -> bool:
+        return assignment.expires_at <= timezone.now()
 
 
-@admin.register(Comparison)
-class ComparisonAdmin(admin.ModelAdmin):
-    list_display = ("id", "project", "prompt", "status", "judgments", "created_at")
-    list_filter = ("status", "project")
-    list_select_related = ("project", "prompt")
-    search_fields = ("prompt__external_id",)
-    raw_id_fields = ("prompt", "generation_run")
-    readonly_fields = ("judgment_count", "created_at", "completed_at")
-    inlines = (ComparisonResponseInline, JudgmentInline, AssignmentInline)
-
-    @admin.display(description="Judgments", ordering="judgment_count")
-    def judgments(self, comparison: Comparison) -> str:
-        return f"{comparison.judgment_count}/{comparison.required_judgments}"
-
-
-@admin.register(Assignment)
-class AssignmentAdmin(admin.ModelAdmin):
-    list_display = ("id", "comparison", "annotator", "state", "leased_at", "expires_at")
-    list_filter = ("state", "comparison__project")
-    list_select_related = ("comparison", "annotator")
-    search_fields = ("annotator__username",)
-    raw_id_fields = ("comparison",)
-
-
-@admin.register(Judgment)
-class JudgmentAdmin(admin.ModelAdmin):
-    """Judgments are the audit record: staff may read them, nobody edits or deletes them here."""
-
-    list_display = ("id", "comparison", "annotator", "choice", "strength", "flag_list", "created_at")
-    list_filter = ("choice", "comparison__project")
-    list_select_related = ("comparison", "annotator")
-    search_fields = ("annotator__username", "rationale")
+class ReadOnlyModelAdmin(admin.ModelAdmin):
+    """For rows only services write (leases, judgments, statistics): staff read them, nobody edits them."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -752,6 +756,96 @@ class JudgmentAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class ComparisonForm(forms.ModelForm):
+    class Meta:
+        model = Comparison
+        fields = ("status", "required_judgments")
+
+    def clean_required_judgments(self) -> int:
+        required = self.cleaned_data["required_judgments"]
+        if self.instance.pk is not None:
+            judged, leased = (
+                Comparison.objects.filter(pk=self.instance.pk)
+                .values_list("judgment_count", "lease_count")
+                .get()
+            )
+            if required < judged + leased:
+                raise ValidationError(
+                    f"This comparison already has {judged} judgments and {leased} open leases; "
+                    f"it cannot require fewer than {judged + leased}."
+                )
+        return required
+
+
+@admin.register(Comparison)
+class ComparisonAdmin(admin.ModelAdmin):
+    """Comparisons come from generation runs. Staff may retire or reopen one and change its overlap; the
+    counters belong to the assignment engine and are never written from this page."""
+
+    form = ComparisonForm
+    list_display = ("id", "project", "prompt", "status", "judgments", "open_leases", "created_at")
+    list_filter = ("status", "project")
+    list_select_related = ("project", "prompt")
+    search_fields = ("prompt__external_id",)
+    fields = (
+        "project",
+        "prompt",
+        "generation_run",
+        "status",
+        "required_judgments",
+        "judgment_count",
+        "lease_count",
+        "created_at",
+        "completed_at",
+    )
+    readonly_fields = (
+        "project",
+        "prompt",
+        "generation_run",
+        "judgment_count",
+        "lease_count",
+        "created_at",
+        "completed_at",
+    )
+    inlines = (ComparisonResponseInline, JudgmentInline, AssignmentInline)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Comparison, form: forms.ModelForm, change: bool) -> None:
+        # Only the fields this form changed: the counters move under concurrent submissions, and writing
+        # back this page's copy of them would break the overlap rule.
+        obj.save(update_fields=form.changed_data)
+
+    @admin.display(description="Judgments", ordering="judgment_count")
+    def judgments(self, comparison: Comparison) -> str:
+        return f"{comparison.judgment_count}/{comparison.required_judgments}"
+
+    @admin.display(description="Open leases", ordering="lease_count")
+    def open_leases(self, comparison: Comparison) -> int:
+        return comparison.lease_count
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(ReadOnlyModelAdmin):
+    """Leases are the assignment engine's bookkeeping: readable here, changed only by the engine."""
+
+    list_display = ("id", "comparison", "annotator", "state", "leased_at", "expires_at", "skip_reason")
+    list_filter = ("state", "comparison__project")
+    list_select_related = ("comparison", "annotator")
+    search_fields = ("annotator__username",)
+
+
+@admin.register(Judgment)
+class JudgmentAdmin(ReadOnlyModelAdmin):
+    """Judgments are the audit record: staff may read them, nobody edits or deletes them here."""
+
+    list_display = ("id", "comparison", "annotator", "choice", "strength", "flag_list", "created_at")
+    list_filter = ("choice", "comparison__project")
+    list_select_related = ("comparison", "annotator")
+    search_fields = ("annotator__username", "rationale")
 
     @admin.display(description="Flags")
     def flag_list(self, judgment: Judgment) -> str:

@@ -39,8 +39,3 @@ def projects_open_to(*, user: User | AnonymousUser) -> QuerySet[Project]:
     if not user.is_staff:
         projects = projects.filter(annotators=user)
     return projects
-
-
-def projects_for_user(*, user: User | AnonymousUser) -> QuerySet[Project]:
-    """`projects_open_to` with their progress figures, by name."""
-    return projects_with_progress(projects_open_to(user=user)).order_by("name")

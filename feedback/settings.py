@@ -150,7 +150,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "home"
+LOGIN_REDIRECT_URL = "annotate:projects"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -211,9 +211,11 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 35 * 60)
 # healthy task would be delivered twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 10 * 60}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# `celery beat` re-sends generation chunks whose message or worker was lost (see generation_reconcile).
+# `celery beat` re-sends generation chunks whose message or worker was lost (see generation_reconcile)
+# and returns the places of overdue annotation leases (claims do that too, on busy projects).
 CELERY_BEAT_SCHEDULE = {
     "reconcile-generation": {"task": "feedback.reconcile_generation", "schedule": 300.0},
+    "expire-leases": {"task": "annotate.expire_leases", "schedule": 60.0},
 }
 
 # --- Rankwise --------------------------------------------------------------------------------------------

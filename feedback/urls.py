@@ -1,8 +1,8 @@
-"""Site URLs. The annotator workspace and the REST API mount here as their issues land."""
+"""Site URLs: the annotator's workspace at the root, the admin, and (as its issue lands) the REST API."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from feedback import views
 
@@ -11,7 +11,7 @@ admin.site.site_title = "Rankwise"
 admin.site.index_title = "Projects, prompts, checkpoints and judgments"
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", include("annotate.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -16,7 +16,8 @@ TEST_PASSWORD = "correct horse battery staple"
 def _member_of(group_name: str) -> factory.PostGeneration:
     def add_to_group(user, create, extracted, **kwargs):
         if create:
-            user.groups.add(Group.objects.get(name=group_name))
+            # get_or_create: transactional tests flush the database, data migrations' groups included.
+            user.groups.add(Group.objects.get_or_create(name=group_name)[0])
 
     return factory.PostGeneration(add_to_group)
 

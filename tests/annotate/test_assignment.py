@@ -566,3 +566,15 @@ def test_the_claim_reads_the_partial_index_without_sorting_the_project(annotator
     plan = json.dumps(json.loads(query.explain(format="json")))
     assert "comparison_next_open_idx" in plan
     assert '"Node Type": "Sort"' not in plan
+
+
+def test_the_periodic_task_expires_every_overdue_lease_in_batches(project, colleagues, annotator):
+    from annotate import tasks
+
+    comparisons_bulk_create(project, 2)
+    past = timezone.now() - project.lease_duration * 2
+    for person in [annotator, *colleagues]:
+        comparison_lease_next(annotator=person, project=project, now=past)
+    assert tasks.expire_leases.apply(kwargs={"batch": 3}).get() == 4
+    assert set(Assignment.objects.values_list("state", flat=True)) == {"expired"}
+    assert list(Comparison.objects.values_list("lease_count", flat=True)) == [0, 0]

@@ -131,3 +131,34 @@ def test_make_demo_seeding_on_its_own_sqlite_database_is_repeatable(tmp_path):
     assert comparisons == int(generated.group(1)) >= count - 4  # random weights rarely repeat a text
     assert responses == 2 * count
     assert checkpoint_row == [("valid", str(checkpoint.resolve()))]
+
+    # The demo's annotators judge on SQLite through the real pages: lease, reload, submit, next.
+    judged = manage_ok("shell", "-v", "0", "-c", ANNOTATE_ON_SQLITE).split()
+    assert judged == ["annotator1", "2", "annotator2", "2"]
+    assert database.execute(
+        "SELECT count(*), count(DISTINCT comparison_id), min(choice), max(choice) FROM feedback_judgment"
+    ).fetchone() == (4, 2, "a", "a")
+    assert database.execute("SELECT sum(lease_count) FROM feedback_comparison").fetchone() == (2,)
+
+
+ANNOTATE_ON_SQLITE = """
+import json, re
+from django.test import Client
+from feedback.services.demo import demo_credentials_path
+passwords = json.loads(demo_credentials_path().read_text())
+for username in ("annotator1", "annotator2"):
+    client = Client(HTTP_HOST="127.0.0.1")  # a host the demo allows
+    assert client.login(username=username, password=passwords[username])
+    for number in range(2):
+        page = client.get("/projects/demo/annotate").content.decode()
+        assignment = re.search(r'data-assignment-id="(\\d+)"', page).group(1)
+        again = client.get("/projects/demo/annotate").content.decode()
+        assert f'data-assignment-id="{assignment}"' in again
+        body = {"submission_key": f"{username}-demo-{number}", "choice": "a", "strength": 1}
+        response = client.post(
+            f"/projects/demo/assignments/{assignment}/judgment", json.dumps(body), content_type="application/json"
+        )
+        assert response.status_code == 201, response.content
+    client.get("/projects/demo/annotate")  # a third lease, left open
+    print(username, number + 1)
+"""
