@@ -72,7 +72,7 @@ def comparison_page(*, assignment: Assignment) -> ComparisonPage:
     comparison = assignment.comparison
     entries = (
         comparison.entries.select_related("response")
-        .only("position", "response__id", "response__text")
+        .only("position", "comparison", "response__id", "response__text")
         .order_by("position")
     )
     prompt = comparison.prompt

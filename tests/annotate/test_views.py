@@ -352,3 +352,18 @@ def test_a_ranking_project_shows_rank_controls_for_every_response(annotator, ann
     )
     assert response.status_code == 201
     assert Judgment.objects.get().ranking == [2, 1, 3, 3]
+
+
+def test_the_comparison_page_reads_its_responses_in_one_query_whatever_k(
+    annotator, django_assert_num_queries
+):
+    from annotate.selectors import assignment_get_for_annotator, comparison_page
+
+    project = ProjectFactory(comparison_mode="ranking", responses_per_comparison=6, slug="six")
+    project.annotators.add(annotator)
+    comparisons_bulk_create(project, 1, responses_each=6)
+    lease = comparison_lease_next(annotator=annotator, project=project)
+    assignment = assignment_get_for_annotator(annotator=annotator, assignment_id=lease.pk)
+    with django_assert_num_queries(2):  # the prompt, then the six entries with their responses
+        page = comparison_page(assignment=assignment)
+    assert [shown.label for shown in page.responses] == list("ABCDEF")

@@ -1,0 +1,1213 @@
+"""Assignment throughput and latency: annotators over HTTP against the bare claim SQL, in the same run.
+
+Run from the repository root against a PostgreSQL server. The database named in DATABASE_URL is dropped
+and created again for every size, so its name must contain "bench" (and not start with "test_"):
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/rankwise_bench_assign \\
+        .venv/bin/python bench/assign.py [--sizes 10000,1000000] [--levels 10,50,200] [--duration 20]
+
+For each size (comparisons in one project, overlap 3) the script
+
+1. creates and migrates the database, then seeds the comparisons with `INSERT … SELECT … FROM
+   generate_series` (a prompt, two responses of one generation run, two `ComparisonResponse` rows and the
+   comparison, `required_judgments` 3), then `VACUUM ANALYZE` and `CHECKPOINT`;
+2. starts the app under gunicorn on 127.0.0.1 (DEBUG off, plain HTTP) and logs one user in through the
+   real login form to check the path; the simulated annotators get sessions made directly in the
+   session table (the same rows a login writes), because logging 200 users in costs 200 password hashes
+   (about 0.4 s of CPU each) before the measurement starts;
+3. at each concurrency level (10, 50, 200 simulated annotators), from the same pool state each time:
+   - the ceiling: one thread per annotator, each in a loop of two transactions through psycopg (client
+     defaults: server-side binding, statements prepared after 5 runs): the claim (Django's own claim
+     statement, `claim_candidates(...).select_for_update(skip_locked=True, of=("self",))[:1]` taken
+     from `query.sql_with_params()`, then the conditional `lease_count + 1` update and the assignment
+     insert) and the submission (the counter update that closes a comparison at its last judgment,
+     the judgment insert, the assignment marked submitted). Not included: the app's lease-expiry
+     sweep, the annotator row lock, the own-lease lookup, sessions, permissions, validation, rendering.
+     PostgreSQL here allows 100 connections, so above `--max-connections` (50) the annotators share
+     that many connections and the claim latency includes the wait for one;
+   - HTTP: one thread and one `httpx.Client` (own session and CSRF cookies) per annotator, each looping
+     `GET /projects/<slug>/annotate` (next) and `POST …/judgment` (submit) with no think time; the
+     clients are made and given their CSRF cookie before the clock starts (gunicorn's default sync
+     workers close the connection after each response, so each request opens a loopback connection);
+   each phase runs `--duration` seconds (or until the pool runs dry, reported); the SQL audit then counts
+   violations of the overlap and once-per-annotator rules and of the counters, and the pool is reset
+   (judgments and assignments truncated, counters zeroed, `VACUUM ANALYZE`, `CHECKPOINT`).
+
+It prints p50/p95/p99 of next, submit and claim, judgments/s of both paths, the ratio HTTP ÷ ceiling,
+and p99(next) at the largest size ÷ p99(next) at the smallest, per level. Client, gunicorn and
+PostgreSQL share the machine's cores, as the figures say. Exit 0 whether the targets are met or not,
+1 when the audit finds a violation, 2 when the benchmark cannot run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import queue
+import random
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import dj_database_url
+import httpx
+import psycopg
+from psycopg import sql
+
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+SEED = 20261121
+OVERLAP = 3
+DEFAULT_SIZES = (10_000, 1_000_000)
+DEFAULT_LEVELS = (10, 50, 200)
+QUICK_SIZES = (2_000, 20_000)
+# Targets from the issue.
+TARGET_HTTP_SHARE_OF_CEILING = 0.5
+TARGET_P99_GROWTH = 1.25
+TARGET_LARGE = 1_000_000
+TARGET_SMALL = 10_000
+PROJECT_SLUG = "bench-assign"
+# A sentinel annotator id, so that the claim statement's parameter for the annotator can be found.
+SENTINEL_ANNOTATOR_ID = -7_654_321
+CHOICES = ("a", "b", "tie", "both_bad")
+ASSIGNMENT_ID = re.compile(r'data-assignment-id="(\d+)"')
+SUBMIT_URL = re.compile(r'data-submit-url="([^"]+)"')
+HTTP_TIMEOUT_SECONDS = 120.0
+SERVER_START_SECONDS = 60.0
+# Connections left to others when the ceiling opens its own.
+CONNECTION_HEADROOM = 10
+
+# --- The ceiling's statements, after the claim (which is Django's own) -----------------------------------
+# Each mirrors what annotate/assignment.py issues through the ORM.
+LEASE_SQL = """
+UPDATE feedback_comparison SET lease_count = lease_count + 1
+WHERE id = %s AND status = 'open' AND judgment_count + lease_count < required_judgments
+"""
+ASSIGNMENT_INSERT_SQL = """
+INSERT INTO feedback_assignment (comparison_id, annotator_id, state, leased_at, expires_at, finished_at, skip_reason)
+VALUES (%s, %s, 'leased', now(), now() + interval '20 minutes', NULL, '') RETURNING id
+"""
+COUNT_JUDGMENT_SQL = """
+UPDATE feedback_comparison SET
+    lease_count = lease_count - 1,
+    judgment_count = judgment_count + 1,
+    status = CASE WHEN judgment_count >= required_judgments - 1 THEN 'completed' ELSE status END,
+    completed_at = CASE WHEN judgment_count >= required_judgments - 1 THEN now() ELSE completed_at END
+WHERE id = %s AND status = 'open' AND lease_count >= 1
+"""
+JUDGMENT_INSERT_SQL = """
+INSERT INTO feedback_judgment (comparison_id, annotator_id, assignment_id, choice, ranking, strength, ratings,
+    rationale, flags, time_spent_ms, submission_key, created_at, updated_at)
+VALUES (%s, %s, %s, %s, %s::jsonb, %s, '{}', '', '[]', %s, %s, now(), now())
+"""
+ASSIGNMENT_SUBMITTED_SQL = (
+    "UPDATE feedback_assignment SET state = 'submitted', finished_at = now() WHERE id = %s"
+)
+RANKINGS = {"a": "[1, 2]", "b": "[2, 1]", "tie": "[1, 1]", "both_bad": "[1, 1]"}
+
+# --- Seeding ---------------------------------------------------------------------------------------------
+# Ids are computed from the series (the database is new), so no statement needs a join; the identity
+# sequences are moved past them afterwards.
+SEED_STATEMENTS = (
+    (
+        "prompts",
+        """
+        INSERT INTO feedback_prompt (id, project_id, external_id, conversation, category, metadata,
+            content_hash, created_at)
+        SELECT i, %(project)s, 'bench-' || i, conversation, 'explain', '{}',
+            encode(sha256(convert_to(conversation::text, 'UTF8')), 'hex'), now()
+        FROM (
+            SELECT i, jsonb_build_array(jsonb_build_object(
+                'role', 'user',
+                'content', 'Benchmark prompt ' || i || ': explain in two sentences why the sky is blue.'
+            )) AS conversation
+            FROM generate_series(1, %(count)s) AS i
+        ) AS prompts
+        """,
+    ),
+    (
+        "responses",
+        """
+        INSERT INTO feedback_response (id, prompt_id, checkpoint_id, run_id, sample_index, text,
+            sampling_parameters, seed, token_count, finish_reason, latency_seconds, created_at)
+        SELECT 2 * i - 1 + k, i, %(checkpoint)s, %(run)s, k,
+            'Sample ' || k || ' for prompt ' || i || ': sunlight scatters off air molecules, and blue '
+                || 'light, with its shorter wavelength, scatters far more than red.',
+            '{}', i * 2 + k, 24, 'eos', NULL, now()
+        FROM generate_series(1, %(count)s) AS i CROSS JOIN generate_series(0, 1) AS k
+        """,
+    ),
+    (
+        "comparisons",
+        """
+        INSERT INTO feedback_comparison (id, project_id, prompt_id, generation_run_id, required_judgments,
+            judgment_count, lease_count, status, created_at, completed_at)
+        SELECT i, %(project)s, i, %(run)s, %(overlap)s, 0, 0, 'open', now(), NULL
+        FROM generate_series(1, %(count)s) AS i
+        """,
+    ),
+    (
+        "comparison responses",
+        """
+        INSERT INTO feedback_comparisonresponse (id, comparison_id, response_id, position)
+        SELECT 2 * i - 1 + k, i, 2 * i - 1 + k, k
+        FROM generate_series(1, %(count)s) AS i CROSS JOIN generate_series(0, 1) AS k
+        """,
+    ),
+)
+SEEDED_TABLES = ("feedback_prompt", "feedback_response", "feedback_comparison", "feedback_comparisonresponse")
+
+# --- Audit -----------------------------------------------------------------------------------------------
+AUDIT_QUERIES = {
+    # The overlap rule, counted from rows: judgments plus live leases never exceed required_judgments.
+    "comparisons over their overlap (judgments + live leases > required)": """
+        SELECT count(*) FROM feedback_comparison AS c
+        JOIN (SELECT comparison_id, count(*) AS n FROM feedback_judgment GROUP BY comparison_id) AS j
+            ON j.comparison_id = c.id
+        LEFT JOIN (
+            SELECT comparison_id, count(*) AS n FROM feedback_assignment WHERE state = 'leased'
+            GROUP BY comparison_id
+        ) AS l ON l.comparison_id = c.id
+        WHERE j.n + coalesce(l.n, 0) > c.required_judgments
+    """,
+    "(comparison, annotator) pairs judged more than once": """
+        SELECT count(*) FROM (
+            SELECT 1 FROM feedback_judgment GROUP BY comparison_id, annotator_id HAVING count(*) > 1
+        ) AS pairs
+    """,
+    "(comparison, annotator) pairs assigned more than once": """
+        SELECT count(*) FROM (
+            SELECT 1 FROM feedback_assignment GROUP BY comparison_id, annotator_id HAVING count(*) > 1
+        ) AS pairs
+    """,
+    # The counters against the rows they stand for (the sum judgment_count + lease_count included).
+    "comparisons whose counters differ from their rows": """
+        SELECT count(*) FROM feedback_comparison AS c
+        LEFT JOIN (SELECT comparison_id, count(*) AS n FROM feedback_judgment GROUP BY comparison_id) AS j
+            ON j.comparison_id = c.id
+        LEFT JOIN (
+            SELECT comparison_id, count(*) AS n FROM feedback_assignment WHERE state = 'leased'
+            GROUP BY comparison_id
+        ) AS l ON l.comparison_id = c.id
+        WHERE c.judgment_count <> coalesce(j.n, 0) OR c.lease_count <> coalesce(l.n, 0)
+            OR (c.status = 'completed') <> (c.judgment_count >= c.required_judgments)
+    """,
+}
+
+
+# --- Results ---------------------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    """Nearest-rank percentile of `values` (0 < share <= 1); NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-share * len(ordered) // 1))))
+    return ordered[rank - 1]
+
+
+@dataclass
+class Latencies:
+    milliseconds: list[float] = field(default_factory=list)
+
+    def p(self, share: float) -> float:
+        return percentile(self.milliseconds, share)
+
+    def summary(self) -> str:
+        return f"{self.p(0.50):7.1f} {self.p(0.95):7.1f} {self.p(0.99):7.1f}"
+
+
+@dataclass
+class PhaseResult:
+    """One phase (ceiling or HTTP) at one concurrency level."""
+
+    name: str
+    annotators: int
+    seconds: float = 0.0
+    judgments: int = 0
+    first: Latencies = field(default_factory=Latencies)  # next (HTTP) or claim (ceiling)
+    second: Latencies = field(default_factory=Latencies)  # submit
+    errors: Counter[str] = field(default_factory=Counter)
+    exhausted: bool = False
+    violations: dict[str, int] = field(default_factory=dict)
+    connections: int = 0
+    # What else ran: the client's own CPU time, the share of all cores busy (client, gunicorn, PostgreSQL
+    # and anything else on the machine) and the 1-minute load average when the phase ended.
+    client_cpu_seconds: float = 0.0
+    machine_busy: float = 0.0
+    load_average: float = 0.0
+
+    @property
+    def judgments_per_second(self) -> float:
+        return self.judgments / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class SizeResult:
+    comparisons: int
+    seed_seconds: float
+    ceiling: dict[int, PhaseResult] = field(default_factory=dict)
+    http: dict[int, PhaseResult] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    workers: int
+    threads: int
+
+    @property
+    def worker_class(self) -> str:
+        return "gthread" if self.threads > 1 else "sync"
+
+    def describe(self) -> str:
+        return f"gunicorn {self.workers} {self.worker_class} workers × {self.threads} thread(s)"
+
+
+# --- Setup -----------------------------------------------------------------------------------------------
+
+
+def exit_unable(message: str) -> NoReturn:
+    """Exit 2: the benchmark could not run (a missed target is still exit 0)."""
+    print(message, file=sys.stderr)
+    sys.exit(2)
+
+
+def database_config_or_exit() -> dict[str, Any]:
+    url = os.environ.get("DATABASE_URL", "")
+    config: dict[str, Any] = dict(dj_database_url.parse(url)) if url else {}
+    if config.get("ENGINE") != "django.db.backends.postgresql":
+        exit_unable(
+            "bench/assign.py measures PostgreSQL: set DATABASE_URL to a PostgreSQL URL, e.g.\n"
+            "  DATABASE_URL=postgres://postgres@127.0.0.1:5432/rankwise_bench_assign "
+            f".venv/bin/python bench/assign.py\n(got DATABASE_URL={url!r})"
+        )
+    name = str(config.get("NAME") or "")
+    if "bench" not in name or name.startswith("test_"):
+        exit_unable(
+            f"bench/assign.py drops and re-creates the database {name!r}: name one that contains 'bench' "
+            "and does not start with 'test_', e.g. rankwise_bench_assign."
+        )
+    return config
+
+
+def connect(
+    config: dict[str, Any], *, dbname: str | None = None, autocommit: bool = True
+) -> psycopg.Connection:
+    return psycopg.connect(
+        host=config.get("HOST") or "127.0.0.1",
+        port=config.get("PORT") or 5432,
+        user=config.get("USER") or "postgres",
+        password=config.get("PASSWORD") or None,
+        dbname=dbname or config["NAME"],
+        connect_timeout=10,
+        autocommit=autocommit,
+    )
+
+
+def database_recreate(config: dict[str, Any], *, drop_only: bool = False) -> None:
+    try:
+        with connect(config, dbname="postgres") as connection:
+            name = sql.Identifier(config["NAME"])
+            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+            if not drop_only:
+                connection.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    except psycopg.Error as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        exit_unable(f"bench/assign.py: cannot prepare database {config['NAME']!r}: {message}")
+
+
+def django_setup(secret_key: str) -> None:
+    # Run as `python bench/assign.py`, the script's own folder is on sys.path, not the repository.
+    sys.path.insert(0, str(REPOSITORY_ROOT))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "feedback.settings"
+    # Sessions made here must verify in the server: both sign with this key.
+    os.environ["DJANGO_SECRET_KEY"] = secret_key
+    import django
+
+    django.setup()
+    # The settings log INFO to the console; httpx would log every request of the load there.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def django_disconnect() -> None:
+    from django.db import connections
+
+    connections.close_all()
+
+
+def migrate() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+@dataclass(frozen=True)
+class Fixture:
+    project_id: int
+    slug: str
+    annotator_ids: list[int]
+    session_keys: list[str]
+    probe_username: str
+    probe_password: str
+
+
+def seed(config: dict[str, Any], *, count: int, annotators: int) -> tuple[Fixture, float]:
+    """Create the project, its checkpoint and run through the ORM, the comparisons in SQL; returns the
+    fixture and the seconds the comparisons took (VACUUM ANALYZE included)."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.auth.hashers import make_password
+    from django.contrib.auth.models import Group, User
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from feedback.models import GenerationRun, PolicyCheckpoint, Project
+    from feedback.roles import ANNOTATORS_GROUP
+
+    project = Project.objects.create(
+        name="Assignment benchmark", slug=PROJECT_SLUG, judgments_per_comparison=OVERLAP
+    )
+    checkpoint = PolicyCheckpoint.objects.create(name="bench-policy", source="/nonexistent/bench-policy")
+    run = GenerationRun.objects.create(
+        project=project,
+        checkpoint=checkpoint,
+        status=GenerationRun.Status.COMPLETED,
+        samples_per_prompt=2,
+        total_prompts=count,
+        done_prompts=count,
+    )
+    django_disconnect()
+
+    started = time.perf_counter()
+    parameters = {"project": project.pk, "checkpoint": checkpoint.pk, "run": run.pk, "count": count}
+    parameters["overlap"] = OVERLAP
+    with connect(config, autocommit=False) as connection:
+        # Losing these rows to a crash costs nothing: the script seeds again.
+        connection.execute("SET synchronous_commit = off")
+        for name, statement in SEED_STATEMENTS:
+            step = time.perf_counter()
+            connection.execute(statement, parameters)
+            print(f"  {name}: {time.perf_counter() - step:.1f} s", file=sys.stderr)
+        step = time.perf_counter()
+        connection.commit()  # the deferred foreign-key checks run here
+        print(f"  commit (foreign-key checks): {time.perf_counter() - step:.1f} s", file=sys.stderr)
+        connection.autocommit = True
+        for table in SEEDED_TABLES:
+            connection.execute(
+                sql.SQL(
+                    "SELECT setval(pg_get_serial_sequence({table}, 'id'), (SELECT max(id) FROM {ident}))"
+                ).format(table=sql.Literal(table), ident=sql.Identifier(table))
+            )
+        step = time.perf_counter()
+        connection.execute("VACUUM ANALYZE")
+        print(f"  VACUUM ANALYZE: {time.perf_counter() - step:.1f} s", file=sys.stderr)
+        step = time.perf_counter()
+        # Write the load's dirty pages out now, so that no checkpoint the bulk load's WAL started is still
+        # writing during the first measurement.
+        connection.execute("CHECKPOINT")
+        print(f"  CHECKPOINT: {time.perf_counter() - step:.1f} s", file=sys.stderr)
+    seed_seconds = time.perf_counter() - started
+
+    group = Group.objects.get(name=ANNOTATORS_GROUP)
+    users = User.objects.bulk_create(
+        [
+            User(username=f"bench-annotator-{number:04d}", password=make_password(None))
+            for number in range(1, annotators + 1)
+        ]
+    )
+    probe_password = secrets.token_urlsafe(16)
+    probe = User.objects.create_user(username="bench-login-probe", password=probe_password)
+    everyone = [*users, probe]
+    User.groups.through.objects.bulk_create(
+        [User.groups.through(user_id=user.pk, group_id=group.pk) for user in everyone]
+    )
+    project.annotators.add(*everyone)
+    session_keys = []
+    for user in users:
+        session = SessionStore()
+        session[SESSION_KEY] = str(user.pk)
+        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.create()
+        assert session.session_key is not None
+        session_keys.append(session.session_key)
+    django_disconnect()
+    fixture = Fixture(
+        project_id=project.pk,
+        slug=project.slug,
+        annotator_ids=[user.pk for user in users],
+        session_keys=session_keys,
+        probe_username=probe.username,
+        probe_password=probe_password,
+    )
+    return fixture, seed_seconds
+
+
+@dataclass(frozen=True)
+class ClaimStatement:
+    """Django's claim statement for one project, with its parameters; one of them is the annotator's."""
+
+    sql: str
+    parameters: tuple[Any, ...]
+    annotator_position: int
+
+    def parameters_for(self, annotator_id: int) -> list[Any]:
+        parameters = list(self.parameters)
+        parameters[self.annotator_position] = annotator_id
+        return parameters
+
+
+def claim_statement(project_id: int) -> ClaimStatement:
+    from django.db import transaction
+
+    from annotate.assignment import claim_candidates
+
+    with transaction.atomic():  # the compiler refuses FOR UPDATE outside a transaction
+        queryset = (
+            claim_candidates(annotator_id=SENTINEL_ANNOTATOR_ID, project_id=project_id)
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("pk", flat=True)[:1]
+        )
+        statement, parameters = queryset.query.sql_with_params()
+    django_disconnect()
+    # Choices enums become plain strings, as Django's own adapters send them.
+    values = tuple(str(value) if isinstance(value, str) else value for value in parameters)
+    positions = [index for index, value in enumerate(values) if value == SENTINEL_ANNOTATOR_ID]
+    if len(positions) != 1:
+        raise RuntimeError(f"cannot find the annotator parameter in the claim statement: {parameters}")
+    return ClaimStatement(sql=statement, parameters=values, annotator_position=positions[0])
+
+
+def pool_reset(admin: psycopg.Connection, project_id: int) -> None:
+    """Every phase starts from the seeded state: no assignments, no judgments, every comparison open."""
+    admin.execute("TRUNCATE feedback_judgment, feedback_assignment")
+    admin.execute(
+        """
+        UPDATE feedback_comparison SET judgment_count = 0, lease_count = 0, status = 'open', completed_at = NULL
+        WHERE project_id = %s AND (judgment_count <> 0 OR lease_count <> 0 OR status <> 'open')
+        """,
+        [project_id],
+    )
+    # The claim walks the front of an index that every judgment rewrites; without this (and autovacuum,
+    # which may be off) later phases would walk earlier phases' dead entries.
+    admin.execute("VACUUM ANALYZE feedback_comparison, feedback_assignment, feedback_judgment")
+    admin.execute("CHECKPOINT")
+
+
+def connections_free(admin: psycopg.Connection) -> int:
+    """Connections the server would still accept (other clients, such as test runs, share them)."""
+    row = admin.execute(
+        "SELECT current_setting('max_connections')::int "
+        "- current_setting('superuser_reserved_connections')::int - count(*) FROM pg_stat_activity"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def audit(admin: psycopg.Connection) -> dict[str, int]:
+    violations = {}
+    for name, query in AUDIT_QUERIES.items():
+        row = admin.execute(query).fetchone()
+        violations[name] = int(row[0]) if row else -1
+    return violations
+
+
+# --- Server ----------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def server_environment(*, database_url: str, secret_key: str, static_root: Path) -> dict[str, str]:
+    environment = dict(os.environ)
+    environment.update(
+        DATABASE_URL=database_url,
+        DJANGO_SETTINGS_MODULE="feedback.settings",
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=secret_key,
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        # Plain HTTP on loopback: no redirect to HTTPS, cookies not limited to HTTPS, no HSTS.
+        DJANGO_SECURE_SSL_REDIRECT="0",
+        DJANGO_SESSION_COOKIE_SECURE="0",
+        DJANGO_CSRF_COOKIE_SECURE="0",
+        DJANGO_SECURE_HSTS_SECONDS="0",
+        DJANGO_STATIC_ROOT=str(static_root),
+        DJANGO_LOG_LEVEL="WARNING",
+    )
+    environment.pop("CELERY_BROKER_URL", None)
+    return environment
+
+
+def collectstatic(environment: dict[str, str]) -> None:
+    """DEBUG off serves static files through whitenoise's manifest, which `collectstatic` writes."""
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
+        cwd=REPOSITORY_ROOT,
+        env=environment,
+        check=True,
+    )
+
+
+@contextmanager
+def gunicorn(environment: dict[str, str], config: ServerConfig, log_path: Path) -> Iterator[str]:
+    """Serve the app on a free loopback port until the block ends; yields the base URL."""
+    port = free_port()
+    command = [
+        str(VENV_BIN / "gunicorn"),
+        "feedback.wsgi:application",
+        f"--bind=127.0.0.1:{port}",
+        f"--workers={config.workers}",
+        f"--worker-class={config.worker_class}",
+        f"--threads={config.threads}",
+        "--backlog=2048",
+        "--timeout=120",
+        "--keep-alive=30",
+        "--log-level=warning",
+    ]
+    base_url = f"http://127.0.0.1:{port}"
+    with log_path.open("ab") as log:
+        server = subprocess.Popen(command, cwd=REPOSITORY_ROOT, env=environment, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {server.returncode}; see {log_path}")
+            try:
+                if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn did not answer /healthz in {SERVER_START_SECONDS:.0f} s")
+            time.sleep(0.2)
+        yield base_url
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def login_probe(base_url: str, fixture: Fixture) -> None:
+    """The real login form, once: GET sets the CSRF cookie, POST answers 302 with a session cookie."""
+    with httpx.Client(base_url=base_url, timeout=HTTP_TIMEOUT_SECONDS) as client:
+        form = client.get("/accounts/login/")
+        csrf = client.cookies.get("csrftoken")
+        if form.status_code != 200 or not csrf:
+            raise RuntimeError(f"GET /accounts/login/ answered {form.status_code} without a CSRF cookie")
+        answer = client.post(
+            "/accounts/login/",
+            data={
+                "username": fixture.probe_username,
+                "password": fixture.probe_password,
+                "csrfmiddlewaretoken": csrf,
+            },
+        )
+        if answer.status_code != 302 or not client.cookies.get("sessionid"):
+            raise RuntimeError(f"POST /accounts/login/ answered {answer.status_code}, not 302 with a session")
+        page = client.get(f"/projects/{fixture.slug}/annotate")
+        if page.status_code != 200:
+            raise RuntimeError(
+                f"GET /projects/{fixture.slug}/annotate answered {page.status_code} after login"
+            )
+
+
+# --- Load ------------------------------------------------------------------------------------------------
+
+
+def submission_body(rng: random.Random) -> dict[str, Any]:
+    choice = rng.choice(CHOICES)
+    return {
+        "submission_key": uuid.uuid4().hex,
+        "choice": choice,
+        "strength": rng.randint(1, 3) if choice in ("a", "b") else None,
+        "time_spent_ms": rng.randint(2_000, 60_000),
+    }
+
+
+@dataclass
+class Worker:
+    """One simulated annotator's figures, merged into the phase's when it ends."""
+
+    first: list[float] = field(default_factory=list)
+    second: list[float] = field(default_factory=list)
+    judgments: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+class PhaseStop:
+    """Set when one simulated annotator finds nothing left: the others stop, the rate ends there."""
+
+    def __init__(self) -> None:
+        self.ran_dry_at: float | None = None
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+
+    def ran_dry(self) -> None:
+        with self._lock:
+            if self.ran_dry_at is None:
+                self.ran_dry_at = time.perf_counter()
+                self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
+class AnnotatorLoop:
+    """One simulated annotator: `prepare` runs before the clock starts, `run` until the deadline."""
+
+    def prepare(self) -> None:
+        """Set up what a real annotator would already have (a browser session); not timed."""
+
+    def run(self, worker: Worker, deadline: float, stop: PhaseStop) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what `prepare` set up."""
+
+
+def cpu_times() -> tuple[float, float]:
+    """Busy and total jiffies of all cores since boot (/proc/stat); zeros where there is none."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already counted in user time
+    return float(total - idle), float(total)
+
+
+def run_phase(result: PhaseResult, *, duration: float, loops: Sequence[AnnotatorLoop]) -> PhaseResult:
+    """Run every simulated annotator until `duration` has passed or one finds nothing left; the clock
+    starts once all are prepared."""
+    workers = [Worker() for _ in loops]
+    stop = PhaseStop()
+    ready = threading.Barrier(len(loops) + 1)
+    go = threading.Barrier(len(loops) + 1)
+    ended: list[float] = []
+    deadline = 0.0
+
+    def body(loop: AnnotatorLoop, worker: Worker) -> None:
+        # Every thread reaches both barriers, whatever fails, or the others would wait forever.
+        try:
+            loop.prepare()
+            prepared = True
+        except Exception as error:
+            worker.errors[f"prepare failed: {type(error).__name__}: {error}"] += 1
+            prepared = False
+        ready.wait()
+        go.wait()
+        try:
+            if prepared:
+                loop.run(worker, deadline, stop)
+        except Exception as error:  # a crashed annotator is a figure, not the end of the run
+            worker.errors[f"crashed: {type(error).__name__}: {error}"] += 1
+        finally:
+            ended.append(time.perf_counter())
+            loop.close()
+
+    threads = [
+        threading.Thread(target=body, args=(loop, worker), daemon=True)
+        for loop, worker in zip(loops, workers, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    busy_before, total_before = cpu_times()
+    client_before = time.process_time()
+    began = time.perf_counter()
+    deadline = began + duration
+    go.wait()
+    for thread in threads:
+        thread.join()
+    result.seconds = (stop.ran_dry_at or max(ended)) - began
+    result.exhausted = stop.ran_dry_at is not None
+    busy_after, total_after = cpu_times()
+    result.client_cpu_seconds = time.process_time() - client_before
+    result.machine_busy = (
+        (busy_after - busy_before) / (total_after - total_before) if total_after > total_before else 0.0
+    )
+    result.load_average = os.getloadavg()[0]
+    for worker in workers:
+        result.first.milliseconds.extend(worker.first)
+        result.second.milliseconds.extend(worker.second)
+        result.judgments += worker.judgments
+        result.errors.update(worker.errors)
+    return result
+
+
+class HttpAnnotator(AnnotatorLoop):
+    """Next and submit over HTTP with one keep-alive client, its session cookie and its CSRF cookie."""
+
+    def __init__(self, base_url: str, slug: str, session_key: str, seed: int) -> None:
+        self.base_url, self.slug, self.session_key = base_url, slug, session_key
+        self.rng = random.Random(seed)
+        self.client: httpx.Client | None = None
+        self.csrf = ""
+
+    def prepare(self) -> None:
+        self.client = httpx.Client(base_url=self.base_url, timeout=HTTP_TIMEOUT_SECONDS)
+        self.client.cookies.set("sessionid", self.session_key, domain="127.0.0.1")
+        self.client.get("/accounts/login/")  # sets the CSRF cookie
+        self.csrf = self.client.cookies.get("csrftoken") or ""
+        if not self.csrf:
+            raise RuntimeError("GET /accounts/login/ set no csrftoken cookie")
+
+    def run(self, worker: Worker, deadline: float, stop: PhaseStop) -> None:
+        client, next_path = self.client, f"/projects/{self.slug}/annotate"
+        assert client is not None
+        while time.perf_counter() < deadline and not stop.is_set():
+            began = time.perf_counter()
+            page = client.get(next_path)
+            worker.first.append((time.perf_counter() - began) * 1000)
+            if page.status_code != 200:
+                worker.errors[f"next: HTTP {page.status_code}"] += 1
+                continue
+            found = ASSIGNMENT_ID.search(page.text)
+            if found is None:
+                stop.ran_dry()
+                return
+            submit = SUBMIT_URL.search(page.text)
+            url = (
+                submit.group(1) if submit else f"/projects/{self.slug}/assignments/{found.group(1)}/judgment"
+            )
+            began = time.perf_counter()
+            answer = client.post(url, json=submission_body(self.rng), headers={"X-CSRFToken": self.csrf})
+            worker.second.append((time.perf_counter() - began) * 1000)
+            if answer.status_code == 201:
+                worker.judgments += 1
+            else:
+                worker.errors[f"submit: HTTP {answer.status_code}"] += 1
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+
+class ConnectionPool:
+    """A fixed set of psycopg connections handed out one at a time (plain psycopg; no pool package)."""
+
+    def __init__(self, config: dict[str, Any], size: int) -> None:
+        self.connections: queue.Queue[psycopg.Connection] = queue.Queue()
+        self.all = [connect(config) for _ in range(size)]
+        for connection in self.all:
+            self.connections.put(connection)
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        connection = self.connections.get()
+        try:
+            yield connection
+        finally:
+            self.connections.put(connection)
+
+    def close(self) -> None:
+        for connection in self.all:
+            connection.close()
+
+
+class CeilingAnnotator(AnnotatorLoop):
+    """Claim and submit as bare SQL through psycopg: the claim transaction, then the submission's."""
+
+    def __init__(self, pool: ConnectionPool, claim: ClaimStatement, annotator_id: int, seed: int) -> None:
+        self.pool, self.statement, self.annotator_id = pool, claim.sql, annotator_id
+        self.parameters = claim.parameters_for(annotator_id)
+        self.rng = random.Random(seed)
+
+    def run(self, worker: Worker, deadline: float, stop: PhaseStop) -> None:
+        while time.perf_counter() < deadline and not stop.is_set():
+            began = time.perf_counter()
+            with self.pool.connection() as connection, connection.transaction():
+                row = connection.execute(self.statement, self.parameters).fetchone()
+                if row is None:
+                    stop.ran_dry()
+                    return
+                comparison_id = row[0]
+                if connection.execute(LEASE_SQL, [comparison_id]).rowcount != 1:
+                    worker.errors["claim: no room after the lock"] += 1
+                    continue
+                assignment = connection.execute(
+                    ASSIGNMENT_INSERT_SQL, [comparison_id, self.annotator_id]
+                ).fetchone()
+                assert assignment is not None
+            worker.first.append((time.perf_counter() - began) * 1000)
+            body = submission_body(self.rng)
+            began = time.perf_counter()
+            with self.pool.connection() as connection, connection.transaction():
+                if connection.execute(COUNT_JUDGMENT_SQL, [comparison_id]).rowcount != 1:
+                    worker.errors["submit: comparison not open"] += 1
+                    continue
+                connection.execute(
+                    JUDGMENT_INSERT_SQL,
+                    [
+                        comparison_id,
+                        self.annotator_id,
+                        assignment[0],
+                        body["choice"],
+                        RANKINGS[body["choice"]],
+                        body["strength"],
+                        body["time_spent_ms"],
+                        body["submission_key"],
+                    ],
+                )
+                connection.execute(ASSIGNMENT_SUBMITTED_SQL, [assignment[0]])
+            worker.second.append((time.perf_counter() - began) * 1000)
+            worker.judgments += 1
+
+
+# --- One size --------------------------------------------------------------------------------------------
+
+
+def measure_size(
+    *,
+    config: dict[str, Any],
+    database_url: str,
+    secret_key: str,
+    static_root: Path,
+    server: ServerConfig,
+    count: int,
+    levels: Sequence[int],
+    duration: float,
+    warmup: float,
+    max_connections: int,
+    log_path: Path,
+) -> SizeResult:
+    print(f"\n== {count:,} comparisons ==", file=sys.stderr)
+    database_recreate(config)
+    migrate()
+    django_disconnect()
+    print(f"seeding {count:,} comparisons ...", file=sys.stderr)
+    fixture, seed_seconds = seed(config, count=count, annotators=max(levels))
+    print(f"seeded in {seed_seconds:.1f} s", file=sys.stderr)
+    claim = claim_statement(fixture.project_id)
+    result = SizeResult(comparisons=count, seed_seconds=seed_seconds)
+    environment = server_environment(
+        database_url=database_url, secret_key=secret_key, static_root=static_root
+    )
+    with connect(config) as admin, gunicorn(environment, server, log_path) as base_url:
+        login_probe(base_url, fixture)
+        if warmup > 0:
+            # Workers compile templates and open their database connections on first use.
+            warm = PhaseResult(name="warm-up", annotators=min(levels))
+            run_phase(
+                warm,
+                duration=warmup,
+                loops=[
+                    HttpAnnotator(base_url, fixture.slug, fixture.session_keys[index], SEED + index)
+                    for index in range(warm.annotators)
+                ],
+            )
+            print(f"warm-up: {warm.judgments} judgments in {warm.seconds:.1f} s", file=sys.stderr)
+        pool_reset(admin, fixture.project_id)
+        for level in levels:
+            connections = min(level, max_connections, connections_free(admin) - CONNECTION_HEADROOM)
+            if connections < 1:
+                exit_unable("bench/assign.py: PostgreSQL has no free connections for the ceiling")
+            pool = ConnectionPool(config, connections)
+            try:
+                ceiling = run_phase(
+                    PhaseResult(name="ceiling", annotators=level, connections=connections),
+                    duration=duration,
+                    loops=[
+                        CeilingAnnotator(pool, claim, fixture.annotator_ids[index], SEED + level + index)
+                        for index in range(level)
+                    ],
+                )
+            finally:
+                pool.close()
+            ceiling.violations = audit(admin)
+            pool_reset(admin, fixture.project_id)
+            phase_print(ceiling)
+            http = run_phase(
+                PhaseResult(name="HTTP", annotators=level, connections=server.workers * server.threads),
+                duration=duration,
+                loops=[
+                    HttpAnnotator(base_url, fixture.slug, fixture.session_keys[index], SEED + level + index)
+                    for index in range(level)
+                ],
+            )
+            http.violations = audit(admin)
+            pool_reset(admin, fixture.project_id)
+            phase_print(http)
+            result.ceiling[level] = ceiling
+            result.http[level] = http
+    django_disconnect()
+    return result
+
+
+def phase_print(phase: PhaseResult) -> None:
+    note = " (pool ran dry)" if phase.exhausted else ""
+    errors = f" errors {dict(phase.errors)}" if phase.errors else ""
+    bad = sum(phase.violations.values())
+    print(
+        f"  {phase.name:>7} × {phase.annotators:>3}: {phase.judgments:>6} judgments in {phase.seconds:5.1f} s "
+        f"= {phase.judgments_per_second:7.1f}/s; first p50/p95/p99 {phase.first.summary()} ms; "
+        f"submit {phase.second.summary()} ms; audit violations {bad}; CPU busy {phase.machine_busy:.0%}, "
+        f"client {phase.client_cpu_seconds / phase.seconds:.2f} cores, load {phase.load_average:.1f}{note}{errors}",
+        file=sys.stderr,
+    )
+
+
+# --- Report ----------------------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def memory_gib() -> float:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def quotient(numerator: float, denominator: float) -> float:
+    """NaN rather than an exception when a phase produced nothing to divide by."""
+    return numerator / denominator if denominator else float("nan")
+
+
+def verdict(met: bool, *, indicative: bool) -> str:
+    word = "MET" if met else "MISSED"
+    return f"{word} (indicative only: sizes differ from the target's)" if indicative else word
+
+
+def report_print(
+    results: list[SizeResult],
+    *,
+    levels: Sequence[int],
+    duration: float,
+    server: ServerConfig,
+    server_version: str,
+    max_connections: int,
+) -> bool:
+    """Print the summary; returns whether the audit found no violation."""
+    import django
+
+    print()
+    print("Assignment benchmark (bench/assign.py)")
+    print(
+        f"machine: {os.cpu_count()} cores ({cpu_model()}), {memory_gib():.0f} GiB RAM, PostgreSQL "
+        f"{server_version}, Python {platform.python_version()}, Django {django.get_version()}, "
+        f"psycopg {psycopg.__version__}, httpx {httpx.__version__}"
+    )
+    print(
+        f"server: {server.describe()} on 127.0.0.1, DEBUG off; client: one thread per annotator, "
+        f"{duration:g} s per phase, no think time; overlap {OVERLAP}; ceiling connections (conns): "
+        f"min(annotators, {max_connections}, the server's free connections - {CONNECTION_HEADROOM})"
+    )
+    for size in results:
+        print()
+        print(f"{size.comparisons:,} comparisons (seeded in {size.seed_seconds:.1f} s)")
+        print(
+            f"{'annotators':>10} | {'HTTP j/s':>8}  {'next p50/p95/p99 ms':>23}  {'submit p50/p95/p99 ms':>23} | "
+            f"{'conns':>5}  {'ceiling j/s':>11}  {'claim p50/p95/p99 ms':>23} | {'HTTP ÷ ceiling':>14}"
+        )
+        for level in levels:
+            http, ceiling = size.http[level], size.ceiling[level]
+            ratio = quotient(http.judgments_per_second, ceiling.judgments_per_second)
+            dry = "*" if http.exhausted or ceiling.exhausted else ""
+            print(
+                f"{level:>10} | {http.judgments_per_second:>8.1f}  {http.first.summary():>23}  "
+                f"{http.second.summary():>23} | {ceiling.connections:>5}  "
+                f"{ceiling.judgments_per_second:>11.1f}  {ceiling.first.summary():>23} | "
+                f"{f'{ratio:.3f}×{dry}':>14}"
+            )
+        print(
+            f"{'annotators':>10} | {'CPU busy, HTTP':>14}  {'CPU busy, ceiling':>17}  "
+            f"{'client cores, HTTP':>18}  {'client cores, ceiling':>21}  {'load avg':>8}"
+        )
+        for level in levels:
+            http, ceiling = size.http[level], size.ceiling[level]
+            print(
+                f"{level:>10} | {http.machine_busy:>14.0%}  {ceiling.machine_busy:>17.0%}  "
+                f"{http.client_cpu_seconds / http.seconds:>18.2f}  "
+                f"{ceiling.client_cpu_seconds / ceiling.seconds:>21.2f}  "
+                f"{max(http.load_average, ceiling.load_average):>8.1f}"
+            )
+        if any(size.http[level].exhausted or size.ceiling[level].exhausted for level in levels):
+            print("* the pool ran dry during the phase: its rate is over the time until then")
+        errors = Counter[str]()
+        for level in levels:
+            errors.update({f"{key} (HTTP × {level})": n for key, n in size.http[level].errors.items()})
+            errors.update({f"{key} (ceiling × {level})": n for key, n in size.ceiling[level].errors.items()})
+        if errors:
+            print(f"errors: {dict(errors)}")
+
+    print()
+    print("audit after every phase (violations, must be 0):")
+    clean = True
+    for name in AUDIT_QUERIES:
+        total = sum(
+            phase.violations.get(name, 0)
+            for size in results
+            for phase in (*size.http.values(), *size.ceiling.values())
+        )
+        clean = clean and total == 0
+        print(f"  {name}: {total}")
+
+    print()
+    smallest, largest = results[0], results[-1]
+    indicative = (smallest.comparisons, largest.comparisons) != (TARGET_SMALL, TARGET_LARGE)
+    shares = {
+        level: quotient(largest.http[level].judgments_per_second, largest.ceiling[level].judgments_per_second)
+        for level in levels
+    }
+    share_met = all(share >= TARGET_HTTP_SHARE_OF_CEILING for share in shares.values())
+    print(
+        f"target HTTP judgments/s >= {TARGET_HTTP_SHARE_OF_CEILING}× the ceiling at {largest.comparisons:,}: "
+        + ", ".join(f"{level}: {share:.2f}×" for level, share in shares.items())
+        + f" — {verdict(share_met, indicative=largest.comparisons != TARGET_LARGE)}"
+    )
+    if len(results) > 1:
+        growth = {
+            level: quotient(largest.http[level].first.p(0.99), smallest.http[level].first.p(0.99))
+            for level in levels
+        }
+        growth_met = all(value <= TARGET_P99_GROWTH for value in growth.values())
+        print(
+            f"target p99(next) at {largest.comparisons:,} <= {TARGET_P99_GROWTH}× at {smallest.comparisons:,}: "
+            + ", ".join(f"{level}: {value:.2f}×" for level, value in growth.items())
+            + f" — {verdict(growth_met, indicative=indicative)}"
+        )
+    print(f"target 0 audit violations: {'MET' if clean else 'MISSED'}")
+    return clean
+
+
+def int_list(value: str) -> list[int]:
+    try:
+        numbers = [int(item.replace("_", "")) for item in value.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {value!r}") from None
+    if not numbers or any(number < 1 for number in numbers):
+        raise argparse.ArgumentTypeError(f"need positive integers, got {value!r}")
+    return numbers
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument(
+        "--sizes", type=int_list, default=list(DEFAULT_SIZES), help="comparisons per run, smallest first"
+    )
+    parser.add_argument(
+        "--comparisons",
+        type=int,
+        help=f"the large size: shorthand for --sizes {TARGET_SMALL},N",
+    )
+    parser.add_argument("--levels", type=int_list, default=list(DEFAULT_LEVELS), help="simulated annotators")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per phase and level")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of HTTP warm-up per size")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2 * (os.cpu_count() or 1) + 1,
+        help="gunicorn workers (default: 2 × cores + 1, gunicorn's rule of thumb)",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (>1: gthread)")
+    parser.add_argument(
+        "--max-connections", type=int, default=50, help="most PostgreSQL connections the ceiling opens"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: sizes {QUICK_SIZES[0]:,} and {QUICK_SIZES[1]:,}, 5 s per phase, 1 s warm-up",
+    )
+    parser.add_argument("--keep-database", action="store_true", help="leave the last size's database")
+    arguments = parser.parse_args()
+    sizes: list[int] = sorted(arguments.sizes)
+    if arguments.comparisons:
+        sizes = sorted({TARGET_SMALL, arguments.comparisons})
+    duration, warmup = arguments.duration, arguments.warmup
+    if arguments.quick:
+        sizes, duration, warmup = list(QUICK_SIZES), 5.0, 1.0
+    levels: list[int] = arguments.levels
+    server = ServerConfig(workers=arguments.workers, threads=arguments.threads)
+
+    config = database_config_or_exit()
+    database_url = os.environ["DATABASE_URL"]
+    secret_key = secrets.token_urlsafe(50)
+    django_setup(secret_key)
+    print(
+        f"sizes {', '.join(f'{size:,}' for size in sizes)}; levels {levels}; {duration:g} s per phase; "
+        f"{server.describe()}",
+        file=sys.stderr,
+    )
+    results: list[SizeResult] = []
+    with tempfile.TemporaryDirectory(prefix="rankwise-bench-assign-") as folder:
+        static_root = Path(folder) / "static"
+        log_path = Path(folder) / "gunicorn.log"
+        database_recreate(config)
+        collectstatic(
+            server_environment(database_url=database_url, secret_key=secret_key, static_root=static_root)
+        )
+        try:
+            for count in sizes:
+                results.append(
+                    measure_size(
+                        config=config,
+                        database_url=database_url,
+                        secret_key=secret_key,
+                        static_root=static_root,
+                        server=server,
+                        count=count,
+                        levels=levels,
+                        duration=duration,
+                        warmup=warmup,
+                        max_connections=arguments.max_connections,
+                        log_path=log_path,
+                    )
+                )
+            with connect(config) as connection:
+                row = connection.execute("SHOW server_version").fetchone()
+                server_version = str(row[0]) if row else "unknown"
+        except Exception:
+            if log_path.exists():
+                print(f"gunicorn log:\n{log_path.read_text(errors='replace')[-5000:]}", file=sys.stderr)
+            raise
+        finally:
+            django_disconnect()
+            if not arguments.keep_database:
+                database_recreate(config, drop_only=True)
+    clean = report_print(
+        results,
+        levels=levels,
+        duration=duration,
+        server=server,
+        server_version=server_version,
+        max_connections=arguments.max_connections,
+    )
+    return 0 if clean else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
