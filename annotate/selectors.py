@@ -68,8 +68,11 @@ class ComparisonPage:
     responses: list[ShownResponse]
 
 
-def comparison_page(*, assignment: Assignment) -> ComparisonPage:
+def comparison_page(*, assignment: Assignment, project: Project) -> ComparisonPage:
+    """The page of the annotator's assignment in `project` (the caller's, so it is not fetched again)."""
     comparison = assignment.comparison
+    if comparison.project_id != project.pk:
+        raise AssignmentNotFound(f"No assignment {assignment.pk} in project {project.slug}.")
     entries = (
         comparison.entries.select_related("response")
         .only("position", "comparison", "response__id", "response__text")
@@ -79,7 +82,7 @@ def comparison_page(*, assignment: Assignment) -> ComparisonPage:
     return ComparisonPage(
         assignment=assignment,
         comparison=comparison,
-        project=comparison.project,
+        project=project,
         conversation=list(prompt.conversation),
         responses=[
             ShownResponse(
@@ -131,25 +134,21 @@ def annotator_judgments_today(*, annotator: User, project_id: int) -> int:
 def annotator_project_summaries(*, user: User, projects: QuerySet[Project]) -> list[dict[str, Any]]:
     """For the project list: each project with the user's judgments (all and today) and its completion."""
     projects = projects.order_by("name")
-    mine = dict(
-        Judgment.objects.filter(annotator=user, comparison__project__in=projects)
-        .values_list("comparison__project")
-        .annotate(total=Count("pk"))
-        .values_list("comparison__project", "total")
-    )
-    today = dict(
-        Judgment.objects.filter(
-            annotator=user, comparison__project__in=projects, created_at__gte=start_of_today()
+    counts: dict[int, tuple[int, int]] = {
+        project_id: (mine, today)
+        for project_id, mine, today in Judgment.objects.filter(
+            annotator=user, comparison__project__in=projects
         )
-        .values_list("comparison__project")
-        .annotate(total=Count("pk"))
-        .values_list("comparison__project", "total")
-    )
+        .values("comparison__project")
+        .annotate(mine=Count("pk"), today=Count("pk", filter=Q(created_at__gte=start_of_today())))
+        .values_list("comparison__project", "mine", "today")
+        .order_by()
+    }
     return [
         {
             "project": project,
-            "mine": mine.get(project.pk, 0),
-            "today": today.get(project.pk, 0),
+            "mine": counts.get(project.pk, (0, 0))[0],
+            "today": counts.get(project.pk, (0, 0))[1],
             "progress": project_progress(project_id=project.pk),
         }
         for project in projects

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from feedback.models import RATIONALE_MAX_LENGTH, Judgment, JudgmentFlag, Project
+from feedback.models import RATIONALE_MAX_LENGTH, Judgment, JudgmentFlag, Project, position_label
 
 SUBMISSION_KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{7,63}")
 SKIP_REASON_MAX_LENGTH = 500
@@ -153,10 +153,6 @@ def skip_reason_clean(reason: Any) -> str:
     if (message := _text_error(reason, limit=SKIP_REASON_MAX_LENGTH)) is not None:
         raise SubmissionInvalid({"reason": message})
     return reason.strip()
-
-
-def position_label(position: int) -> str:
-    return chr(ord("A") + position)
 
 
 def _ranking_error(ranking: Sequence[int], *, size: int, allows_tie: bool) -> str | None:

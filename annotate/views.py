@@ -166,7 +166,7 @@ def workspace(request: HttpRequest, slug: str) -> HttpResponse:
     }
     if assignment is None:
         return render(request, "annotate/done.html", context)
-    page = comparison_page(assignment=assignment)
+    page = comparison_page(assignment=assignment, project=project)
     responses = [
         {"label": shown.label, "position": shown.position, "html": markdown_to_safe_html(shown.text)}
         for shown in page.responses

@@ -62,11 +62,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-import dj_database_url
 import httpx
 import psycopg
+from benchkit import cpu_model, exit_unable, postgres_config_or_exit
 from psycopg import sql
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
@@ -282,21 +282,8 @@ class ServerConfig:
 # --- Setup -----------------------------------------------------------------------------------------------
 
 
-def exit_unable(message: str) -> NoReturn:
-    """Exit 2: the benchmark could not run (a missed target is still exit 0)."""
-    print(message, file=sys.stderr)
-    sys.exit(2)
-
-
 def database_config_or_exit() -> dict[str, Any]:
-    url = os.environ.get("DATABASE_URL", "")
-    config: dict[str, Any] = dict(dj_database_url.parse(url)) if url else {}
-    if config.get("ENGINE") != "django.db.backends.postgresql":
-        exit_unable(
-            "bench/assign.py measures PostgreSQL: set DATABASE_URL to a PostgreSQL URL, e.g.\n"
-            "  DATABASE_URL=postgres://postgres@127.0.0.1:5432/rankwise_bench_assign "
-            f".venv/bin/python bench/assign.py\n(got DATABASE_URL={url!r})"
-        )
+    config = postgres_config_or_exit(script="bench/assign.py", example_database="rankwise_bench_assign")
     name = str(config.get("NAME") or "")
     if "bench" not in name or name.startswith("test_"):
         exit_unable(
@@ -968,17 +955,6 @@ def phase_print(phase: PhaseResult) -> None:
 
 
 # --- Report ----------------------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def memory_gib() -> float:

@@ -37,10 +37,10 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal
 
-import dj_database_url
 import psycopg
+from benchkit import cpu_model, exit_unable, postgres_config_or_exit
 from psycopg import sql
 
 if TYPE_CHECKING:
@@ -96,24 +96,6 @@ class Measurement:
 
 
 # --- Setup -----------------------------------------------------------------------------------------------
-
-
-def exit_unable(message: str) -> NoReturn:
-    """Exit 2: the benchmark could not run (a missed target is still exit 0)."""
-    print(message, file=sys.stderr)
-    sys.exit(2)
-
-
-def database_config_or_exit() -> dict[str, Any]:
-    url = os.environ.get("DATABASE_URL", "")
-    config: dict[str, Any] = dict(dj_database_url.parse(url)) if url else {}
-    if config.get("ENGINE") != "django.db.backends.postgresql":
-        exit_unable(
-            "bench/import_prompts.py measures PostgreSQL: set DATABASE_URL to a PostgreSQL URL, e.g.\n"
-            "  DATABASE_URL=postgres://postgres@127.0.0.1:5432/rankwise_bench "
-            f".venv/bin/python bench/import_prompts.py\n(got DATABASE_URL={url!r})"
-        )
-    return config
 
 
 def database_create_if_missing(config: dict[str, Any]) -> None:
@@ -250,17 +232,6 @@ def measure_baseline(*, project: Project, path: Path, rows: int) -> Measurement:
 # --- Report ----------------------------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def report_print(
     *,
     first_import: Measurement,
@@ -319,7 +290,7 @@ def main() -> int:
     count: int = arguments.prompts
     baseline_rows: int = min(arguments.baseline_rows, count)
 
-    config = database_config_or_exit()
+    config = postgres_config_or_exit(script="bench/import_prompts.py", example_database="rankwise_bench")
     database_create_if_missing(config)
     django_setup()
 

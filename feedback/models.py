@@ -694,6 +694,11 @@ class Comparison(models.Model):
         return f"Comparison {self.pk} ({self.judgment_count}/{self.required_judgments})"
 
 
+def position_label(position: int) -> str:
+    """The label a display position is shown with: 0 is A, 1 is B, and so on."""
+    return chr(ord("A") + position)
+
+
 class ComparisonResponse(models.Model):
     """A response's place in a comparison: position 0 is shown as A, 1 as B, and so on."""
 
@@ -714,7 +719,7 @@ class ComparisonResponse(models.Model):
 
     @property
     def label(self) -> str:
-        return chr(ord("A") + self.position)
+        return position_label(self.position)
 
 
 class Assignment(models.Model):

@@ -365,5 +365,5 @@ def test_the_comparison_page_reads_its_responses_in_one_query_whatever_k(
     lease = comparison_lease_next(annotator=annotator, project=project)
     assignment = assignment_get_for_annotator(annotator=annotator, assignment_id=lease.pk)
     with django_assert_num_queries(2):  # the prompt, then the six entries with their responses
-        page = comparison_page(assignment=assignment)
+        page = comparison_page(assignment=assignment, project=project)
     assert [shown.label for shown in page.responses] == list("ABCDEF")

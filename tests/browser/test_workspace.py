@@ -39,8 +39,10 @@ def annotator_in_project():
     return annotator, project
 
 
-def workspace_url(live_server, project) -> str:
-    return f"{live_server.url}/projects/{project.slug}/annotate"
+def open_workspace(page, live_server, annotator, project) -> None:
+    """Log in through the login form, then open the project's workspace."""
+    log_in(page, live_server.url, annotator.username, TEST_PASSWORD)
+    page.goto(f"{live_server.url}/projects/{project.slug}/annotate")
 
 
 def shown_assignment(page) -> int:
@@ -60,8 +62,7 @@ def test_five_comparisons_judged_with_the_keyboard_only(browser_page, live_serve
     page, watch = browser_page
     annotator, project = annotator_in_project
     comparisons_bulk_create(project, 6)
-    log_in(page, live_server.url, annotator.username, TEST_PASSWORD)
-    page.goto(workspace_url(live_server, project))
+    open_workspace(page, live_server, annotator, project)
     assert page.locator("#today-count").inner_text() == "0"
 
     # Each round: what is pressed, and what must be stored.
@@ -113,8 +114,7 @@ def test_a_reload_mid_comparison_shows_the_same_comparison(browser_page, live_se
     page, _ = browser_page
     annotator, project = annotator_in_project
     comparisons_bulk_create(project, 3)
-    log_in(page, live_server.url, annotator.username, TEST_PASSWORD)
-    page.goto(workspace_url(live_server, project))
+    open_workspace(page, live_server, annotator, project)
     first = shown_assignment(page)
     text = page.locator("#response-A .response-text").inner_text()
     page.keyboard.press("a")
@@ -130,8 +130,7 @@ def test_a_failed_request_is_retried_with_the_same_key_and_saved_once(
     page, watch = browser_page
     annotator, project = annotator_in_project
     comparisons_bulk_create(project, 2)
-    log_in(page, live_server.url, annotator.username, TEST_PASSWORD)
-    page.goto(workspace_url(live_server, project))
+    open_workspace(page, live_server, annotator, project)
     sent_bodies = []
 
     def flaky(route):
@@ -174,8 +173,7 @@ def test_hostile_model_text_is_shown_as_inert_text(browser_page, live_server, an
     project.guidelines = XSS_PAYLOADS[1] + "\n\n" + XSS_PAYLOADS[3]
     project.save()
 
-    log_in(page, live_server.url, annotator.username, TEST_PASSWORD)
-    page.goto(workspace_url(live_server, project))
+    open_workspace(page, live_server, annotator, project)
     page.keyboard.press("i")  # the guidelines render the same way
     page.keyboard.press("Escape")
     page.locator("#response-B .response-text").hover()
@@ -227,8 +225,7 @@ def test_the_comparison_page_reads_well_on_wide_and_narrow_screens(
         entry.response.text = text
         entry.response.save()
     page.set_viewport_size({"width": width, "height": height})
-    log_in(page, live_server.url, annotator.username, TEST_PASSWORD)
-    page.goto(workspace_url(live_server, project))
+    open_workspace(page, live_server, annotator, project)
 
     a = page.locator("#response-A").bounding_box()
     b = page.locator("#response-B").bounding_box()
@@ -259,8 +256,7 @@ def test_focus_moves_through_the_page_in_reading_order(browser_page, live_server
     page, _ = browser_page
     annotator, project = annotator_in_project
     comparisons_bulk_create(project, 1)
-    log_in(page, live_server.url, annotator.username, TEST_PASSWORD)
-    page.goto(workspace_url(live_server, project))
+    open_workspace(page, live_server, annotator, project)
     page.keyboard.press("a")  # a preference enables the strength scale
     page.locator("#response-A .response-text").focus()
     order = []
@@ -276,8 +272,7 @@ def test_help_guidelines_and_skip_from_the_keyboard(browser_page, live_server, a
     page, _ = browser_page
     annotator, project = annotator_in_project
     comparisons_bulk_create(project, 2)
-    log_in(page, live_server.url, annotator.username, TEST_PASSWORD)
-    page.goto(workspace_url(live_server, project))
+    open_workspace(page, live_server, annotator, project)
     first = shown_assignment(page)
 
     page.keyboard.press("?")
@@ -308,8 +303,7 @@ def test_a_ranking_is_typed_best_first_with_ties(browser_page, live_server):
     )
     project.annotators.add(annotator)
     comparisons_bulk_create(project, 1, responses_each=4)
-    log_in(page, live_server.url, annotator.username, TEST_PASSWORD)
-    page.goto(workspace_url(live_server, project))
+    open_workspace(page, live_server, annotator, project)
     for key in ["c", "a", "=", "d", "b", "Backspace", "b"]:
         page.keyboard.press(key)
     assert page.locator("#ranking-summary").inner_text().split() == [
