@@ -846,3 +846,84 @@ class Judgment(models.Model):
 
     def __str__(self) -> str:
         return f"Judgment {self.pk} by {self.annotator} on comparison {self.comparison_id}"
+
+
+class ApiToken(models.Model):
+    """A bearer token for scripts. Only its SHA-256 is stored; the secret is shown once, at creation.
+
+    Tokens carry 256 bits of randomness, so a fast hash is enough: nothing to brute-force.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What the token is for, e.g. 'nightly export job'.")
+    prefix = models.CharField(max_length=16, help_text="The token's first characters, to recognise it.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Exact(Length("key_hash"), 64), name="api_token_key_hash_sha256"
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=F("created_at")), name="api_token_expiry_after_creation"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…) of {self.user}"
+
+
+class Export(models.Model):
+    """One dataset export: its options, the snapshot it covers, and the files it wrote.
+
+    The snapshot is a high-water mark over judgment ids, taken while no judgment transaction was in
+    flight (see `feedback.export.snapshot`): every judgment with id <= it had committed, and every later
+    one gets a larger id. Exporting the same options and mark again writes byte-identical files.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    options = models.JSONField(help_text="The normalised export options (feedback.export.ExportOptions).")
+    high_water_mark = models.BigIntegerField(help_text="The largest judgment id the snapshot covers.")
+    snapshot_digest = models.CharField(
+        max_length=64, help_text="SHA-256 of options and high-water mark: equal digests, equal files."
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="exports"
+    )
+    file_name = models.CharField(max_length=200, blank=True, help_text="The archive, under EXPORT_ROOT.")
+    file_sha256 = models.CharField(max_length=64, blank=True)
+    file_size = models.PositiveBigIntegerField(null=True, blank=True)
+    manifest = models.JSONField(
+        default=dict, blank=True, help_text="Row counts per split and the SHA-256 of each file written."
+    )
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "running", "completed", "failed"]),
+                name="export_status_valid",
+            ),
+            models.CheckConstraint(condition=Q(high_water_mark__gte=0), name="export_mark_nonnegative"),
+            models.CheckConstraint(
+                condition=~Q(status="completed") | ~Q(file_sha256=""), name="export_completed_has_file"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Export {self.pk} ({self.options.get('format', '?')}, {self.get_status_display()})"

@@ -169,6 +169,9 @@ STORAGES = {
     },
 }
 MEDIA_ROOT = Path(os.environ.get("DJANGO_MEDIA_ROOT", VAR_DIR / "media"))
+# Export archives: written by the worker that runs the export, served by the web process, so in a
+# multi-host deployment both mount this directory (docker-compose.yml shares a volume).
+EXPORT_ROOT = Path(os.environ.get("RANKWISE_EXPORT_ROOT", VAR_DIR / "exports"))
 
 # Admin uploads of prompt files: the import service streams them, so allow big files but keep
 # form fields small.

@@ -1,0 +1,490 @@
+"""From judgments of one comparison to dataset rows, for every format and both aggregations.
+
+A judgment (or, under `consensus`, the majority of a comparison's judgments) becomes *preferences*: ordered
+pairs of display positions with a margin, plus ties and a both-bad verdict. Each format turns those into
+rows. Row dicts are built in their schema's column order, which is also the JSON key order: the order is
+part of the bytes an export promises to reproduce.
+
+Agreement of a comparison: for pairwise projects, the share of its judgments that made the majority
+choice (A, B, tie or both bad); for k-wise, the mean over pairs of positions of the share of judgments
+that order the pair as the consensus does (a tie agreeing with a tie). One judgment agrees with itself: 1.
+Consensus ranking (k-wise): positions ordered by mean rank; equal means are tied (dense ranks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from feedback.export.options import ExportOptions
+from feedback.export.source import ComparisonGroup, JudgmentRecord
+from feedback.models import position_label
+from feedback.prompting import completion_prompt_render
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Preference:
+    """`chosen` over `rejected` (display positions); `tie` when neither is preferred."""
+
+    chosen: int
+    rejected: int
+    margin: float
+    tie: bool = False
+    votes: tuple[int, int, int, int] | None = None  # chosen, rejected, tie, both bad (consensus only)
+
+
+@dataclass(slots=True)
+class Verdict:
+    """What one judgment, or a comparison's consensus, says."""
+
+    judgments: list[JudgmentRecord]
+    choice: str  # a, b, tie, both_bad or ranked
+    ranks: list[float]  # per position, 1 = best; equal ranks tie
+    margin: float | None  # pairwise preference margin (mean over the winning votes under consensus)
+    agreement: float
+    ratings: list[dict[str, float | None]] = field(default_factory=list)
+    votes: Counter[str] | None = None
+
+
+def split_of(content_hash: str, options: ExportOptions) -> str:
+    """train or test, fixed by the prompt's content (so equal prompts share a split) and the salt."""
+    if options.test_fraction <= 0:
+        return "train"
+    digest = hashlib.sha256(f"{options.split_salt}\x00{content_hash}".encode()).digest()
+    return "test" if int.from_bytes(digest[:8], "big") / 2**64 < options.test_fraction else "train"
+
+
+@lru_cache(maxsize=4096)
+def _prompt_text(template: str, prompt_pk: int, conversation_key: str) -> str:
+    # Keyed by the prompt and its canonical JSON: comparisons of one prompt share the rendering.
+    import orjson
+
+    return completion_prompt_render(template=template, conversation=orjson.loads(conversation_key))
+
+
+def prompt_text(group: ComparisonGroup) -> str:
+    """The prompt as one string: the project's completion template, as base checkpoints were prompted."""
+    import orjson
+
+    return _prompt_text(group.completion_template, group.prompt_pk, orjson.dumps(group.conversation).decode())
+
+
+# --- verdicts ---------------------------------------------------------------------------------------------
+
+
+def comparison_agreement(group: ComparisonGroup, judgments: Sequence[JudgmentRecord]) -> float:
+    if len(judgments) <= 1:
+        return 1.0
+    if all(judgment.choice != "ranked" for judgment in judgments):
+        counts = Counter(judgment.choice for judgment in judgments)
+        return max(counts.values()) / len(judgments)
+    consensus = _mean_ranks([judgment.ranking for judgment in judgments])
+    return _pair_agreement(consensus, [judgment.ranking for judgment in judgments])
+
+
+def raw_verdicts(
+    group: ComparisonGroup, judgments: Sequence[JudgmentRecord], options: ExportOptions, axes: Sequence[str]
+) -> Iterator[Verdict]:
+    agreement = comparison_agreement(group, judgments)
+    for judgment in judgments:
+        margin = options.margin_for_strength(judgment.strength) if judgment.choice in ("a", "b") else None
+        yield Verdict(
+            judgments=[judgment],
+            choice=judgment.choice,
+            ranks=[float(rank) for rank in judgment.ranking],
+            margin=margin,
+            agreement=agreement,
+            ratings=_ratings([judgment], group, axes),
+        )
+
+
+def consensus_verdict(
+    group: ComparisonGroup, judgments: Sequence[JudgmentRecord], options: ExportOptions, axes: Sequence[str]
+) -> Verdict | None:
+    """The majority of a comparison's judgments; None when no choice has a strict plurality."""
+    ratings = _ratings(judgments, group, axes)
+    if all(judgment.choice != "ranked" for judgment in judgments):
+        votes = Counter(judgment.choice for judgment in judgments)
+        ranked = votes.most_common()
+        if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+            return None
+        choice = ranked[0][0]
+        winners = [judgment for judgment in judgments if judgment.choice == choice]
+        margin = None
+        if choice in ("a", "b"):
+            margin = sum(options.margin_for_strength(judgment.strength) for judgment in winners) / len(
+                winners
+            )
+        return Verdict(
+            judgments=list(judgments),
+            choice=choice,
+            ranks=[float(rank) for rank in winners[0].ranking],
+            margin=margin,
+            agreement=votes[choice] / len(judgments),
+            ratings=ratings,
+            votes=votes,
+        )
+    rankings = [judgment.ranking for judgment in judgments]
+    mean_ranks = _mean_ranks(rankings)
+    return Verdict(
+        judgments=list(judgments),
+        choice="ranked",
+        ranks=mean_ranks,
+        margin=None,
+        agreement=_pair_agreement(mean_ranks, rankings),
+        ratings=ratings,
+    )
+
+
+def _mean_ranks(rankings: Sequence[Sequence[int]]) -> list[float]:
+    return [
+        sum(ranking[position] for ranking in rankings) / len(rankings) for position in range(len(rankings[0]))
+    ]
+
+
+def dense_ranks(values: Sequence[float]) -> list[int]:
+    order = {value: index for index, value in enumerate(sorted(set(values)), start=1)}
+    return [order[value] for value in values]
+
+
+def _pair_agreement(consensus: Sequence[float], rankings: Sequence[Sequence[int]]) -> float:
+    size = len(consensus)
+    if size < 2:
+        return 1.0
+    shares = []
+    for first in range(size):
+        for second in range(first + 1, size):
+            expected = _sign(consensus[second] - consensus[first])
+            agreeing = sum(1 for ranking in rankings if _sign(ranking[second] - ranking[first]) == expected)
+            shares.append(agreeing / len(rankings))
+    return sum(shares) / len(shares)
+
+
+def _sign(value: float) -> int:
+    return (value > 0) - (value < 0)
+
+
+def _ratings(
+    judgments: Sequence[JudgmentRecord], group: ComparisonGroup, axes: Sequence[str]
+) -> list[dict[str, float | None]]:
+    """Per position, per axis: the score (raw) or the mean over the judgments that gave one."""
+    result = []
+    for entry in group.entries:
+        key = str(entry.response_id)
+        scores: dict[str, float | None] = {}
+        for axis in axes:
+            given = [
+                judgment.ratings[key][axis]
+                for judgment in judgments
+                if key in judgment.ratings and axis in judgment.ratings[key]
+            ]
+            scores[axis] = sum(given) / len(given) if given else None
+        result.append(scores)
+    return result
+
+
+def preferences(verdict: Verdict, options: ExportOptions) -> list[Preference]:
+    """Ordered pairs from a verdict. Ties are included (marked) for the format to keep or drop;
+    both-bad yields none."""
+    if verdict.choice == "both_bad":
+        return []
+    votes = verdict.votes
+    if verdict.choice in ("a", "b", "tie"):
+        chosen, rejected = (1, 0) if verdict.choice == "b" else (0, 1)
+        counts = None
+        if votes is not None:
+            for_chosen = votes["b" if verdict.choice == "b" else "a"]
+            for_rejected = votes["a" if verdict.choice == "b" else "b"]
+            counts = (for_chosen, for_rejected, votes["tie"], votes["both_bad"])
+        if verdict.choice == "tie":
+            return [Preference(0, 1, 0.0, tie=True, votes=counts)]
+        return [Preference(chosen, rejected, verdict.margin or 0.0, votes=counts)]
+    ranks = verdict.ranks
+    positions = range(len(ranks))
+    if options.kwise == "best-vs-rest":
+        best = min(ranks)
+        leaders = [position for position in positions if ranks[position] == best]
+        pairs = [(leader, other) for leader in leaders for other in positions if other != leader]
+        pairs = [(first, second) for first, second in pairs if first < second or ranks[second] != best]
+    else:
+        pairs = [(first, second) for first in positions for second in positions if first < second]
+    result = []
+    for first, second in pairs:
+        difference = ranks[second] - ranks[first]
+        pair_votes = _pair_votes(verdict, first, second) if options.aggregation == "consensus" else None
+        if difference == 0:
+            result.append(Preference(first, second, 0.0, tie=True, votes=pair_votes))
+        elif difference > 0:
+            result.append(Preference(first, second, float(difference), votes=pair_votes))
+        else:
+            swapped = (pair_votes[1], pair_votes[0], pair_votes[2], pair_votes[3]) if pair_votes else None
+            result.append(Preference(second, first, float(-difference), votes=swapped))
+    return result
+
+
+def _pair_votes(verdict: Verdict, first: int, second: int) -> tuple[int, int, int, int]:
+    ahead = behind = level = 0
+    for judgment in verdict.judgments:
+        sign = _sign(judgment.ranking[second] - judgment.ranking[first])
+        if sign > 0:
+            ahead += 1
+        elif sign < 0:
+            behind += 1
+        else:
+            level += 1
+    return (ahead, behind, level, 0)
+
+
+# --- formats ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowContext:
+    group: ComparisonGroup
+    options: ExportOptions
+    axes: tuple[str, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.options.columns
+
+
+def _messages(conversation: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [{"role": message["role"], "content": message["content"]} for message in conversation]
+
+
+def _assistant(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
+
+
+def hh_transcript(conversation: list[dict[str, str]], answer: str) -> str:
+    """Anthropic HH style: "\\n\\nHuman: …\\n\\nAssistant: …". A system message has no HH role: its
+    text opens the first human turn, followed by a blank line."""
+    parts: list[str] = []
+    system = "\n\n".join(message["content"] for message in conversation if message["role"] == "system")
+    for message in conversation:
+        if message["role"] == "system":
+            continue
+        content = message["content"]
+        if message["role"] == "user":
+            if system:
+                content, system = f"{system}\n\n{content}", ""
+            parts.append(f"\n\nHuman: {content}")
+        else:
+            parts.append(f"\n\nAssistant: {content}")
+    parts.append(f"\n\nAssistant: {answer}")
+    return "".join(parts)
+
+
+def _extras(
+    row: Row,
+    context: RowContext,
+    verdict: Verdict,
+    preference: Preference | None,
+    *,
+    positions: Sequence[int],
+    naming: str,
+) -> Row:
+    """The optional columns, in a fixed order. `naming` says how per-response columns are named:
+    "pair" (chosen_x, rejected_x), "single" (x) or "list" (xs)."""
+    group = context.group
+    columns = context.columns
+    entries = group.entries
+    if "margin" in columns and preference is not None:
+        row["margin"] = preference.margin
+    if "ids" in columns:
+        row["comparison_id"] = group.comparison_id
+        row["prompt_id"] = group.prompt_id
+        if context.options.aggregation == "raw":
+            row["judgment_id"] = verdict.judgments[0].id
+        else:
+            row["judgment_ids"] = [judgment.id for judgment in verdict.judgments]
+        _per_response(row, "response_id", [entries[position].response_id for position in positions], naming)
+    if "checkpoints" in columns:
+        _per_response(row, "checkpoint", [entries[position].checkpoint for position in positions], naming)
+    if "category" in columns:
+        row["category"] = group.category
+    if "agreement" in columns:
+        row["agreement"] = verdict.agreement
+    if "votes" in columns:
+        row["judgment_count"] = len(verdict.judgments)
+        if preference is not None:
+            votes = preference.votes or (0, 0, 0, 0)
+            row["votes_chosen"], row["votes_rejected"], row["votes_tie"], row["votes_both_bad"] = votes
+    return row
+
+
+def _per_response(row: Row, name: str, values: list[Any], naming: str) -> None:
+    if naming == "pair":
+        row[f"chosen_{name}"], row[f"rejected_{name}"] = values
+    elif naming == "single":
+        row[name] = values[0]
+    else:
+        row[f"{name}s"] = values
+
+
+def pair_rows(context: RowContext, verdict: Verdict) -> Iterator[Row]:
+    """preference, preference-conversational and hh-rlhf."""
+    group = context.group
+    options = context.options
+    texts = [entry.text for entry in group.entries]
+    for preference in preferences(verdict, options):
+        if preference.tie and options.ties == "drop":
+            continue
+        orders = [(preference.chosen, preference.rejected)]
+        if preference.tie:
+            orders.append((preference.rejected, preference.chosen))
+        for chosen, rejected in orders:
+            if options.format == "preference":
+                row: Row = {
+                    "prompt": prompt_text(group),
+                    "chosen": texts[chosen],
+                    "rejected": texts[rejected],
+                }
+            elif options.format == "preference-conversational":
+                row = {
+                    "prompt": _messages(group.conversation),
+                    "chosen": _assistant(texts[chosen]),
+                    "rejected": _assistant(texts[rejected]),
+                }
+            else:
+                row = {
+                    "chosen": hh_transcript(group.conversation, texts[chosen]),
+                    "rejected": hh_transcript(group.conversation, texts[rejected]),
+                }
+            yield _extras(row, context, verdict, preference, positions=(chosen, rejected), naming="pair")
+
+
+def _best_positions(verdict: Verdict) -> tuple[list[int], list[int]]:
+    """(best, rest) by rank; everything tied gives no best."""
+    best = min(verdict.ranks)
+    leaders = [position for position, rank in enumerate(verdict.ranks) if rank == best]
+    if len(leaders) == len(verdict.ranks):
+        return [], []
+    return leaders, [position for position in range(len(verdict.ranks)) if position not in leaders]
+
+
+def unpaired_rows(context: RowContext, verdict: Verdict) -> Iterator[Row]:
+    """KTO: the preferred response(s) labelled true, the others false; both-bad gives all false."""
+    group = context.group
+    if verdict.choice == "both_bad":
+        if context.options.both_bad != "undesirable":
+            return
+        labelled = [(position, False) for position in range(len(group.entries))]
+    elif verdict.choice == "tie":
+        return
+    else:
+        best, rest = _best_positions(verdict)
+        if not best:
+            return
+        if len(best) > 1:
+            return  # tied winners: the judgment does not say which is desirable
+        labelled = [(position, True) for position in best] + [(position, False) for position in rest]
+    for position, label in labelled:
+        row: Row = {"prompt": prompt_text(group), "completion": group.entries[position].text, "label": label}
+        yield _extras(row, context, verdict, None, positions=(position,), naming="single")
+
+
+def sft_rows(context: RowContext, verdict: Verdict) -> Iterator[Row]:
+    """The conversation with the preferred answer appended; tied winners only with ties=both-ways."""
+    group = context.group
+    if verdict.choice == "both_bad":
+        return
+    if verdict.choice == "tie":
+        winners = list(range(len(group.entries)))
+    else:
+        winners, _ = _best_positions(verdict)
+    if len(winners) > 1 and context.options.ties == "drop":
+        return
+    for position in winners:
+        row: Row = {"messages": _messages(group.conversation) + _assistant(group.entries[position].text)}
+        yield _extras(row, context, verdict, None, positions=(position,), naming="single")
+
+
+def ranking_rows(context: RowContext, verdict: Verdict) -> Iterator[Row]:
+    group = context.group
+    ranks = dense_ranks(verdict.ranks)
+    row: Row = {
+        "prompt": prompt_text(group),
+        "completions": [entry.text for entry in group.entries],
+        "ranks": ranks,
+        "all_bad": verdict.choice == "both_bad",
+    }
+    if context.axes:
+        row["ratings"] = verdict.ratings
+    yield _extras(row, context, verdict, None, positions=range(len(group.entries)), naming="list")
+
+
+def judgment_rows(context: RowContext, verdict: Verdict) -> Iterator[Row]:
+    group = context.group
+    judgment = verdict.judgments[0]
+    labels = group.strength_labels
+    row: Row = {
+        "judgment_id": judgment.id,
+        "comparison_id": group.comparison_id,
+        "project": group.project,
+        "prompt_id": group.prompt_id,
+        "conversation": _messages(group.conversation),
+        "category": group.category,
+        "responses": [
+            {
+                "response_id": entry.response_id,
+                "position": entry.position,
+                "label": position_label(entry.position),
+                "checkpoint": entry.checkpoint,
+                "text": entry.text,
+            }
+            for entry in group.entries
+        ],
+        "annotator_id": judgment.annotator_id,
+        "annotator": judgment.annotator,
+        "choice": judgment.choice,
+        "ranking": list(judgment.ranking),
+        "strength": judgment.strength,
+        "strength_label": labels[judgment.strength - 1]
+        if judgment.strength and judgment.strength <= len(labels)
+        else None,
+        "rationale": judgment.rationale,
+        "flags": list(judgment.flags),
+        "time_spent_ms": judgment.time_spent_ms,
+        "created_at": judgment.created_at.isoformat().replace("+00:00", "Z"),
+        "agreement": verdict.agreement,
+    }
+    if context.axes:
+        row["ratings"] = verdict.ratings
+    yield row
+
+
+ROW_BUILDERS: dict[str, Callable[[RowContext, Verdict], Iterator[Row]]] = {
+    "preference": pair_rows,
+    "preference-conversational": pair_rows,
+    "hh-rlhf": pair_rows,
+    "unpaired": unpaired_rows,
+    "sft": sft_rows,
+    "rankings": ranking_rows,
+    "judgments": judgment_rows,
+}
+
+
+def group_rows(group: ComparisonGroup, options: ExportOptions, axes: tuple[str, ...]) -> Iterator[Row]:
+    """Every row one comparison contributes, after the comparison-level filters."""
+    judgments = group.judgments
+    if len(judgments) < options.min_judgments:
+        return
+    if options.min_agreement > 0 and comparison_agreement(group, judgments) < options.min_agreement:
+        return
+    context = RowContext(group, options, axes)
+    build = ROW_BUILDERS[options.format]
+    if options.aggregation == "consensus":
+        verdict = consensus_verdict(group, judgments, options, axes)
+        if verdict is not None:
+            yield from build(context, verdict)
+        return
+    for verdict in raw_verdicts(group, judgments, options, axes):
+        yield from build(context, verdict)

@@ -1,0 +1,378 @@
+"""Writing an export: rows streamed into JSON Lines, Parquet or a `datasets` directory, a dataset card,
+and one archive, all byte-for-byte reproducible from (options, high-water mark).
+
+Memory is bounded by one comparison's rows plus one Parquet batch per split; nothing holds the export.
+Reproducible bytes: rows in a fixed order with keys in schema order, gzip without a timestamp or name,
+Parquet with a fixed schema and batch size, archive entries sorted with a fixed date, and a card that
+names the snapshot's digest rather than when or by whom it was made.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from django.db import transaction
+
+from feedback.export.options import ExportOptions
+from feedback.export.rows import Row, comparison_agreement, group_rows, split_of
+from feedback.export.source import comparison_groups
+from feedback.models import Project, canonical_json
+
+PARQUET_BATCH_ROWS = 4_096
+STREAM_CHUNK_BYTES = 256 * 1024
+ARCHIVE_DATE = (1980, 1, 1, 0, 0, 0)
+COPY_BUFFER_BYTES = 1 << 20
+
+
+def snapshot_digest(options: ExportOptions, high_water_mark: int) -> str:
+    payload = canonical_json({"options": options.to_dict(), "high_water_mark": high_water_mark})
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def rating_axes(options: ExportOptions) -> tuple[str, ...]:
+    """The rubric axes of the exported projects, in project (slug) order then rubric order."""
+    projects = Project.objects.order_by("slug")
+    if options.projects:
+        projects = projects.filter(slug__in=options.projects)
+    axes: dict[str, None] = {}
+    for rubric in projects.values_list("rating_rubric", flat=True):
+        for axis in rubric or []:
+            axes.setdefault(axis["key"])
+    return tuple(axes)
+
+
+@dataclass
+class ExportStats:
+    """What the card reports; counters only, so memory does not grow with the export."""
+
+    rows: Counter[str] = field(default_factory=Counter)
+    comparisons: int = 0
+    judgments: int = 0
+    annotators: set[int] = field(default_factory=set)
+    checkpoints: Counter[str] = field(default_factory=Counter)
+    categories: Counter[str] = field(default_factory=Counter)
+    agreement_buckets: Counter[str] = field(default_factory=Counter)
+    agreement_sum: float = 0.0
+    agreement_count: int = 0
+    agreement_min: float = 1.0
+    comparisons_dropped: int = 0
+
+
+def export_rows(
+    options: ExportOptions, *, high_water_mark: int, stats: ExportStats | None = None
+) -> Iterator[tuple[str, Row]]:
+    """(split, row) for every row of the export, in the export's order. Run it inside a transaction."""
+    axes = rating_axes(options)
+    for group in comparison_groups(options, high_water_mark=high_water_mark):
+        split = split_of(group.content_hash, options)
+        produced = 0
+        for row in group_rows(group, options, axes):
+            produced += 1
+            yield split, row
+        if stats is not None:
+            _count(stats, group, produced)
+
+
+def _count(stats: ExportStats, group: Any, produced: int) -> None:
+    if not produced:
+        stats.comparisons_dropped += 1
+        return
+    stats.comparisons += 1
+    stats.judgments += len(group.judgments)
+    stats.annotators.update(judgment.annotator_id for judgment in group.judgments)
+    stats.checkpoints.update(entry.checkpoint for entry in group.entries)
+    stats.categories[group.category] += 1
+    if len(group.judgments) > 1:
+        agreement = comparison_agreement(group, group.judgments)
+        stats.agreement_sum += agreement
+        stats.agreement_count += 1
+        stats.agreement_min = min(stats.agreement_min, agreement)
+        stats.agreement_buckets[_bucket(agreement)] += 1
+
+
+def _bucket(agreement: float) -> str:
+    if agreement >= 1.0:
+        return "1.0"
+    if agreement >= 0.75:
+        return "0.75–0.99"
+    if agreement >= 0.5:
+        return "0.50–0.74"
+    return "below 0.50"
+
+
+# --- writers ----------------------------------------------------------------------------------------------
+
+
+class _SplitWriter:
+    def write(self, row: Row) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class _JsonLinesWriter(_SplitWriter):
+    def __init__(self, path: Path, *, compressed: bool):
+        self._raw = path.open("wb")
+        self._handle: IO[bytes] = (
+            gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0) if compressed else self._raw
+        )
+        self._buffer = bytearray()
+
+    def write(self, row: Row) -> None:
+        self._buffer += orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+        if len(self._buffer) >= STREAM_CHUNK_BYTES:
+            self._handle.write(self._buffer)
+            self._buffer.clear()
+
+    def close(self) -> None:
+        self._handle.write(self._buffer)
+        if self._handle is not self._raw:
+            self._handle.close()
+        self._raw.close()
+
+
+class _BatchedArrowWriter(_SplitWriter):
+    """Rows to Arrow record batches of PARQUET_BATCH_ROWS: Parquet (zstd) or an Arrow IPC stream, the
+    file format of a `datasets` split (made into a dataset on close)."""
+
+    def __init__(self, path: Path, schema: Any, *, kind: str):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self._schema = schema
+        self._sink: Any = None
+        if kind == "parquet":
+            self._writer: Any = pq.ParquetWriter(path, schema, compression="zstd")
+        else:
+            self._sink = pa.OSFile(str(path), "wb")
+            self._writer = pa.ipc.new_stream(self._sink, schema)
+        self._batch: list[Row] = []
+
+    def write(self, row: Row) -> None:
+        self._batch.append(row)
+        if len(self._batch) >= PARQUET_BATCH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self._batch:
+            self._writer.write_table(pa.Table.from_pylist(self._batch, schema=self._schema))
+            self._batch = []
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
+        if self._sink is not None:
+            self._sink.close()
+
+
+def _split_names(options: ExportOptions) -> tuple[str, ...]:
+    return ("train", "test") if options.test_fraction > 0 else ("train",)
+
+
+def export_write(options: ExportOptions, *, high_water_mark: int, directory: Path) -> dict[str, Any]:
+    """Write the export's data files and card into `directory` (created; must be empty or absent).
+
+    Returns the manifest: the snapshot digest, row counts per split, and each file's SHA-256 and size.
+    """
+    from feedback.export.schema import row_schema
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if any(directory.iterdir()):
+        raise FileExistsError(f"{directory} is not empty")
+    digest = snapshot_digest(options, high_water_mark)
+    splits = _split_names(options)
+    stats = ExportStats()
+    staging = directory / ".arrow"
+    with ExitStack() as stack:
+        writers: dict[str, _SplitWriter] = {}
+        is_json_lines = options.output in ("jsonl", "jsonl.gz")
+        schema = None if is_json_lines else row_schema(options, rating_axes(options))
+        for split in splits:
+            if is_json_lines:
+                suffix = ".jsonl.gz" if options.output == "jsonl.gz" else ".jsonl"
+                writer: _SplitWriter = _JsonLinesWriter(
+                    directory / f"{split}{suffix}", compressed=options.output == "jsonl.gz"
+                )
+            elif options.output == "parquet":
+                writer = _BatchedArrowWriter(directory / f"{split}.parquet", schema, kind="parquet")
+            else:
+                staging.mkdir(exist_ok=True)
+                writer = _BatchedArrowWriter(staging / f"{split}.arrow", schema, kind="arrow")
+            writers[split] = writer
+            stack.callback(writer.close)
+        with transaction.atomic():
+            for split, row in export_rows(options, high_water_mark=high_water_mark, stats=stats):
+                writers[split].write(row)
+                stats.rows[split] += 1
+    if options.output == "hf-dataset":
+        _save_to_disk(staging, directory / "dataset", splits=splits, fingerprint=digest[:16])
+        shutil.rmtree(staging)
+    (directory / "README.md").write_text(
+        dataset_card(options, high_water_mark=high_water_mark, digest=digest, stats=stats), encoding="utf-8"
+    )
+    files = {
+        str(path.relative_to(directory)): file_digest(path)
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+    return {
+        "snapshot_digest": digest,
+        "high_water_mark": high_water_mark,
+        "rows": {split: stats.rows[split] for split in splits},
+        "comparisons": stats.comparisons,
+        "judgments": stats.judgments,
+        "annotators": len(stats.annotators),
+        "files": files,
+    }
+
+
+def _save_to_disk(staging: Path, target: Path, *, splits: tuple[str, ...], fingerprint: str) -> None:
+    """`DatasetDict.save_to_disk` over memory-mapped Arrow files. The fingerprint is the snapshot's, so
+    the directory is reproducible (datasets would otherwise hash file paths and times into it)."""
+    import datasets
+    from datasets import Dataset, DatasetDict
+    from datasets.table import MemoryMappedTable
+
+    datasets.disable_progress_bars()  # a worker's log is no terminal
+
+    parts = {
+        split: Dataset(
+            MemoryMappedTable.from_file(str(staging / f"{split}.arrow")),
+            split=split,
+            fingerprint=f"{fingerprint}{split}",
+        )
+        for split in splits
+    }
+    DatasetDict(parts).save_to_disk(str(target))
+
+
+def file_digest(path: Path) -> dict[str, Any]:
+    sha = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(COPY_BUFFER_BYTES):
+            sha.update(chunk)
+    return {"sha256": sha.hexdigest(), "size": path.stat().st_size}
+
+
+def archive_directory(directory: Path, archive: Path) -> None:
+    """Zip `directory` reproducibly: sorted entries, a fixed date and mode, stored (the data files are
+    compressed already where it pays, and storing keeps the archive as fast to write as to read)."""
+    temporary = archive.with_name(archive.name + ".partial")
+    with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as bundle:
+        for path in sorted(directory.rglob("*")):
+            if not path.is_file():
+                continue
+            info = zipfile.ZipInfo(str(path.relative_to(directory)), date_time=ARCHIVE_DATE)
+            info.external_attr = 0o644 << 16
+            with path.open("rb") as source, bundle.open(info, "w", force_zip64=True) as target:
+                shutil.copyfileobj(source, target, COPY_BUFFER_BYTES)
+    os.replace(temporary, archive)
+
+
+def stream_jsonl(
+    options: ExportOptions, *, high_water_mark: int, split: str | None = None
+) -> Iterator[bytes]:
+    """The rows as JSON Lines in chunks of about 256 KiB; one transaction for the whole stream."""
+    buffer = bytearray()
+    dumps: Callable[..., bytes] = orjson.dumps
+    with transaction.atomic():
+        for row_split, row in export_rows(options, high_water_mark=high_water_mark):
+            if split is not None and row_split != split:
+                continue
+            buffer += dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+            if len(buffer) >= STREAM_CHUNK_BYTES:
+                yield bytes(buffer)
+                buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
+# --- the card ---------------------------------------------------------------------------------------------
+
+
+def dataset_card(options: ExportOptions, *, high_water_mark: int, digest: str, stats: ExportStats) -> str:
+    splits = _split_names(options)
+    data_files = {
+        "jsonl": "{split}.jsonl",
+        "jsonl.gz": "{split}.jsonl.gz",
+        "parquet": "{split}.parquet",
+        "hf-dataset": "dataset/{split}/*.arrow",
+    }[options.output]
+    front = ["---", "configs:", "- config_name: default", "  data_files:"]
+    for split in splits:
+        front += [f"  - split: {split}", f"    path: {data_files.format(split=split)}"]
+    front += ["tags:", "- rlhf", "- human-feedback", "- rankwise", "---", ""]
+    body = io.StringIO()
+    write = body.write
+    write(f"# Rankwise export: {options.format} ({options.aggregation})\n\n")
+    write(
+        "Human preference judgments collected with Rankwise, exported for training. The files load with "
+        "`datasets` as they are; see the format notes below.\n\n"
+    )
+    write("## Snapshot\n\n")
+    write(f"- Snapshot digest: `{digest}` (SHA-256 of the options and the high-water mark)\n")
+    write(f"- Judgments covered: ids up to {high_water_mark}\n")
+    write("- Re-exporting this snapshot with the same options writes byte-identical files.\n\n")
+    write("## Counts\n\n| split | rows |\n|---|---|\n")
+    for split in splits:
+        write(f"| {split} | {stats.rows[split]} |\n")
+    write(
+        f"\n- Comparisons: {stats.comparisons} (another {stats.comparisons_dropped} matched the filters but "
+        "gave no row: no majority, a tie or both-bad left out, or below the minimums)\n"
+    )
+    write(f"- Judgments: {stats.judgments}\n- Annotators: {len(stats.annotators)}\n\n")
+    write("## Agreement\n\n")
+    if stats.agreement_count:
+        mean = stats.agreement_sum / stats.agreement_count
+        write(
+            f"Over the {stats.agreement_count} comparisons with two or more judgments: mean {mean:.3f}, "
+            f"minimum {stats.agreement_min:.3f}.\n\n| agreement | comparisons |\n|---|---|\n"
+        )
+        for bucket in ("1.0", "0.75–0.99", "0.50–0.74", "below 0.50"):
+            write(f"| {bucket} | {stats.agreement_buckets[bucket]} |\n")
+    else:
+        write("No comparison has two or more judgments.\n")
+    write("\n## Checkpoints\n\n| checkpoint | comparisons |\n|---|---|\n")
+    for name, count in sorted(stats.checkpoints.items()):
+        write(f"| {_cell(name)} | {count} |\n")
+    write("\n## Categories\n\n| category | comparisons |\n|---|---|\n")
+    for name, count in sorted(stats.categories.items()):
+        write(f"| {_cell(name)} | {count} |\n")
+    write("\n## Options\n\nFilters, aggregation and shape, exactly as given to the export:\n\n```json\n")
+    write(orjson.dumps(options.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
+    write("\n```\n\n")
+    write(FORMAT_NOTES)
+    return "\n".join(front) + body.getvalue()
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+FORMAT_NOTES = """## Format notes
+
+- `prompt` strings are the conversation rendered with the project's completion template, as base
+  checkpoints were prompted; conversational formats keep the messages.
+- `margin` (preference formats): strength level `s` maps to `margin_scale[s-1]` (linear by default), no
+  strength question gives 1.0, a tie written both ways gives 0.0, a pair from a k-wise ranking gives the
+  rank difference; consensus rows carry the mean over the winning votes.
+- `agreement`: pairwise, the share of judgments making the majority choice; k-wise, the mean over pairs of
+  responses of the share of judgments ordering the pair as the consensus does.
+- Splits are decided by a hash of the prompt's content and the split salt, so a prompt is never in both.
+"""
