@@ -119,7 +119,8 @@ class ExportOptions:
             fail("both_bad", f"{both_bad!r} is not one of: {', '.join(BOTH_BAD_POLICIES)}.")
         values["both_bad"] = both_bad
 
-        default_columns = ("agreement", "votes") if data.get("aggregation") == "consensus" else ()
+        is_consensus = data.get("aggregation") == "consensus" and data.get("format") != "judgments"
+        default_columns = ("agreement", "votes") if is_consensus else ()
         for name in ("projects", "checkpoints", "exclude_annotators", "columns"):
             parsed = _string_list(data.get(name, default_columns if name == "columns" else ()))
             if parsed is None:

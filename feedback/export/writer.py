@@ -92,7 +92,7 @@ def _count(stats: ExportStats, group: Any, produced: int) -> None:
     stats.comparisons += 1
     stats.judgments += len(group.judgments)
     stats.annotators.update(judgment.annotator_id for judgment in group.judgments)
-    stats.checkpoints.update(entry.checkpoint for entry in group.entries)
+    stats.checkpoints.update({entry.checkpoint for entry in group.entries})
     stats.categories[group.category] += 1
     if len(group.judgments) > 1:
         agreement = comparison_agreement(group, group.judgments)
@@ -160,6 +160,9 @@ class _BatchedArrowWriter(_SplitWriter):
             self._sink = pa.OSFile(str(path), "wb")
             self._writer = pa.ipc.new_stream(self._sink, schema)
         self._batch: list[Row] = []
+        # An empty split still gets one (empty) batch in an Arrow stream: `datasets` cannot read a stream
+        # of none. Parquet stays without row groups, which readers take as empty.
+        self._empty = kind == "arrow"
 
     def write(self, row: Row) -> None:
         self._batch.append(row)
@@ -169,9 +172,10 @@ class _BatchedArrowWriter(_SplitWriter):
     def _flush(self) -> None:
         import pyarrow as pa
 
-        if self._batch:
-            self._writer.write_table(pa.Table.from_pylist(self._batch, schema=self._schema))
+        if self._batch or self._empty:
+            self._writer.write_batch(pa.RecordBatch.from_pylist(self._batch, schema=self._schema))
             self._batch = []
+            self._empty = False
 
     def close(self) -> None:
         self._flush()
@@ -220,8 +224,15 @@ def export_write(options: ExportOptions, *, high_water_mark: int, directory: Pat
             for split, row in export_rows(options, high_water_mark=high_water_mark, stats=stats):
                 writers[split].write(row)
                 stats.rows[split] += 1
+    # `datasets` cannot load an empty split (load_dataset: "corresponds to no data"; load_from_disk:
+    # IndexError, datasets 5.2), so a split without rows gets no file; the card lists only the others.
+    nonempty = tuple(split for split in splits if stats.rows[split])
+    for split in splits:
+        if split not in nonempty:
+            for path in directory.glob(f"{split}.*"):
+                path.unlink()
     if options.output == "hf-dataset":
-        _save_to_disk(staging, directory / "dataset", splits=splits, fingerprint=digest[:16])
+        _save_to_disk(staging, directory / "dataset", splits=nonempty, fingerprint=digest[:16])
         shutil.rmtree(staging)
     (directory / "README.md").write_text(
         dataset_card(options, high_water_mark=high_water_mark, digest=digest, stats=stats), encoding="utf-8"
@@ -316,6 +327,8 @@ def dataset_card(options: ExportOptions, *, high_water_mark: int, digest: str, s
     }[options.output]
     front = ["---", "configs:", "- config_name: default", "  data_files:"]
     for split in splits:
+        if not stats.rows[split]:
+            continue  # no file: see export_write
         front += [f"  - split: {split}", f"    path: {data_files.format(split=split)}"]
     front += ["tags:", "- rlhf", "- human-feedback", "- rankwise", "---", ""]
     body = io.StringIO()

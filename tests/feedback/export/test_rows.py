@@ -21,9 +21,10 @@ def export(tmp_path, **options):
     directory = tmp_path / "out"
     manifest = export_write(parsed, high_water_mark=judgment_high_water_mark(), directory=directory)
     rows = {}
-    for split in manifest["rows"]:
-        with (directory / f"{split}.jsonl").open(encoding="utf-8") as handle:
-            rows[split] = [json.loads(line) for line in handle]
+    for split, count in manifest["rows"].items():
+        path = directory / f"{split}.jsonl"
+        assert path.exists() == bool(count)  # an empty split gets no file
+        rows[split] = [json.loads(line) for line in path.open(encoding="utf-8")] if count else []
     return rows, manifest
 
 
