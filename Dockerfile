@@ -22,9 +22,11 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     DJANGO_STATIC_ROOT=/app/staticfiles
+# The app user, and the exports volume's mount point owned by it (a fresh named volume inherits that).
 RUN groupadd --system --gid 10001 rankwise \
  && useradd --system --uid 10001 --gid rankwise --create-home --home-dir /home/rankwise \
-            --shell /usr/sbin/nologin rankwise
+            --shell /usr/sbin/nologin rankwise \
+ && install -d -o rankwise -g rankwise /var/lib/rankwise/exports
 WORKDIR /app
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \

@@ -14,6 +14,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
@@ -169,7 +170,7 @@ class ExportAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/feedback/export/add.html", context)
 
-    def download_view(self, request: HttpRequest, export_id: int) -> HttpResponse:
+    def download_view(self, request: HttpRequest, export_id: int) -> HttpResponseBase:
         if not self.has_view_permission(request):
             raise PermissionDenied
         export = Export.objects.filter(pk=export_id, status=Export.Status.COMPLETED).first()

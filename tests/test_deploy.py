@@ -533,3 +533,17 @@ def test_the_default_worker_runs_beat_and_every_scheduled_task_is_registered():
     assert scheduled <= set(app.tasks)
     for task in scheduled:
         assert app.amqp.router.route({}, task)["queue"].name in celery_queues(words)
+
+
+def test_web_serves_the_exports_the_worker_writes_from_one_shared_volume():
+    """The `default` worker writes export archives, `web` serves them: the same named volume, mounted
+    where both processes' RANKWISE_EXPORT_ROOT points, and owned by the app user in the image."""
+    mounts = {}
+    for name in ("web", "worker"):
+        service = services()[name]
+        root = environment(service)["RANKWISE_EXPORT_ROOT"]
+        mounts[name] = [volume for volume in service.get("volumes", []) if volume.split(":")[1] == root]
+    assert mounts["web"] == mounts["worker"] == ["exports:/var/lib/rankwise/exports"]
+    assert "exports" in compose()["volumes"]
+    runs = " ".join(arguments for instruction, arguments in dockerfile_instructions() if instruction == "RUN")
+    assert "install -d -o rankwise -g rankwise /var/lib/rankwise/exports" in runs

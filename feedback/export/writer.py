@@ -126,7 +126,7 @@ class _SplitWriter:
 class _JsonLinesWriter(_SplitWriter):
     def __init__(self, path: Path, *, compressed: bool):
         self._raw = path.open("wb")
-        self._handle: IO[bytes] = (
+        self._handle: IO[bytes] | gzip.GzipFile = (
             gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0) if compressed else self._raw
         )
         self._buffer = bytearray()
