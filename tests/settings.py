@@ -7,6 +7,10 @@ import os
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/rankwise")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+# `datasets` and TRL ping the Hugging Face hub (download counts, usage) unless told they are offline; the
+# suite reaches nothing outside the machine. Read at their import, so set before any test imports them.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("RANKWISE_VAR_DIR", os.path.join(os.path.dirname(__file__), "..", "var", "test"))
 
 from feedback.settings import *  # noqa: F403

@@ -49,6 +49,7 @@ for path in (
     "/admin/feedback/generationrun/",
     "/admin/feedback/generationrun/start/",
     "/admin/feedback/project/add/",
+    "/admin/feedback/export/add/",
     "/admin/annotate/annotatorstatistics/",
 ):
     statuses[path] = client.get(path).status_code
@@ -84,11 +85,13 @@ def test_the_web_stack_imports_and_serves_pages_where_import_torch_fails(tmp_pat
         "/admin/feedback/generationrun/": 200,
         "/admin/feedback/generationrun/start/": 200,
         "/admin/feedback/project/add/": 200,
+        "/admin/feedback/export/add/": 200,
         "/admin/annotate/annotatorstatistics/": 200,
     }
     assert report["loaded"] == []
     assert report["tasks"] == [
         "annotate.expire_leases",
+        "feedback.export_run",
         "feedback.reconcile_generation",
         "inference.generate_chunk",
         "inference.validate_checkpoint",
