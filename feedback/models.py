@@ -866,9 +866,7 @@ class ApiToken(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.CheckConstraint(
-                condition=Exact(Length("key_hash"), 64), name="api_token_key_hash_sha256"
-            ),
+            models.CheckConstraint(condition=Exact(Length("key_hash"), 64), name="api_token_key_hash_sha256"),
             models.CheckConstraint(
                 condition=Q(expires_at__gt=F("created_at")), name="api_token_expiry_after_creation"
             ),

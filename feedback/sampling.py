@@ -101,6 +101,9 @@ def _stop_strings_error(stop_strings: Any) -> str:
             return "Each stop string must be a non-empty string."
         if len(value) > MAX_STOP_STRING_LENGTH:
             return f"Each stop string may hold at most {MAX_STOP_STRING_LENGTH} characters."
+        if "\x00" in value:
+            # PostgreSQL's jsonb cannot store U+0000: refuse it here rather than fail at the INSERT.
+            return "A stop string cannot contain the NUL character."
     if len(set(stop_strings)) != len(stop_strings):
         return "Stop strings must be distinct."
     return ""

@@ -6,6 +6,7 @@ and turns on the HTTPS settings that `manage.py check --deploy` asks for.
 """
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -96,6 +97,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served as our static files (no CDN)
     "feedback",
     "annotate",
     "inference",
@@ -180,15 +182,69 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 # --- REST API --------------------------------------------------------------------------------------------
 
+# Requests per token, as DRF writes rates: "600/min", "10/s", "20000/hour", "100000/day".
+RANKWISE_API_TOKEN_RATE = os.environ.get("RANKWISE_API_TOKEN_RATE", "600/min")
+if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", RANKWISE_API_TOKEN_RATE):
+    raise ImproperlyConfigured(
+        f"RANKWISE_API_TOKEN_RATE={RANKWISE_API_TOKEN_RATE!r} is not a rate: write e.g. 600/min or 10/s."
+    )
+# Rate limits count in Django's cache. The default local-memory cache counts per process, so N web
+# workers allow up to N times the rate; point DJANGO_CACHE_URL at Redis to count across all of them.
+CACHE_URL = os.environ.get("DJANGO_CACHE_URL", "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    if CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "rankwise"}
+}
+
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # The token class comes first: its `WWW-Authenticate` challenge makes DRF answer 401, not 403, to
+    # requests without credentials. Browsers use the session, with CSRF enforced on writes.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "feedback.api.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # Views name their own; this default keeps a forgotten one closed to all but dataset readers.
+    "DEFAULT_PERMISSION_CLASSES": ["feedback.api.permissions.ReadsDatasets"],
+    "DEFAULT_THROTTLE_CLASSES": ["feedback.api.throttling.ApiTokenRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "feedback.api.errors.exception_handler",
+    # No `?format=` renderer switch: query parameters are each endpoint's own (exports take a `format`),
+    # and JSON is the one representation. The schema endpoint picks YAML or JSON by the Accept header.
+    "URL_FORMAT_OVERRIDE": None,
+    "DEFAULT_SCHEMA_CLASS": "feedback.api.schema.ApiAutoSchema",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Rankwise API",
-    "DESCRIPTION": "Preference data for RLHF: projects, prompts, checkpoints, comparisons, judgments, exports.",
+    "DESCRIPTION": (
+        "Preference data for RLHF: projects, prompts, checkpoints, comparisons, judgments, exports.\n\n"
+        "Authenticate with `Authorization: Bearer <token>` (a token from the admin or "
+        "`manage.py create_api_token`), or with a browser session. Data engineers and admins may use "
+        'every endpoint; annotators get 403. Every error is `{"detail": "…", "errors": '
+        '{"<field>": ["…"]}}`, `errors` only where fields are at fault. Lists are cursor-paginated: '
+        "follow `next`. Unknown query parameters are refused with 400."
+    ),
     "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "GenerationRunStatusEnum": "feedback.models.GenerationRun.Status",
+        "ComparisonStatusEnum": "feedback.models.Comparison.Status",
+        "ExportStatusEnum": "feedback.models.Export.Status",
+    },
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "integer", "minimum": 1, "maximum": 999_999_999_999_999_999},
+        "slug": {"type": "string", "pattern": "^[-a-zA-Z0-9_]+$"},
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "feedback.api.schema.add_error_responses",
+    ],
 }
 
 # --- Celery ----------------------------------------------------------------------------------------------

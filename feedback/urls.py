@@ -1,4 +1,4 @@
-"""Site URLs: the annotator's workspace at the root, the admin, and (as its issue lands) the REST API."""
+"""Site URLs: the annotator's workspace at the root, the admin, and the REST API under /api/."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
@@ -16,4 +16,5 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("api/", include("feedback.api.urls")),
 ]

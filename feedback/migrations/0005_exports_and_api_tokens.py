@@ -8,52 +8,150 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('feedback', '0004_assignment_engine'),
+        ("feedback", "0004_assignment_engine"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ApiToken',
+            name="ApiToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text="What the token is for, e.g. 'nightly export job'.", max_length=100)),
-                ('prefix', models.CharField(help_text="The token's first characters, to recognise it.", max_length=16)),
-                ('key_hash', models.CharField(editable=False, max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('expires_at', models.DateTimeField()),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_tokens', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="What the token is for, e.g. 'nightly export job'.", max_length=100
+                    ),
+                ),
+                (
+                    "prefix",
+                    models.CharField(
+                        help_text="The token's first characters, to recognise it.", max_length=16
+                    ),
+                ),
+                ("key_hash", models.CharField(editable=False, max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("expires_at", models.DateTimeField()),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_tokens",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'constraints': [models.CheckConstraint(condition=django.db.models.lookups.Exact(django.db.models.functions.text.Length('key_hash'), 64), name='api_token_key_hash_sha256'), models.CheckConstraint(condition=models.Q(('expires_at__gt', models.F('created_at'))), name='api_token_expiry_after_creation')],
+                "ordering": ["-created_at"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=django.db.models.lookups.Exact(
+                            django.db.models.functions.text.Length("key_hash"), 64
+                        ),
+                        name="api_token_key_hash_sha256",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("expires_at__gt", models.F("created_at"))),
+                        name="api_token_expiry_after_creation",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Export',
+            name="Export",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('options', models.JSONField(help_text='The normalised export options (feedback.export.ExportOptions).')),
-                ('high_water_mark', models.BigIntegerField(help_text='The largest judgment id the snapshot covers.')),
-                ('snapshot_digest', models.CharField(help_text='SHA-256 of options and high-water mark: equal digests, equal files.', max_length=64)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('completed', 'Completed'), ('failed', 'Failed')], default='pending', max_length=16)),
-                ('file_name', models.CharField(blank=True, help_text='The archive, under EXPORT_ROOT.', max_length=200)),
-                ('file_sha256', models.CharField(blank=True, max_length=64)),
-                ('file_size', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('manifest', models.JSONField(blank=True, default=dict, help_text='Row counts per split and the SHA-256 of each file written.')),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='exports', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "options",
+                    models.JSONField(
+                        help_text="The normalised export options (feedback.export.ExportOptions)."
+                    ),
+                ),
+                (
+                    "high_water_mark",
+                    models.BigIntegerField(help_text="The largest judgment id the snapshot covers."),
+                ),
+                (
+                    "snapshot_digest",
+                    models.CharField(
+                        help_text="SHA-256 of options and high-water mark: equal digests, equal files.",
+                        max_length=64,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("completed", "Completed"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "file_name",
+                    models.CharField(blank=True, help_text="The archive, under EXPORT_ROOT.", max_length=200),
+                ),
+                ("file_sha256", models.CharField(blank=True, max_length=64)),
+                ("file_size", models.PositiveBigIntegerField(blank=True, null=True)),
+                (
+                    "manifest",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text="Row counts per split and the SHA-256 of each file written.",
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="exports",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('status__in', ['pending', 'running', 'completed', 'failed'])), name='export_status_valid'), models.CheckConstraint(condition=models.Q(('high_water_mark__gte', 0)), name='export_mark_nonnegative'), models.CheckConstraint(condition=models.Q(models.Q(('status', 'completed'), _negated=True), models.Q(('file_sha256', ''), _negated=True), _connector='OR'), name='export_completed_has_file')],
+                "ordering": ["-created_at", "-id"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("status__in", ["pending", "running", "completed", "failed"])),
+                        name="export_status_valid",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("high_water_mark__gte", 0)), name="export_mark_nonnegative"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("status", "completed"), _negated=True),
+                            models.Q(("file_sha256", ""), _negated=True),
+                            _connector="OR",
+                        ),
+                        name="export_completed_has_file",
+                    ),
+                ],
             },
         ),
     ]

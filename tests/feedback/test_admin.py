@@ -8,7 +8,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
+from feedback.export.options import ExportOptions
 from feedback.models import Assignment, Comparison, Judgment, Prompt
+from feedback.services.exports import export_create, export_run
+from feedback.services.tokens import api_token_create
 from tests.factories import (
     AssignmentFactory,
     ComparisonFactory,
@@ -23,10 +26,15 @@ FEEDBACK_MODELS = [model for model in admin.site._registry if model._meta.app_la
 
 
 @pytest.fixture
-def one_of_everything():
-    """A project with a prompt, a comparison (two responses, a run, a checkpoint), a lease and a judgment."""
+def one_of_everything(settings, tmp_path):
+    """A project with a prompt, a comparison (two responses, a run, a checkpoint), a lease, a judgment,
+    an API token and a finished export."""
+    settings.EXPORT_ROOT = tmp_path / "exports"
     judgment = JudgmentFactory()
     AssignmentFactory(comparison=judgment.comparison)
+    api_token_create(user=judgment.annotator, name="nightly pull")
+    export = export_create(options=ExportOptions.from_mapping({"format": "preference"}))
+    export_run(export_id=export.pk)
     return judgment
 
 
@@ -36,8 +44,10 @@ def admin_url(model, view, *args):
 
 def test_every_feedback_model_is_in_the_admin():
     assert sorted(model.__name__ for model in FEEDBACK_MODELS) == [
+        "ApiToken",
         "Assignment",
         "Comparison",
+        "Export",
         "GenerationRun",
         "Judgment",
         "PolicyCheckpoint",

@@ -81,6 +81,7 @@ def test_a_selection_of_prompts_and_explicit_sampling(project, django_capture_on
         ({"samples_per_prompt": 65}, "samples_per_prompt", "from 1 to 64"),
         ({"sampling": {"temperature": 9}}, "temperature", "from 0 to 5"),
         ({"sampling": {"beam_width": 4}}, "beam_width", "Unknown sampling parameter"),
+        ({"sampling": {"stop_strings": ["a\x00b"]}}, "stop_strings", "cannot contain the NUL character"),
         ({"chunk_size": 0}, "chunk_size", "from 1 to 1000"),
         ({"seed": -1}, "seed", "from 0 to 2^63 - 1"),
         ({"prompts": []}, "prompts", "no prompts"),

@@ -1,0 +1,464 @@
+"""Input serializers validate what a client sends; output serializers shape what it gets. No writes here:
+views hand validated input to the services."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from feedback.api.filters import MAX_ID, id_field
+from feedback.export.options import (
+    AGGREGATIONS,
+    BOTH_BAD_POLICIES,
+    EXTRA_COLUMNS,
+    FORMATS,
+    KWISE_EXPANSIONS,
+    OUTPUTS,
+    SPLITS,
+    TIE_POLICIES,
+    ExportOptions,
+)
+from feedback.models import (
+    Comparison,
+    ComparisonResponse,
+    Export,
+    GenerationRun,
+    Judgment,
+    PolicyCheckpoint,
+    Project,
+    Prompt,
+)
+from feedback.sampling import SamplingParameters, SamplingParametersError
+from feedback.services.generation import MAX_CHUNK_SIZE
+from feedback.services.prompts import PromptConflict
+
+# --- projects --------------------------------------------------------------------------------------------
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    prompt_total = serializers.IntegerField(read_only=True)
+    comparison_total = serializers.IntegerField(read_only=True)
+    comparison_completed = serializers.IntegerField(read_only=True)
+    judgment_total = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Project
+        fields = (
+            "slug",
+            "name",
+            "is_active",
+            "comparison_mode",
+            "responses_per_comparison",
+            "allows_tie",
+            "strength_labels",
+            "rating_rubric",
+            "judgments_per_comparison",
+            "current_checkpoint",
+            "prompt_total",
+            "comparison_total",
+            "comparison_completed",
+            "judgment_total",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = fields
+
+
+# --- prompts ---------------------------------------------------------------------------------------------
+
+
+class MessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["system", "user", "assistant"])
+    content = serializers.CharField()
+
+
+class PromptSerializer(serializers.ModelSerializer):
+    conversation = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Prompt
+        fields = ("id", "external_id", "category", "conversation", "metadata", "content_hash", "created_at")
+        read_only_fields = fields
+
+    @extend_schema_field(MessageSerializer(many=True))
+    def get_conversation(self, prompt: Prompt) -> list[dict[str, str]]:
+        return list(prompt.conversation)
+
+
+class PromptUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="A JSON Lines (.jsonl) or CSV (.csv) file of prompts.")
+    format = serializers.ChoiceField(
+        choices=["jsonl", "csv"], required=False, help_text="By default taken from the file name."
+    )
+
+
+class PromptConflictSerializer(serializers.Serializer):
+    line = serializers.IntegerField()
+    external_id = serializers.CharField()
+    changed_fields = serializers.ListField(child=serializers.CharField())
+    message = serializers.CharField()
+
+    def to_representation(self, conflict: PromptConflict) -> dict[str, Any]:
+        return {
+            "line": conflict.line,
+            "external_id": conflict.external_id,
+            "changed_fields": list(conflict.changed_fields),
+            "message": str(conflict),
+        }
+
+
+class PromptImportReportSerializer(serializers.Serializer):
+    """What an import did: new prompts, unchanged re-imports, and conflicts (stored prompts kept)."""
+
+    created = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+    conflicts = PromptConflictSerializer(many=True)
+    total = serializers.IntegerField()
+    summary = serializers.CharField()
+
+
+# --- checkpoints -----------------------------------------------------------------------------------------
+
+
+class CheckpointSerializer(serializers.ModelSerializer):
+    parent_name = serializers.CharField(source="parent.name", read_only=True, allow_null=True, default=None)
+
+    class Meta:
+        model = PolicyCheckpoint
+        fields = (
+            "id",
+            "name",
+            "kind",
+            "source_type",
+            "source",
+            "revision",
+            "adapter_source",
+            "adapter_revision",
+            "dtype",
+            "backend",
+            "parent",
+            "parent_name",
+            "training_step",
+            "notes",
+            "validation_status",
+            "validated_at",
+            "created_at",
+        )
+        read_only_fields = fields
+
+
+# --- generation runs -------------------------------------------------------------------------------------
+
+
+class SamplingSerializer(serializers.Serializer):
+    """Documents the `sampling` object; `SamplingParameters.from_dict` is what validates it."""
+
+    temperature = serializers.FloatField(required=False, min_value=0, max_value=5)
+    top_p = serializers.FloatField(required=False, min_value=0, max_value=1)
+    top_k = serializers.IntegerField(required=False, min_value=0)
+    max_new_tokens = serializers.IntegerField(required=False, min_value=1)
+    repetition_penalty = serializers.FloatField(required=False, min_value=0, max_value=10)
+    stop_strings = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+@extend_schema_field(SamplingSerializer)
+class SamplingField(serializers.DictField):
+    """A JSON object of sampling parameters, documented as SamplingSerializer."""
+
+
+class GenerationRunCreateSerializer(serializers.Serializer):
+    project = serializers.SlugField(max_length=100, help_text="The project's slug.")
+    checkpoint = id_field(required=False, help_text="Default: the project's current checkpoint.")
+    opponent_checkpoint = id_field(
+        required=False, help_text="For checkpoint-vs-checkpoint runs: each comparison pits one of each."
+    )
+    samples_per_prompt = serializers.IntegerField(
+        required=False, min_value=1, max_value=64, help_text="Default: the project's."
+    )
+    sampling = SamplingField(required=False, help_text="Missing parameters take the defaults.")
+    seed = serializers.IntegerField(required=False, min_value=0, max_value=2**63 - 1)
+    chunk_size = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_CHUNK_SIZE, help_text="Prompts per worker task."
+    )
+
+    def validate_sampling(self, value: dict[str, Any]) -> SamplingParameters:
+        try:
+            sampling = SamplingParameters.from_dict(value)
+        except SamplingParametersError as error:
+            raise serializers.ValidationError(
+                {name: [message] for name, message in error.errors.items()}
+            ) from None
+        # PostgreSQL's jsonb cannot hold NUL characters; say so here rather than fail at the write.
+        if any("\x00" in stop for stop in sampling.stop_strings):
+            raise serializers.ValidationError(
+                {"stop_strings": ["Stop strings cannot contain NUL characters."]}
+            )
+        return sampling
+
+
+class GenerationRunStatusSerializer(serializers.ModelSerializer):
+    is_finished = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = GenerationRun
+        fields = (
+            "id",
+            "status",
+            "is_finished",
+            "total_prompts",
+            "done_prompts",
+            "failed_prompts",
+            "error",
+            "started_at",
+            "finished_at",
+        )
+        read_only_fields = fields
+
+
+class GenerationRunSerializer(serializers.ModelSerializer):
+    project: serializers.SlugRelatedField[Project] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
+    checkpoint_name = serializers.CharField(source="checkpoint.name", read_only=True)
+    opponent_checkpoint_name = serializers.CharField(
+        source="opponent_checkpoint.name", read_only=True, allow_null=True, default=None
+    )
+    created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    is_finished = serializers.BooleanField(read_only=True)
+    sampling_parameters = serializers.SerializerMethodField()
+
+    class Meta:
+        model = GenerationRun
+        fields = (
+            "id",
+            "project",
+            "checkpoint",
+            "checkpoint_name",
+            "opponent_checkpoint",
+            "opponent_checkpoint_name",
+            "status",
+            "is_finished",
+            "samples_per_prompt",
+            "sampling_parameters",
+            "seed",
+            "chunk_size",
+            "total_prompts",
+            "done_prompts",
+            "failed_prompts",
+            "error",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        )
+        read_only_fields = fields
+
+    @extend_schema_field(SamplingSerializer)
+    def get_sampling_parameters(self, run: GenerationRun) -> dict[str, Any]:
+        return dict(run.sampling_parameters)
+
+
+# --- comparisons -----------------------------------------------------------------------------------------
+
+
+class ComparisonEntrySerializer(serializers.ModelSerializer):
+    label = serializers.CharField(read_only=True, help_text="The position as shown: A, B, …")  # type: ignore[assignment]
+    checkpoint = serializers.CharField(source="response.checkpoint.name", read_only=True)
+    checkpoint_id = serializers.IntegerField(source="response.checkpoint_id", read_only=True)
+    text = serializers.CharField(source="response.text", read_only=True)
+    finish_reason = serializers.CharField(source="response.finish_reason", read_only=True)
+
+    class Meta:
+        model = ComparisonResponse
+        fields = ("position", "label", "response", "checkpoint", "checkpoint_id", "text", "finish_reason")
+        read_only_fields = fields
+
+
+class ComparisonSerializer(serializers.ModelSerializer):
+    project: serializers.SlugRelatedField[Project] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
+    prompt_external_id = serializers.CharField(source="prompt.external_id", read_only=True)
+    entries = ComparisonEntrySerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Comparison
+        fields = (
+            "id",
+            "project",
+            "prompt",
+            "prompt_external_id",
+            "generation_run",
+            "status",
+            "required_judgments",
+            "judgment_count",
+            "entries",
+            "created_at",
+            "completed_at",
+        )
+        read_only_fields = fields
+
+
+# --- judgments -------------------------------------------------------------------------------------------
+
+
+class JudgmentSerializer(serializers.ModelSerializer):
+    project: serializers.SlugRelatedField[Project] = serializers.SlugRelatedField(
+        source="comparison.project", slug_field="slug", read_only=True
+    )
+    annotator: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
+    ranking = serializers.ListField(
+        child=serializers.IntegerField(),
+        read_only=True,
+        help_text="Rank per display position (1 is best; equal ranks are ties).",
+    )
+    flags = serializers.ListField(child=serializers.CharField(), read_only=True)
+    ratings = serializers.DictField(
+        child=serializers.DictField(child=serializers.IntegerField()),
+        read_only=True,
+        help_text="Response id → rubric axis → score.",
+    )
+
+    class Meta:
+        model = Judgment
+        fields = (
+            "id",
+            "comparison",
+            "project",
+            "annotator",
+            "choice",
+            "ranking",
+            "strength",
+            "ratings",
+            "rationale",
+            "flags",
+            "time_spent_ms",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = fields
+
+
+# --- exports ---------------------------------------------------------------------------------------------
+
+
+class ExportOptionsSerializer(serializers.Serializer):
+    """Documents export options; `ExportOptions.from_mapping` is the parser that validates them.
+
+    Lists may also be given as one comma-separated string.
+    """
+
+    format = serializers.ChoiceField(choices=FORMATS)
+    aggregation = serializers.ChoiceField(choices=AGGREGATIONS, required=False)
+    projects = serializers.ListField(child=serializers.CharField(), required=False, help_text="Slugs.")
+    checkpoints = serializers.ListField(child=serializers.CharField(), required=False, help_text="Names.")
+    since = serializers.DateTimeField(required=False, allow_null=True)
+    until = serializers.DateTimeField(required=False, allow_null=True)
+    min_judgments = serializers.IntegerField(required=False, min_value=1, max_value=1000)
+    min_agreement = serializers.FloatField(required=False, min_value=0, max_value=1)
+    exclude_flagged = serializers.BooleanField(required=False)
+    exclude_annotators = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Usernames."
+    )
+    ties = serializers.ChoiceField(choices=TIE_POLICIES, required=False)
+    both_bad = serializers.ChoiceField(choices=BOTH_BAD_POLICIES, required=False)
+    kwise = serializers.ChoiceField(choices=KWISE_EXPANSIONS, required=False)
+    margin_scale = serializers.ListField(child=serializers.FloatField(min_value=0), required=False)
+    columns = serializers.ListField(child=serializers.ChoiceField(choices=EXTRA_COLUMNS), required=False)
+    test_fraction = serializers.FloatField(required=False, min_value=0, max_value=0.9)
+    split_salt = serializers.CharField(required=False, max_length=100)
+    output = serializers.ChoiceField(choices=OUTPUTS, required=False)
+
+
+class ExportCreateSerializer(ExportOptionsSerializer):
+    snapshot_of = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_ID,
+        help_text="Re-export exactly the judgments of this earlier export (its snapshot) with these options.",
+    )
+
+
+class ExportStreamQuery(serializers.Serializer):
+    """Documents the stream's query parameters: the export options (lists comma-separated or repeated)
+    and `split`. `ExportOptions.from_mapping` validates them; `output` can only be jsonl here."""
+
+    format = serializers.ChoiceField(choices=FORMATS)
+    aggregation = serializers.ChoiceField(choices=AGGREGATIONS, required=False)
+    projects = serializers.CharField(required=False, help_text="Slugs, comma-separated.")
+    checkpoints = serializers.CharField(required=False, help_text="Checkpoint names, comma-separated.")
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    min_judgments = serializers.IntegerField(required=False, min_value=1, max_value=1000)
+    min_agreement = serializers.FloatField(required=False, min_value=0, max_value=1)
+    exclude_flagged = serializers.BooleanField(required=False)
+    exclude_annotators = serializers.CharField(required=False, help_text="Usernames, comma-separated.")
+    ties = serializers.ChoiceField(choices=TIE_POLICIES, required=False)
+    both_bad = serializers.ChoiceField(choices=BOTH_BAD_POLICIES, required=False)
+    kwise = serializers.ChoiceField(choices=KWISE_EXPANSIONS, required=False)
+    margin_scale = serializers.CharField(required=False, help_text="Numbers, comma-separated.")
+    columns = serializers.CharField(
+        required=False, help_text=f"Comma-separated, among: {', '.join(EXTRA_COLUMNS)}."
+    )
+    test_fraction = serializers.FloatField(required=False, min_value=0, max_value=0.9)
+    split_salt = serializers.CharField(required=False, max_length=100)
+    output = serializers.ChoiceField(choices=["jsonl"], required=False)
+    split = serializers.ChoiceField(choices=SPLITS, required=False, help_text="Only this split.")
+
+
+EXPORT_OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(ExportOptions))
+EXPORT_LIST_OPTIONS = frozenset(
+    field.name for field in dataclasses.fields(ExportOptions) if field.type.startswith("tuple")
+)
+
+
+class ExportStatusSerializer(serializers.ModelSerializer):
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Export
+        fields = ("id", "status", "error", "started_at", "finished_at", "download_url")
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_download_url(self, export: Export) -> str | None:
+        if export.status != Export.Status.COMPLETED:
+            return None
+        return reverse("api:export-download", args=[export.pk])
+
+
+class ExportSerializer(ExportStatusSerializer):
+    created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    options = serializers.JSONField(read_only=True, help_text="The normalised options (see ExportOptions).")
+    manifest = serializers.JSONField(read_only=True)
+
+    class Meta:
+        model = Export
+        fields = (
+            "id",
+            "status",
+            "options",
+            "high_water_mark",
+            "snapshot_digest",
+            "file_name",
+            "file_sha256",
+            "file_size",
+            "manifest",
+            "error",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "download_url",
+        )
+        read_only_fields = fields

@@ -1,0 +1,603 @@
+"""API views: parse (query and body), call a selector or a service, render. One view per resource shape.
+
+Every view starts from a scoped queryset in `feedback.api.selectors`; the class-level `queryset`
+attributes are empty and exist for the schema generator only.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Q, QuerySet
+from django.http import FileResponse, Http404, StreamingHttpResponse
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import BaseParser, MultiPartParser
+from rest_framework.renderers import BaseRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer, Serializer
+
+from feedback.api import selectors
+from feedback.api.errors import Conflict, Gone, InvalidInput, field_errors
+from feedback.api.filters import (
+    MAX_ID,
+    CheckpointQuery,
+    ComparisonQuery,
+    ExportQuery,
+    GenerationRunQuery,
+    JudgmentQuery,
+    ProjectQuery,
+    PromptQuery,
+    query_parameters_check,
+    query_validate,
+)
+from feedback.api.pagination import (
+    ApiCursorPagination,
+    IdPagination,
+    JudgmentPagination,
+    NamePagination,
+    NewestFirstPagination,
+)
+from feedback.api.parsers import JsonLinesBody, JsonLinesParser
+from feedback.api.serializers import (
+    EXPORT_LIST_OPTIONS,
+    EXPORT_OPTION_NAMES,
+    CheckpointSerializer,
+    ComparisonSerializer,
+    ExportCreateSerializer,
+    ExportSerializer,
+    ExportStatusSerializer,
+    ExportStreamQuery,
+    GenerationRunCreateSerializer,
+    GenerationRunSerializer,
+    GenerationRunStatusSerializer,
+    JudgmentSerializer,
+    ProjectSerializer,
+    PromptImportReportSerializer,
+    PromptSerializer,
+    PromptUploadSerializer,
+)
+from feedback.export.options import SPLITS, ExportOptions, ExportOptionsError
+from feedback.models import (
+    Comparison,
+    Export,
+    GenerationRun,
+    Judgment,
+    PolicyCheckpoint,
+    Project,
+    Prompt,
+)
+from feedback.services.exports import export_create, export_stream_jsonl
+from feedback.services.generation import generation_run_start
+from feedback.services.prompts import PromptImportError, prompt_file_format_for, prompts_import
+
+READ_METHODS = ("GET", "HEAD")
+
+
+class ApiView(generics.GenericAPIView):
+    """The base of every API view: refuses query parameters the view does not declare.
+
+    A view declares its query parameters as `query_class` (a serializer, which also documents them);
+    list views add their paginator's `cursor` and `page_size`. Only reads take query parameters. The
+    check runs after authentication, permissions and throttling, so strangers learn nothing from it.
+    """
+
+    query_class: type[Serializer] | None = None
+    metadata_class = None  # no OPTIONS introspection: the OpenAPI schema describes every endpoint
+    query: dict[str, Any]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        self.query = self.parse_query(request)
+
+    def parse_query(self, request: Request) -> dict[str, Any]:
+        if request.method not in READ_METHODS:
+            query_parameters_check(request.query_params, allowed=())
+            return {}
+        allowed: set[str] = set()
+        if self.query_class is not None:
+            allowed |= set(self.query_class().fields)
+        if isinstance(self.paginator, ApiCursorPagination):
+            allowed |= self.paginator.query_parameters
+        query_parameters_check(request.query_params, allowed=allowed)
+        if self.query_class is None:
+            return {}
+        return query_validate(self.query_class, request.query_params.dict())
+
+
+def _created(serializer: BaseSerializer, location: str) -> Response:
+    return Response(serializer.data, status=status.HTTP_201_CREATED, headers={"Location": location})
+
+
+def _service_errors(error: DjangoValidationError) -> dict[str, list[str]]:
+    errors = error.message_dict if hasattr(error, "error_dict") else {NON_FIELD_ERRORS: error.messages}
+    return {
+        ("non_field_errors" if name == NON_FIELD_ERRORS else name): messages
+        for name, messages in errors.items()
+    }
+
+
+class PassThroughNegotiation(BaseContentNegotiation):
+    """For file and stream downloads: whatever the client accepts, the body is the file; errors are JSON."""
+
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser | None:
+        return next(iter(parsers), None)
+
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
+
+
+# --- projects --------------------------------------------------------------------------------------------
+
+
+@extend_schema(tags=["projects"])
+class ProjectList(ApiView, generics.ListAPIView):
+    """Projects with their progress: prompts, comparisons (completed of total) and judgments."""
+
+    queryset = Project.objects.none()
+    serializer_class = ProjectSerializer
+    pagination_class = NamePagination
+    query_class = ProjectQuery
+
+    def get_queryset(self) -> QuerySet[Project]:
+        projects = selectors.projects_for_reader(user=self.request.user)
+        if "is_active" in self.query:
+            projects = projects.filter(is_active=self.query["is_active"])
+        return projects
+
+
+@extend_schema(tags=["projects"])
+class ProjectDetail(ApiView, generics.RetrieveAPIView):
+    """One project, by slug, with its progress."""
+
+    queryset = Project.objects.none()
+    serializer_class = ProjectSerializer
+    lookup_field = "slug"
+
+    def get_queryset(self) -> QuerySet[Project]:
+        return selectors.projects_for_reader(user=self.request.user)
+
+
+@extend_schema(tags=["prompts"])
+class ProjectPrompts(ApiView, generics.ListAPIView):
+    """A project's prompts (GET), and the bulk import of a prompt file into it (POST)."""
+
+    queryset = Prompt.objects.none()
+    serializer_class = PromptSerializer
+    pagination_class = IdPagination
+    query_class = PromptQuery
+    parser_classes = [MultiPartParser, JsonLinesParser]
+
+    def project(self) -> Project:
+        project = selectors.project_get_for_reader(user=self.request.user, slug=self.kwargs["slug"])
+        if project is None:
+            raise Http404("No such project.")
+        return project
+
+    def get_queryset(self) -> QuerySet[Prompt]:
+        prompts = selectors.prompts_for_reader(user=self.request.user, project=self.project())
+        if "category" in self.query:
+            prompts = prompts.filter(category=self.query["category"])
+        if "external_id" in self.query:
+            prompts = prompts.filter(external_id=self.query["external_id"])
+        return prompts
+
+    @extend_schema(
+        summary="Import a prompt file into the project",
+        description=(
+            "A JSON Lines or CSV file as multipart `file` (format from the file name or `format`), or a "
+            "JSON Lines body (`Content-Type: application/x-ndjson`). All or nothing: a file with any bad "
+            "line imports nothing and the 400 lists every bad line under `errors.file`. Idempotent by "
+            "external id: unchanged prompts are skipped, changed ones reported as conflicts and kept."
+        ),
+        request={"multipart/form-data": PromptUploadSerializer, "application/x-ndjson": OpenApiTypes.BINARY},
+        responses={200: PromptImportReportSerializer},
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        project = self.project()
+        data = request.data
+        if isinstance(data, JsonLinesBody) or request.content_type.startswith(JsonLinesParser.media_type):
+            # DRF hands an empty body over as {}; the service then reports a file without prompts.
+            source: Any = data if isinstance(data, JsonLinesBody) else io.BytesIO(b"")
+            file_format = "jsonl"
+        else:
+            upload = PromptUploadSerializer(data=data)
+            upload.is_valid(raise_exception=True)
+            source = upload.validated_data["file"]
+            try:
+                file_format = upload.validated_data.get("format") or prompt_file_format_for(source.name)
+            except ValueError as error:
+                raise InvalidInput({"format": [str(error)]}) from None
+        try:
+            report = prompts_import(project=project, source=source, file_format=file_format)  # type: ignore[arg-type]
+        except PromptImportError as error:
+            lines = [str(line_error) for line_error in error.errors]
+            if error.truncated:
+                lines.append("… more bad lines, not listed")
+            raise InvalidInput({"file": lines}, detail=str(error)) from None
+        return Response(PromptImportReportSerializer(report).data)
+
+
+# --- checkpoints -----------------------------------------------------------------------------------------
+
+
+@extend_schema(tags=["checkpoints"])
+class CheckpointList(ApiView, generics.ListAPIView):
+    """Policy checkpoints, newest first; `parent` gives each one's lineage."""
+
+    queryset = PolicyCheckpoint.objects.none()
+    serializer_class = CheckpointSerializer
+    pagination_class = NewestFirstPagination
+    query_class = CheckpointQuery
+
+    def get_queryset(self) -> QuerySet[PolicyCheckpoint]:
+        checkpoints = selectors.checkpoints_for_reader(user=self.request.user)
+        if "name" in self.query:
+            checkpoints = checkpoints.filter(name=self.query["name"])
+        if "kind" in self.query:
+            checkpoints = checkpoints.filter(kind=self.query["kind"])
+        if "parent" in self.query:
+            checkpoints = checkpoints.filter(parent_id=self.query["parent"])
+        return checkpoints
+
+
+@extend_schema(tags=["checkpoints"])
+class CheckpointDetail(ApiView, generics.RetrieveAPIView):
+    """One checkpoint; `parent` is the checkpoint it was trained from."""
+
+    queryset = PolicyCheckpoint.objects.none()
+    serializer_class = CheckpointSerializer
+
+    def get_queryset(self) -> QuerySet[PolicyCheckpoint]:
+        return selectors.checkpoints_for_reader(user=self.request.user)
+
+
+# --- generation runs -------------------------------------------------------------------------------------
+
+
+@extend_schema(tags=["generation runs"])
+class GenerationRunList(ApiView, generics.ListAPIView):
+    """Generation runs, newest first (GET); start one (POST)."""
+
+    queryset = GenerationRun.objects.none()
+    serializer_class = GenerationRunSerializer
+    pagination_class = NewestFirstPagination
+    query_class = GenerationRunQuery
+
+    def get_queryset(self) -> QuerySet[GenerationRun]:
+        runs = selectors.generation_runs_for_reader(user=self.request.user)
+        if "project" in self.query:
+            runs = runs.filter(project__slug=self.query["project"])
+        if "status" in self.query:
+            runs = runs.filter(status=self.query["status"])
+        if "checkpoint" in self.query:
+            checkpoint_id = self.query["checkpoint"]
+            runs = runs.filter(Q(checkpoint_id=checkpoint_id) | Q(opponent_checkpoint_id=checkpoint_id))
+        return runs
+
+    @extend_schema(
+        summary="Start a generation run",
+        description=(
+            "Records the run over all of the project's prompts and queues its chunks for the GPU workers; "
+            "answers 201 with the run (status `queued`). Poll its status endpoint. Missing values take "
+            "the project's defaults; a 400 names the fields at fault and starts nothing."
+        ),
+        request=GenerationRunCreateSerializer,
+        responses={201: GenerationRunSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        payload = GenerationRunCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        values = payload.validated_data
+        user = request.user
+        errors: dict[str, list[str]] = {}
+        project = selectors.project_get_for_reader(user=user, slug=values["project"])
+        if project is None:
+            errors["project"] = [f"No project with slug {values['project']!r}."]
+        checkpoints = selectors.checkpoints_for_reader(user=user)
+        chosen: dict[str, PolicyCheckpoint | None] = {}
+        for name in ("checkpoint", "opponent_checkpoint"):
+            chosen[name] = None
+            if name in values:
+                chosen[name] = checkpoints.filter(pk=values[name]).first()
+                if chosen[name] is None:
+                    errors[name] = [f"No checkpoint with id {values[name]}."]
+        if errors:
+            raise InvalidInput(errors, detail="No run was started: fix the fields named in `errors`.")
+        assert project is not None
+        try:
+            run = generation_run_start(
+                project=project,
+                checkpoint=chosen["checkpoint"],
+                opponent_checkpoint=chosen["opponent_checkpoint"],
+                samples_per_prompt=values.get("samples_per_prompt"),
+                sampling=values.get("sampling"),
+                seed=values.get("seed"),
+                chunk_size=values.get("chunk_size"),
+                created_by=user,
+            )
+        except DjangoValidationError as error:
+            raise InvalidInput(
+                _service_errors(error), detail="No run was started: fix the fields named in `errors`."
+            ) from None
+        run = selectors.generation_runs_for_reader(user=user).get(pk=run.pk)
+        return _created(GenerationRunSerializer(run), reverse("api:generation-run-detail", args=[run.pk]))
+
+
+@extend_schema(tags=["generation runs"])
+class GenerationRunDetail(ApiView, generics.RetrieveAPIView):
+    """One generation run: what it generates with, and how far it got."""
+
+    queryset = GenerationRun.objects.none()
+    serializer_class: type[BaseSerializer] = GenerationRunSerializer
+
+    def get_queryset(self) -> QuerySet[GenerationRun]:
+        return selectors.generation_runs_for_reader(user=self.request.user)
+
+
+@extend_schema(tags=["generation runs"])
+class GenerationRunStatus(GenerationRunDetail):
+    """A run's status and progress only: what a script polls until `is_finished`."""
+
+    serializer_class = GenerationRunStatusSerializer
+
+
+# --- comparisons -----------------------------------------------------------------------------------------
+
+
+@extend_schema(tags=["comparisons"])
+class ComparisonList(ApiView, generics.ListAPIView):
+    """Comparisons with their entries in display order: position, label, response and its checkpoint."""
+
+    queryset = Comparison.objects.none()
+    serializer_class = ComparisonSerializer
+    pagination_class = IdPagination
+    query_class = ComparisonQuery
+
+    def get_queryset(self) -> QuerySet[Comparison]:
+        comparisons = selectors.comparisons_for_reader(user=self.request.user)
+        query = self.query
+        if "project" in query:
+            comparisons = comparisons.filter(project__slug=query["project"])
+        if "status" in query:
+            comparisons = comparisons.filter(status=query["status"])
+        if "prompt" in query:
+            comparisons = comparisons.filter(prompt_id=query["prompt"])
+        if "generation_run" in query:
+            comparisons = comparisons.filter(generation_run_id=query["generation_run"])
+        if "created_after" in query:
+            comparisons = comparisons.filter(created_at__gt=query["created_after"])
+        if "created_before" in query:
+            comparisons = comparisons.filter(created_at__lt=query["created_before"])
+        return comparisons
+
+
+@extend_schema(tags=["comparisons"])
+class ComparisonDetail(ApiView, generics.RetrieveAPIView):
+    """One comparison with its entries in display order."""
+
+    queryset = Comparison.objects.none()
+    serializer_class = ComparisonSerializer
+
+    def get_queryset(self) -> QuerySet[Comparison]:
+        return selectors.comparisons_for_reader(user=self.request.user)
+
+
+# --- judgments -------------------------------------------------------------------------------------------
+
+
+@extend_schema(tags=["judgments"])
+class JudgmentList(ApiView, generics.ListAPIView):
+    """Judgments in (updated_at, id) order. For incremental pulls, follow `next` to the end, then come
+    back later with `updated_after` (see its description)."""
+
+    queryset = Judgment.objects.none()
+    serializer_class = JudgmentSerializer
+    pagination_class = JudgmentPagination
+    query_class = JudgmentQuery
+
+    def get_queryset(self) -> QuerySet[Judgment]:
+        judgments = selectors.judgments_for_reader(user=self.request.user)
+        query = self.query
+        if "project" in query:
+            judgments = judgments.filter(comparison__project__slug=query["project"])
+        if "comparison" in query:
+            judgments = judgments.filter(comparison_id=query["comparison"])
+        if "annotator" in query:
+            judgments = judgments.filter(annotator__username=query["annotator"])
+        if "updated_after" in query:
+            judgments = judgments.filter(updated_at__gt=query["updated_after"])
+        return judgments
+
+
+@extend_schema(tags=["judgments"])
+class JudgmentDetail(ApiView, generics.RetrieveAPIView):
+    """One judgment."""
+
+    queryset = Judgment.objects.none()
+    serializer_class = JudgmentSerializer
+
+    def get_queryset(self) -> QuerySet[Judgment]:
+        return selectors.judgments_for_reader(user=self.request.user)
+
+
+# --- exports ---------------------------------------------------------------------------------------------
+
+
+@extend_schema(tags=["exports"])
+class ExportList(ApiView, generics.ListAPIView):
+    """Exports, newest first (GET); create one (POST)."""
+
+    queryset = Export.objects.none()
+    serializer_class = ExportSerializer
+    pagination_class = NewestFirstPagination
+    query_class = ExportQuery
+
+    def get_queryset(self) -> QuerySet[Export]:
+        exports = selectors.exports_for_reader(user=self.request.user)
+        if "status" in self.query:
+            exports = exports.filter(status=self.query["status"])
+        return exports
+
+    @extend_schema(
+        summary="Create an export",
+        description=(
+            "The body is the export options (see ExportCreate); `snapshot_of` re-exports exactly the "
+            "judgments of an earlier export. Answers 201 with the export, usually `pending`: poll its "
+            "status, then download its archive. A 400 names the options at fault and creates nothing."
+        ),
+        request=ExportCreateSerializer,
+        responses={201: ExportSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        data = request.data
+        if not isinstance(data, dict):
+            raise InvalidInput({"non_field_errors": ["The body must be a JSON object of export options."]})
+        values = dict(data)
+        errors: dict[str, list[str]] = {}
+        snapshot: Export | None = None
+        if "snapshot_of" in values:
+            snapshot_id = values.pop("snapshot_of")
+            if (
+                isinstance(snapshot_id, bool)
+                or not isinstance(snapshot_id, int)
+                or not 1 <= snapshot_id <= MAX_ID
+            ):
+                errors["snapshot_of"] = ["The id of an earlier export."]
+            else:
+                snapshot = selectors.exports_for_reader(user=request.user).filter(pk=snapshot_id).first()
+                if snapshot is None:
+                    errors["snapshot_of"] = [f"No export with id {snapshot_id}."]
+        try:
+            options = ExportOptions.from_mapping(values)
+        except ExportOptionsError as error:
+            errors.update(error.errors)
+        if errors:
+            raise InvalidInput(errors, detail="No export was created: fix the fields named in `errors`.")
+        export = export_create(options=options, created_by=request.user, snapshot_of=snapshot)
+        export = selectors.exports_for_reader(user=request.user).get(pk=export.pk)
+        return _created(ExportSerializer(export), reverse("api:export-detail", args=[export.pk]))
+
+
+@extend_schema(tags=["exports"])
+class ExportDetail(ApiView, generics.RetrieveAPIView):
+    """One export: its options, snapshot, status and, once completed, its archive's name, size and SHA-256."""
+
+    queryset = Export.objects.none()
+    serializer_class: type[BaseSerializer] = ExportSerializer
+
+    def get_queryset(self) -> QuerySet[Export]:
+        return selectors.exports_for_reader(user=self.request.user)
+
+
+@extend_schema(tags=["exports"])
+class ExportStatus(ExportDetail):
+    """An export's status only, with the download URL once it is completed: what a script polls."""
+
+    serializer_class = ExportStatusSerializer
+
+
+@extend_schema(tags=["exports"])
+class ExportDownload(ExportDetail):
+    """The archive of a completed export, as an attachment."""
+
+    content_negotiation_class = PassThroughNegotiation
+
+    @extend_schema(
+        summary="Download an export's archive",
+        description="The .zip archive of a completed export; 409 while it is pending or running, or failed.",
+        responses={
+            (200, "application/zip"): OpenApiResponse(OpenApiTypes.BINARY, description="The archive."),
+            409: OpenApiResponse(description="Not completed (yet)."),
+            410: OpenApiResponse(description="The archive is no longer on the server."),
+        },
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> FileResponse:  # type: ignore[override]
+        export = self.get_object()
+        if export.status != Export.Status.COMPLETED:
+            raise Conflict(
+                f"Export {export.pk} is {export.status}; its archive can be downloaded once it is completed."
+            )
+        root = Path(settings.EXPORT_ROOT).resolve()
+        path = (root / export.file_name).resolve()
+        if root not in path.parents or not path.is_file():
+            raise Gone(
+                f"The archive of export {export.pk} is no longer on the server; create the export again "
+                f"with snapshot_of={export.pk} for the same data."
+            )
+        response = FileResponse(
+            path.open("rb"), as_attachment=True, filename=path.name, content_type="application/zip"
+        )
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Cache-Control"] = "private, no-store"
+        response["ETag"] = f'"{export.file_sha256}"'
+        return response
+
+
+@extend_schema(tags=["exports"])
+class ExportStream(ApiView):
+    """JSON Lines of an export's rows, streamed as they are read: a fresh snapshot, no archive."""
+
+    query_class = ExportStreamQuery  # documents the parameters; ExportOptions.from_mapping parses them
+    content_negotiation_class = PassThroughNegotiation
+
+    def parse_query(self, request: Request) -> dict[str, Any]:
+        params = request.query_params
+        query_parameters_check(
+            params, allowed=EXPORT_OPTION_NAMES | {"split"}, repeatable=EXPORT_LIST_OPTIONS
+        )
+        values: dict[str, Any] = {}
+        for name in params:
+            given = params.getlist(name)
+            values[name] = given if len(given) > 1 else given[0]
+        errors: dict[str, list[str]] = {}
+        split = values.pop("split", None)
+        if split is not None and split not in SPLITS:
+            errors["split"] = [f"{split!r} is not one of: {', '.join(SPLITS)}."]
+        if values.get("output", "jsonl") != "jsonl":
+            errors["output"] = ["This endpoint streams JSON Lines: use output=jsonl, or create an export."]
+        try:
+            options = ExportOptions.from_mapping(values)
+        except ExportOptionsError as error:
+            for name, messages in field_errors(error.errors).items():
+                errors.setdefault(name, []).extend(messages)
+        if errors:
+            raise InvalidInput(errors, detail="Invalid export options: fix the ones named in `errors`.")
+        return {"options": options, "split": split}
+
+    @extend_schema(
+        summary="Stream an export's rows as JSON Lines",
+        description=(
+            "The rows an export with these options would write, as JSON Lines, streamed from a fresh "
+            "snapshot without writing an archive. Lists are comma-separated or repeated parameters."
+        ),
+        responses={
+            (200, "application/x-ndjson"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="One JSON object per line."
+            )
+        },
+    )
+    def get(self, request: Request) -> StreamingHttpResponse:
+        options: ExportOptions = self.query["options"]
+        split: str | None = self.query["split"]
+        name = f"rankwise-{options.format}{f'-{split}' if split else ''}.jsonl"
+        response = StreamingHttpResponse(
+            export_stream_jsonl(options=options, split=split), content_type="application/x-ndjson"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Cache-Control"] = "private, no-store"
+        return response
