@@ -192,11 +192,6 @@ class GenerationRunCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 {name: [message] for name, message in error.errors.items()}
             ) from None
-        # PostgreSQL's jsonb cannot hold NUL characters; say so here rather than fail at the write.
-        if any("\x00" in stop for stop in sampling.stop_strings):
-            raise serializers.ValidationError(
-                {"stop_strings": ["Stop strings cannot contain NUL characters."]}
-            )
         return sampling
 
 

@@ -100,7 +100,7 @@ def test_a_run_with_the_project_defaults(engineer_api, project, django_capture_o
         ({"project": "gen", "sampling": {"beam": 4}}, {"sampling.beam": ["Unknown sampling parameter."]}),
         (
             {"project": "gen", "sampling": {"stop_strings": ["a\x00"]}},
-            {"sampling.stop_strings": ["Stop strings cannot contain NUL characters."]},
+            {"sampling.stop_strings": ["A stop string cannot contain the NUL character."]},
         ),
         (
             {"project": "gen", "sampling": [1]},
