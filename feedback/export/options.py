@@ -26,8 +26,10 @@ FORMATS = (
     "sft",
     "judgments",
 )
-# Formats whose rows are (chosen, rejected) pairs, so ties, both-bad and k-wise expansion matter.
-PAIR_FORMATS = frozenset({"preference", "preference-conversational", "hh-rlhf", "unpaired"})
+# Formats whose rows are (chosen, rejected) pairs: the ones with a margin and per-pair vote counts.
+PREFERENCE_FORMATS = frozenset({"preference", "preference-conversational", "hh-rlhf"})
+# Formats that carry the rubric ratings.
+RATED_FORMATS = frozenset({"rankings", "judgments"})
 AGGREGATIONS = ("raw", "consensus")
 TIE_POLICIES = ("drop", "both-ways")
 BOTH_BAD_POLICIES = ("drop", "undesirable")
@@ -204,10 +206,6 @@ class ExportOptions:
                 value = list(value)
             result[item.name] = value
         return result
-
-    @property
-    def is_pair_format(self) -> bool:
-        return self.format in PAIR_FORMATS
 
     def margin_for_strength(self, strength: int | None) -> float:
         if strength is None:

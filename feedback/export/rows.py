@@ -17,7 +17,6 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from feedback.export.options import ExportOptions
@@ -60,19 +59,27 @@ def split_of(content_hash: str, options: ExportOptions) -> str:
     return "test" if int.from_bytes(digest[:8], "big") / 2**64 < options.test_fraction else "train"
 
 
-@lru_cache(maxsize=4096)
-def _prompt_text(template: str, prompt_pk: int, conversation_key: str) -> str:
-    # Keyed by the prompt and its canonical JSON: comparisons of one prompt share the rendering.
-    import orjson
-
-    return completion_prompt_render(template=template, conversation=orjson.loads(conversation_key))
+PROMPT_CACHE_SIZE = 4_096
 
 
-def prompt_text(group: ComparisonGroup) -> str:
-    """The prompt as one string: the project's completion template, as base checkpoints were prompted."""
-    import orjson
+class PromptTexts:
+    """The prompt as one string, the project's completion template rendered as base checkpoints were
+    prompted; one per export, so comparisons of one prompt (adjacent in id order) share the rendering.
+    Bounded: emptied when full."""
 
-    return _prompt_text(group.completion_template, group.prompt_pk, orjson.dumps(group.conversation).decode())
+    def __init__(self) -> None:
+        self._texts: dict[int, str] = {}
+
+    def __call__(self, group: ComparisonGroup) -> str:
+        text = self._texts.get(group.prompt_pk)
+        if text is None:
+            if len(self._texts) >= PROMPT_CACHE_SIZE:
+                self._texts.clear()
+            text = completion_prompt_render(
+                template=group.completion_template, conversation=group.conversation
+            )
+            self._texts[group.prompt_pk] = text
+        return text
 
 
 # --- verdicts ---------------------------------------------------------------------------------------------
@@ -89,9 +96,12 @@ def comparison_agreement(group: ComparisonGroup, judgments: Sequence[JudgmentRec
 
 
 def raw_verdicts(
-    group: ComparisonGroup, judgments: Sequence[JudgmentRecord], options: ExportOptions, axes: Sequence[str]
+    group: ComparisonGroup,
+    judgments: Sequence[JudgmentRecord],
+    options: ExportOptions,
+    axes: Sequence[str],
+    agreement: float,
 ) -> Iterator[Verdict]:
-    agreement = comparison_agreement(group, judgments)
     for judgment in judgments:
         margin = options.margin_for_strength(judgment.strength) if judgment.choice in ("a", "b") else None
         yield Verdict(
@@ -173,7 +183,10 @@ def _sign(value: float) -> int:
 def _ratings(
     judgments: Sequence[JudgmentRecord], group: ComparisonGroup, axes: Sequence[str]
 ) -> list[dict[str, float | None]]:
-    """Per position, per axis: the score (raw) or the mean over the judgments that gave one."""
+    """Per position, per axis: the score (raw) or the mean over the judgments that gave one. Only the
+    rankings and judgments formats carry ratings; the others pass no axes and get none."""
+    if not axes:
+        return []
     result = []
     for entry in group.entries:
         key = str(entry.response_id)
@@ -249,6 +262,10 @@ class RowContext:
     group: ComparisonGroup
     options: ExportOptions
     axes: tuple[str, ...]
+    prompt_texts: PromptTexts
+
+    def prompt_text(self) -> str:
+        return self.prompt_texts(self.group)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -343,7 +360,7 @@ def pair_rows(context: RowContext, verdict: Verdict) -> Iterator[Row]:
         for chosen, rejected in orders:
             if options.format == "preference":
                 row: Row = {
-                    "prompt": prompt_text(group),
+                    "prompt": context.prompt_text(),
                     "chosen": texts[chosen],
                     "rejected": texts[rejected],
                 }
@@ -387,7 +404,11 @@ def unpaired_rows(context: RowContext, verdict: Verdict) -> Iterator[Row]:
             return  # tied winners: the judgment does not say which is desirable
         labelled = [(position, True) for position in best] + [(position, False) for position in rest]
     for position, label in labelled:
-        row: Row = {"prompt": prompt_text(group), "completion": group.entries[position].text, "label": label}
+        row: Row = {
+            "prompt": context.prompt_text(),
+            "completion": group.entries[position].text,
+            "label": label,
+        }
         yield _extras(row, context, verdict, None, positions=(position,), naming="single")
 
 
@@ -411,7 +432,7 @@ def ranking_rows(context: RowContext, verdict: Verdict) -> Iterator[Row]:
     group = context.group
     ranks = dense_ranks(verdict.ranks)
     row: Row = {
-        "prompt": prompt_text(group),
+        "prompt": context.prompt_text(),
         "completions": [entry.text for entry in group.entries],
         "ranks": ranks,
         "all_bad": verdict.choice == "both_bad",
@@ -472,19 +493,27 @@ ROW_BUILDERS: dict[str, Callable[[RowContext, Verdict], Iterator[Row]]] = {
 }
 
 
-def group_rows(group: ComparisonGroup, options: ExportOptions, axes: tuple[str, ...]) -> Iterator[Row]:
-    """Every row one comparison contributes, after the comparison-level filters."""
+def group_rows(
+    group: ComparisonGroup,
+    options: ExportOptions,
+    axes: tuple[str, ...],
+    *,
+    agreement: float,
+    prompt_texts: PromptTexts,
+) -> Iterator[Row]:
+    """Every row one comparison contributes, after the comparison-level filters. `agreement` is the
+    comparison's (`comparison_agreement`), computed once by the caller."""
     judgments = group.judgments
     if len(judgments) < options.min_judgments:
         return
-    if options.min_agreement > 0 and comparison_agreement(group, judgments) < options.min_agreement:
+    if agreement < options.min_agreement:
         return
-    context = RowContext(group, options, axes)
+    context = RowContext(group, options, axes, prompt_texts)
     build = ROW_BUILDERS[options.format]
     if options.aggregation == "consensus":
         verdict = consensus_verdict(group, judgments, options, axes)
         if verdict is not None:
             yield from build(context, verdict)
         return
-    for verdict in raw_verdicts(group, judgments, options, axes):
+    for verdict in raw_verdicts(group, judgments, options, axes, agreement):
         yield from build(context, verdict)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from feedback.export.options import ExportOptions
-
-PREFERENCE_PAIR_FORMATS = frozenset({"preference", "preference-conversational", "hh-rlhf"})
+from feedback.export.options import PREFERENCE_FORMATS, ExportOptions
 
 
 def row_schema(options: ExportOptions, axes: tuple[str, ...]) -> Any:
@@ -91,7 +89,7 @@ def row_schema(options: ExportOptions, axes: tuple[str, ...]) -> Any:
         return [(f"{name}s", pa.list_(kind))]
 
     extras = options.columns
-    is_pair = export_format in PREFERENCE_PAIR_FORMATS
+    is_pair = export_format in PREFERENCE_FORMATS
     if "margin" in extras and is_pair:
         columns.append(("margin", pa.float64()))
     if "ids" in extras:

@@ -25,8 +25,8 @@ from typing import IO, Any
 import orjson
 from django.db import transaction
 
-from feedback.export.options import ExportOptions
-from feedback.export.rows import Row, comparison_agreement, group_rows, split_of
+from feedback.export.options import RATED_FORMATS, ExportOptions
+from feedback.export.rows import PromptTexts, Row, comparison_agreement, group_rows, split_of
 from feedback.export.source import comparison_groups
 from feedback.models import Project, canonical_json
 
@@ -42,7 +42,10 @@ def snapshot_digest(options: ExportOptions, high_water_mark: int) -> str:
 
 
 def rating_axes(options: ExportOptions) -> tuple[str, ...]:
-    """The rubric axes of the exported projects, in project (slug) order then rubric order."""
+    """The rubric axes of the exported projects, in project (slug) order then rubric order; none for the
+    formats that carry no ratings."""
+    if options.format not in RATED_FORMATS:
+        return ()
     projects = Project.objects.order_by("slug")
     if options.projects:
         projects = projects.filter(slug__in=options.projects)
@@ -71,21 +74,28 @@ class ExportStats:
 
 
 def export_rows(
-    options: ExportOptions, *, high_water_mark: int, stats: ExportStats | None = None
+    options: ExportOptions,
+    *,
+    high_water_mark: int,
+    axes: tuple[str, ...] | None = None,
+    stats: ExportStats | None = None,
 ) -> Iterator[tuple[str, Row]]:
     """(split, row) for every row of the export, in the export's order. Run it inside a transaction."""
-    axes = rating_axes(options)
+    if axes is None:
+        axes = rating_axes(options)
+    prompt_texts = PromptTexts()
     for group in comparison_groups(options, high_water_mark=high_water_mark):
         split = split_of(group.content_hash, options)
+        agreement = comparison_agreement(group, group.judgments)
         produced = 0
-        for row in group_rows(group, options, axes):
+        for row in group_rows(group, options, axes, agreement=agreement, prompt_texts=prompt_texts):
             produced += 1
             yield split, row
         if stats is not None:
-            _count(stats, group, produced)
+            _count(stats, group, produced, agreement)
 
 
-def _count(stats: ExportStats, group: Any, produced: int) -> None:
+def _count(stats: ExportStats, group: Any, produced: int, agreement: float) -> None:
     if not produced:
         stats.comparisons_dropped += 1
         return
@@ -95,7 +105,6 @@ def _count(stats: ExportStats, group: Any, produced: int) -> None:
     stats.checkpoints.update({entry.checkpoint for entry in group.entries})
     stats.categories[group.category] += 1
     if len(group.judgments) > 1:
-        agreement = comparison_agreement(group, group.judgments)
         stats.agreement_sum += agreement
         stats.agreement_count += 1
         stats.agreement_min = min(stats.agreement_min, agreement)
@@ -202,11 +211,12 @@ def export_write(options: ExportOptions, *, high_water_mark: int, directory: Pat
     digest = snapshot_digest(options, high_water_mark)
     splits = _split_names(options)
     stats = ExportStats()
+    axes = rating_axes(options)
     staging = directory / ".arrow"
     with ExitStack() as stack:
         writers: dict[str, _SplitWriter] = {}
         is_json_lines = options.output in ("jsonl", "jsonl.gz")
-        schema = None if is_json_lines else row_schema(options, rating_axes(options))
+        schema = None if is_json_lines else row_schema(options, axes)
         for split in splits:
             if is_json_lines:
                 suffix = ".jsonl.gz" if options.output == "jsonl.gz" else ".jsonl"
@@ -221,7 +231,7 @@ def export_write(options: ExportOptions, *, high_water_mark: int, directory: Pat
             writers[split] = writer
             stack.callback(writer.close)
         with transaction.atomic():
-            for split, row in export_rows(options, high_water_mark=high_water_mark, stats=stats):
+            for split, row in export_rows(options, high_water_mark=high_water_mark, axes=axes, stats=stats):
                 writers[split].write(row)
                 stats.rows[split] += 1
     # `datasets` cannot load an empty split (load_dataset: "corresponds to no data"; load_from_disk:
