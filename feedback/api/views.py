@@ -7,9 +7,9 @@ attributes are empty and exist for the schema generator only.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS
@@ -93,6 +93,9 @@ class ApiView(generics.GenericAPIView):
     """
 
     query_class: type[Serializer] | None = None
+    # Each declared query parameter → the ORM lookup it filters on (or a function of its validated value
+    # giving a Q). Fixed here, never taken from the request: the allowlist is the query class.
+    query_filters: ClassVar[dict[str, str | Callable[[Any], Q]]] = {}
     metadata_class = None  # no OPTIONS introspection: the OpenAPI schema describes every endpoint
     query: dict[str, Any]
 
@@ -113,6 +116,14 @@ class ApiView(generics.GenericAPIView):
         if self.query_class is None:
             return {}
         return query_validate(self.query_class, request.query_params.dict())
+
+    def query_filtered(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        """`queryset` narrowed by every declared query parameter the request gave."""
+        for name, lookup in self.query_filters.items():
+            if name in self.query:
+                value = self.query[name]
+                queryset = queryset.filter(lookup(value) if callable(lookup) else Q(**{lookup: value}))
+        return queryset
 
 
 def _created(serializer: BaseSerializer, location: str) -> Response:
@@ -152,11 +163,10 @@ class ProjectList(ApiView, generics.ListAPIView):
     pagination_class = NamePagination
     query_class = ProjectQuery
 
+    query_filters = {"is_active": "is_active"}
+
     def get_queryset(self) -> QuerySet[Project]:
-        projects = selectors.projects_for_reader(user=self.request.user)
-        if "is_active" in self.query:
-            projects = projects.filter(is_active=self.query["is_active"])
-        return projects
+        return self.query_filtered(selectors.projects_for_reader(user=self.request.user))
 
 
 @extend_schema(tags=["projects"])
@@ -187,13 +197,12 @@ class ProjectPrompts(ApiView, generics.ListAPIView):
             raise Http404("No such project.")
         return project
 
+    query_filters = {"category": "category", "external_id": "external_id"}
+
     def get_queryset(self) -> QuerySet[Prompt]:
-        prompts = selectors.prompts_for_reader(user=self.request.user, project=self.project())
-        if "category" in self.query:
-            prompts = prompts.filter(category=self.query["category"])
-        if "external_id" in self.query:
-            prompts = prompts.filter(external_id=self.query["external_id"])
-        return prompts
+        return self.query_filtered(
+            selectors.prompts_for_reader(user=self.request.user, project=self.project())
+        )
 
     @extend_schema(
         summary="Import a prompt file into the project",
@@ -243,15 +252,10 @@ class CheckpointList(ApiView, generics.ListAPIView):
     pagination_class = NewestFirstPagination
     query_class = CheckpointQuery
 
+    query_filters = {"name": "name", "kind": "kind", "parent": "parent_id"}
+
     def get_queryset(self) -> QuerySet[PolicyCheckpoint]:
-        checkpoints = selectors.checkpoints_for_reader(user=self.request.user)
-        if "name" in self.query:
-            checkpoints = checkpoints.filter(name=self.query["name"])
-        if "kind" in self.query:
-            checkpoints = checkpoints.filter(kind=self.query["kind"])
-        if "parent" in self.query:
-            checkpoints = checkpoints.filter(parent_id=self.query["parent"])
-        return checkpoints
+        return self.query_filtered(selectors.checkpoints_for_reader(user=self.request.user))
 
 
 @extend_schema(tags=["checkpoints"])
@@ -277,16 +281,17 @@ class GenerationRunList(ApiView, generics.ListAPIView):
     pagination_class = NewestFirstPagination
     query_class = GenerationRunQuery
 
+    query_filters = {
+        "project": "project__slug",
+        "status": "status",
+        # Runs where the checkpoint took part, on either side.
+        "checkpoint": lambda checkpoint_id: (
+            Q(checkpoint_id=checkpoint_id) | Q(opponent_checkpoint_id=checkpoint_id)
+        ),
+    }
+
     def get_queryset(self) -> QuerySet[GenerationRun]:
-        runs = selectors.generation_runs_for_reader(user=self.request.user)
-        if "project" in self.query:
-            runs = runs.filter(project__slug=self.query["project"])
-        if "status" in self.query:
-            runs = runs.filter(status=self.query["status"])
-        if "checkpoint" in self.query:
-            checkpoint_id = self.query["checkpoint"]
-            runs = runs.filter(Q(checkpoint_id=checkpoint_id) | Q(opponent_checkpoint_id=checkpoint_id))
-        return runs
+        return self.query_filtered(selectors.generation_runs_for_reader(user=self.request.user))
 
     @extend_schema(
         summary="Start a generation run",
@@ -367,22 +372,17 @@ class ComparisonList(ApiView, generics.ListAPIView):
     pagination_class = IdPagination
     query_class = ComparisonQuery
 
+    query_filters = {
+        "project": "project__slug",
+        "status": "status",
+        "prompt": "prompt_id",
+        "generation_run": "generation_run_id",
+        "created_after": "created_at__gt",
+        "created_before": "created_at__lt",
+    }
+
     def get_queryset(self) -> QuerySet[Comparison]:
-        comparisons = selectors.comparisons_for_reader(user=self.request.user)
-        query = self.query
-        if "project" in query:
-            comparisons = comparisons.filter(project__slug=query["project"])
-        if "status" in query:
-            comparisons = comparisons.filter(status=query["status"])
-        if "prompt" in query:
-            comparisons = comparisons.filter(prompt_id=query["prompt"])
-        if "generation_run" in query:
-            comparisons = comparisons.filter(generation_run_id=query["generation_run"])
-        if "created_after" in query:
-            comparisons = comparisons.filter(created_at__gt=query["created_after"])
-        if "created_before" in query:
-            comparisons = comparisons.filter(created_at__lt=query["created_before"])
-        return comparisons
+        return self.query_filtered(selectors.comparisons_for_reader(user=self.request.user))
 
 
 @extend_schema(tags=["comparisons"])
@@ -409,18 +409,15 @@ class JudgmentList(ApiView, generics.ListAPIView):
     pagination_class = JudgmentPagination
     query_class = JudgmentQuery
 
+    query_filters = {
+        "project": "comparison__project__slug",
+        "comparison": "comparison_id",
+        "annotator": "annotator__username",
+        "updated_after": "updated_at__gt",
+    }
+
     def get_queryset(self) -> QuerySet[Judgment]:
-        judgments = selectors.judgments_for_reader(user=self.request.user)
-        query = self.query
-        if "project" in query:
-            judgments = judgments.filter(comparison__project__slug=query["project"])
-        if "comparison" in query:
-            judgments = judgments.filter(comparison_id=query["comparison"])
-        if "annotator" in query:
-            judgments = judgments.filter(annotator__username=query["annotator"])
-        if "updated_after" in query:
-            judgments = judgments.filter(updated_at__gt=query["updated_after"])
-        return judgments
+        return self.query_filtered(selectors.judgments_for_reader(user=self.request.user))
 
 
 @extend_schema(tags=["judgments"])
@@ -446,11 +443,10 @@ class ExportList(ApiView, generics.ListAPIView):
     pagination_class = NewestFirstPagination
     query_class = ExportQuery
 
+    query_filters = {"status": "status"}
+
     def get_queryset(self) -> QuerySet[Export]:
-        exports = selectors.exports_for_reader(user=self.request.user)
-        if "status" in self.query:
-            exports = exports.filter(status=self.query["status"])
-        return exports
+        return self.query_filtered(selectors.exports_for_reader(user=self.request.user))
 
     @extend_schema(
         summary="Create an export",
