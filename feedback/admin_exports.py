@@ -13,7 +13,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -31,7 +31,8 @@ from feedback.export.options import (
     ExportOptionsError,
 )
 from feedback.models import Export, PolicyCheckpoint, Project
-from feedback.services.exports import export_create, export_options, export_path
+from feedback.services.exports import export_archive, export_create, export_options
+from feedback.views import export_archive_response
 
 
 def _choices(values: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -173,17 +174,11 @@ class ExportAdmin(admin.ModelAdmin):
     def download_view(self, request: HttpRequest, export_id: int) -> HttpResponseBase:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        export = Export.objects.filter(pk=export_id, status=Export.Status.COMPLETED).first()
-        if export is None or not export_path(export).is_file():
+        export = Export.objects.filter(pk=export_id).first()
+        path = export_archive(export) if export is not None else None
+        if export is None or path is None:
             raise Http404("No finished export with that id.")
-        response = FileResponse(
-            export_path(export).open("rb"),
-            as_attachment=True,
-            filename=export.file_name,
-            content_type="application/zip",
-        )
-        response["X-Content-Type-Options"] = "nosniff"
-        return response
+        return export_archive_response(export, path)
 
     @admin.action(description="Export the same snapshot again (byte-identical files)")
     def export_again(self, request: HttpRequest, queryset: QuerySet[Export]) -> None:

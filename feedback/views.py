@@ -1,7 +1,11 @@
+from pathlib import Path
+
 from django.db import connection
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from feedback.models import Export
 
 
 @never_cache
@@ -11,3 +15,15 @@ def healthz(request: HttpRequest) -> HttpResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return HttpResponse("ok", content_type="text/plain")
+
+
+def export_archive_response(export: Export, path: Path) -> FileResponse:
+    """An export's archive as a download, for the admin and the API alike: an attachment that browsers
+    neither sniff nor cache."""
+    response = FileResponse(
+        path.open("rb"), as_attachment=True, filename=path.name, content_type="application/zip"
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, no-store"
+    response["ETag"] = f'"{export.file_sha256}"'
+    return response

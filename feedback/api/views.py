@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any, ClassVar
 
-from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Q, QuerySet
@@ -77,9 +75,10 @@ from feedback.models import (
     Project,
     Prompt,
 )
-from feedback.services.exports import export_create, export_stream_jsonl
+from feedback.services.exports import export_archive, export_create, export_stream_jsonl
 from feedback.services.generation import generation_run_start
 from feedback.services.prompts import PromptImportError, prompt_file_format_for, prompts_import
+from feedback.views import export_archive_response
 
 READ_METHODS = ("GET", "HEAD")
 
@@ -527,20 +526,13 @@ class ExportDownload(ExportDetail):
             raise Conflict(
                 f"Export {export.pk} is {export.status}; its archive can be downloaded once it is completed."
             )
-        root = Path(settings.EXPORT_ROOT).resolve()
-        path = (root / export.file_name).resolve()
-        if root not in path.parents or not path.is_file():
+        path = export_archive(export)
+        if path is None:
             raise Gone(
                 f"The archive of export {export.pk} is no longer on the server; create the export again "
                 f"with snapshot_of={export.pk} for the same data."
             )
-        response = FileResponse(
-            path.open("rb"), as_attachment=True, filename=path.name, content_type="application/zip"
-        )
-        response["X-Content-Type-Options"] = "nosniff"
-        response["Cache-Control"] = "private, no-store"
-        response["ETag"] = f'"{export.file_sha256}"'
-        return response
+        return export_archive_response(export, path)
 
 
 @extend_schema(tags=["exports"])

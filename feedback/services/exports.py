@@ -62,6 +62,16 @@ def export_path(export: Export) -> Path:
     return Path(settings.EXPORT_ROOT) / export.file_name
 
 
+def export_archive(export: Export) -> Path | None:
+    """The archive of a completed export, or None when there is none to serve: not completed, gone from
+    the disk, or (a tampered row) named outside EXPORT_ROOT."""
+    if export.status != Export.Status.COMPLETED or not export.file_name:
+        return None
+    root = Path(settings.EXPORT_ROOT).resolve()
+    path = (root / export.file_name).resolve()
+    return path if root in path.parents and path.is_file() else None
+
+
 def export_run(*, export_id: int) -> Export:
     """Write the export's files (the Celery task's body). A completed export is left alone; a failure is
     recorded on the export (status `failed`, the error) rather than raised, since retrying cannot help."""
