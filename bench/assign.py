@@ -66,7 +66,18 @@ from typing import Any
 
 import httpx
 import psycopg
-from benchkit import cpu_model, exit_unable, postgres_config_or_exit
+from benchkit import (
+    bench_database_config_or_exit,
+    connect,
+    cpu_model,
+    django_disconnect,
+    exit_unable,
+    int_list,
+    memory_gib,
+    migrate,
+    quotient,
+    verdict,
+)
 from psycopg import sql
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
@@ -282,31 +293,6 @@ class ServerConfig:
 # --- Setup -----------------------------------------------------------------------------------------------
 
 
-def database_config_or_exit() -> dict[str, Any]:
-    config = postgres_config_or_exit(script="bench/assign.py", example_database="rankwise_bench_assign")
-    name = str(config.get("NAME") or "")
-    if "bench" not in name or name.startswith("test_"):
-        exit_unable(
-            f"bench/assign.py drops and re-creates the database {name!r}: name one that contains 'bench' "
-            "and does not start with 'test_', e.g. rankwise_bench_assign."
-        )
-    return config
-
-
-def connect(
-    config: dict[str, Any], *, dbname: str | None = None, autocommit: bool = True
-) -> psycopg.Connection:
-    return psycopg.connect(
-        host=config.get("HOST") or "127.0.0.1",
-        port=config.get("PORT") or 5432,
-        user=config.get("USER") or "postgres",
-        password=config.get("PASSWORD") or None,
-        dbname=dbname or config["NAME"],
-        connect_timeout=10,
-        autocommit=autocommit,
-    )
-
-
 def database_recreate(config: dict[str, Any], *, drop_only: bool = False) -> None:
     try:
         with connect(config, dbname="postgres") as connection:
@@ -330,18 +316,6 @@ def django_setup(secret_key: str) -> None:
     django.setup()
     # The settings log INFO to the console; httpx would log every request of the load there.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-def django_disconnect() -> None:
-    from django.db import connections
-
-    connections.close_all()
-
-
-def migrate() -> None:
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
 
 
 @dataclass(frozen=True)
@@ -957,27 +931,6 @@ def phase_print(phase: PhaseResult) -> None:
 # --- Report ----------------------------------------------------------------------------------------------
 
 
-def memory_gib() -> float:
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) / 1024 / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
-def quotient(numerator: float, denominator: float) -> float:
-    """NaN rather than an exception when a phase produced nothing to divide by."""
-    return numerator / denominator if denominator else float("nan")
-
-
-def verdict(met: bool, *, indicative: bool) -> str:
-    word = "MET" if met else "MISSED"
-    return f"{word} (indicative only: sizes differ from the target's)" if indicative else word
-
-
 def report_print(
     results: list[SizeResult],
     *,
@@ -1080,16 +1033,6 @@ def report_print(
     return clean
 
 
-def int_list(value: str) -> list[int]:
-    try:
-        numbers = [int(item.replace("_", "")) for item in value.split(",") if item.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {value!r}") from None
-    if not numbers or any(number < 1 for number in numbers):
-        raise argparse.ArgumentTypeError(f"need positive integers, got {value!r}")
-    return numbers
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument(
@@ -1129,7 +1072,9 @@ def main() -> int:
     levels: list[int] = arguments.levels
     server = ServerConfig(workers=arguments.workers, threads=arguments.threads)
 
-    config = database_config_or_exit()
+    config = bench_database_config_or_exit(
+        script="bench/assign.py", example_database="rankwise_bench_assign", doing="drops and re-creates"
+    )
     database_url = os.environ["DATABASE_URL"]
     secret_key = secrets.token_urlsafe(50)
     django_setup(secret_key)

@@ -1,16 +1,19 @@
-"""What the PostgreSQL benchmarks share: refusing to run without PostgreSQL, and naming the machine.
+"""What the PostgreSQL benchmarks share: refusing to run without PostgreSQL (or on a database that is
+not a benchmark's), connections, Django setup steps, the machine's name and memory, and report helpers.
 
 Imported by the scripts as a sibling module (`python bench/NAME.py` puts this folder on sys.path).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import sys
 from typing import Any, NoReturn
 
 import dj_database_url
+import psycopg
 
 
 def exit_unable(message: str) -> NoReturn:
@@ -41,3 +44,74 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def bench_database_config_or_exit(*, script: str, example_database: str, doing: str) -> dict[str, Any]:
+    """The PostgreSQL settings of DATABASE_URL, refusing (exit 2) a database the benchmark might harm:
+    its name must contain 'bench' and not start with 'test_'. `doing` says what the script does to it."""
+    config = postgres_config_or_exit(script=script, example_database=example_database)
+    name = str(config.get("NAME") or "")
+    if "bench" not in name or name.startswith("test_"):
+        exit_unable(
+            f"{script} {doing} the database {name!r}: name one that contains 'bench' and does not start "
+            f"with 'test_', e.g. {example_database}."
+        )
+    return config
+
+
+def connect(
+    config: dict[str, Any], *, dbname: str | None = None, autocommit: bool = True
+) -> psycopg.Connection:
+    return psycopg.connect(
+        host=config.get("HOST") or "127.0.0.1",
+        port=config.get("PORT") or 5432,
+        user=config.get("USER") or "postgres",
+        password=config.get("PASSWORD") or None,
+        dbname=dbname or config["NAME"],
+        connect_timeout=10,
+        autocommit=autocommit,
+    )
+
+
+def migrate() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def django_disconnect() -> None:
+    from django.db import connections
+
+    connections.close_all()
+
+
+def memory_gib() -> float:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def quotient(numerator: float, denominator: float) -> float:
+    """NaN rather than an exception when there is nothing to divide by."""
+    return numerator / denominator if denominator else float("nan")
+
+
+def verdict(met: bool, *, indicative: bool) -> str:
+    word = "MET" if met else "MISSED"
+    return f"{word} (indicative only: sizes differ from the target's)" if indicative else word
+
+
+def int_list(value: str) -> list[int]:
+    """argparse type: a comma-separated list of positive integers (underscores allowed)."""
+    try:
+        numbers = [int(item.replace("_", "")) for item in value.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {value!r}") from None
+    if not numbers or any(number < 1 for number in numbers):
+        raise argparse.ArgumentTypeError(f"need positive integers, got {value!r}")
+    return numbers

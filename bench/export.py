@@ -65,7 +65,18 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from benchkit import cpu_model, exit_unable, postgres_config_or_exit
+from benchkit import (
+    bench_database_config_or_exit,
+    connect,
+    cpu_model,
+    django_disconnect,
+    exit_unable,
+    int_list,
+    memory_gib,
+    migrate,
+    quotient,
+    verdict,
+)
 from psycopg import sql
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
@@ -292,31 +303,6 @@ def sentences_generate(count: int) -> list[str]:
 # --- Setup -----------------------------------------------------------------------------------------------
 
 
-def database_config_or_exit() -> dict[str, Any]:
-    config = postgres_config_or_exit(script=SCRIPT, example_database="rankwise_bench_export")
-    name = str(config.get("NAME") or "")
-    if "bench" not in name or name.startswith("test_"):
-        exit_unable(
-            f"{SCRIPT} seeds (and with --reseed drops) the database {name!r}: name one that contains "
-            "'bench' and does not start with 'test_', e.g. rankwise_bench_export."
-        )
-    return config
-
-
-def connect(
-    config: dict[str, Any], *, dbname: str | None = None, autocommit: bool = True
-) -> psycopg.Connection:
-    return psycopg.connect(
-        host=config.get("HOST") or "127.0.0.1",
-        port=config.get("PORT") or 5432,
-        user=config.get("USER") or "postgres",
-        password=config.get("PASSWORD") or None,
-        dbname=dbname or config["NAME"],
-        connect_timeout=10,
-        autocommit=autocommit,
-    )
-
-
 def database_prepare(config: dict[str, Any], *, drop: bool) -> None:
     """Create the database if it is missing; drop it first when `drop`."""
     name = sql.Identifier(config["NAME"])
@@ -351,18 +337,6 @@ def django_setup() -> None:
     import django
 
     django.setup()
-
-
-def django_disconnect() -> None:
-    from django.db import connections
-
-    connections.close_all()
-
-
-def migrate() -> None:
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
 
 
 def comparisons_for(judgments: int) -> int:
@@ -605,7 +579,9 @@ def child_main(candidate: str, *, judgments: int, mark: int, profile_path: str |
     """Measure one candidate in this (fresh) process; prints one result line."""
     if candidate != "copy":
         django_setup()
-    config = database_config_or_exit()
+    config = bench_database_config_or_exit(
+        script=SCRIPT, example_database="rankwise_bench_export", doing="seeds (and with --reseed drops)"
+    )
     directory = Path(tempfile.mkdtemp(prefix=f"rankwise-bench-export-{candidate}-"))
     digest_time = [0.0]
     work: Any
@@ -805,26 +781,6 @@ class Measured:
         return max(run.load_average for run in self.runs)
 
 
-def quotient(numerator: float, denominator: float) -> float:
-    return numerator / denominator if denominator else float("nan")
-
-
-def memory_gib() -> float:
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) / 1024 / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
-def verdict(met: bool, *, indicative: bool) -> str:
-    word = "PASS" if met else "MISS"
-    return f"{word} (indicative only: sizes differ from the target's)" if indicative else word
-
-
 def report_print(
     results: dict[int, dict[str, Measured]],
     *,
@@ -940,16 +896,6 @@ def profile_print(path: str, *, lines: int) -> None:
     stats.sort_stats("cumulative").print_stats(lines)
 
 
-def int_list(value: str) -> list[int]:
-    try:
-        numbers = [int(item.replace("_", "")) for item in value.split(",") if item.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {value!r}") from None
-    if not numbers or any(number < 1 for number in numbers):
-        raise argparse.ArgumentTypeError(f"need positive integers, got {value!r}")
-    return numbers
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument(
@@ -982,7 +928,9 @@ def main() -> int:
     sizes = sorted(set(QUICK_SIZES if arguments.quick else arguments.sizes))
     if arguments.profile:
         sizes = [arguments.profile_size]
-    config = database_config_or_exit()
+    config = bench_database_config_or_exit(
+        script=SCRIPT, example_database="rankwise_bench_export", doing="seeds (and with --reseed drops)"
+    )
     load_before = os.getloadavg()
     needed = max(sizes)
     database_prepare(config, drop=arguments.reseed)
