@@ -19,7 +19,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Length
 from django.db.models.lookups import Exact, LessThanOrEqual
 
-from feedback.prompting import validate_completion_template
+from feedback.prompting import DEFAULT_COMPLETION_TEMPLATE, validate_completion_template
 from feedback.sampling import MAX_NEW_TOKENS_LIMIT, SamplingParameters
 
 
@@ -127,11 +127,6 @@ def validate_strength_labels(value: Any) -> None:
         raise ValidationError("At most 10 strength levels.")
     if len(set(value)) != len(value):
         raise ValidationError("Strength labels must be distinct.")
-
-
-DEFAULT_COMPLETION_TEMPLATE = (
-    "{% for m in messages %}{{ m.role|title }}: {{ m.content }}\n\n{% endfor %}Assistant:"
-)
 
 
 def canonical_json(value: Any) -> str:

@@ -39,13 +39,36 @@ def _compile(source: str) -> Any:
         raise CompletionTemplateError(f"Template syntax error{where}: {error.message or error}") from None
 
 
+# A project's template unless its admin writes another.
+DEFAULT_COMPLETION_TEMPLATE = (
+    "{% for m in messages %}{{ m.role|title }}: {{ m.content }}\n\n{% endfor %}Assistant:"
+)
+# The default template is also rendered as plain Python, for the roles a conversation may hold: Jinja
+# costs about 14 µs a render, which an export of a million judgments feels. The tests hold both equal.
+_ROLE_TITLES = {"system": "System", "user": "User", "assistant": "Assistant"}
+
+
+def _default_render(conversation: list[dict[str, str]]) -> str | None:
+    parts = []
+    for message in conversation:
+        title = _ROLE_TITLES.get(message["role"])
+        content = message["content"]
+        if title is None or type(content) is not str:
+            return None  # anything unusual goes through Jinja
+        parts.append(f"{title}: {content}\n\n")
+    parts.append("Assistant:")
+    return "".join(parts)
+
+
 def completion_prompt_render(*, template: str, conversation: list[dict[str, str]]) -> str:
     """Render the prompt text for a base checkpoint; CompletionTemplateError says what went wrong."""
-    compiled = _compile(template)
-    try:
-        text = compiled.render(messages=[dict(message) for message in conversation])
-    except TemplateError as error:
-        raise CompletionTemplateError(f"Template error: {error.message or error}") from None
+    text = _default_render(conversation) if template == DEFAULT_COMPLETION_TEMPLATE else None
+    if text is None:
+        compiled = _compile(template)
+        try:
+            text = compiled.render(messages=[dict(message) for message in conversation])
+        except TemplateError as error:
+            raise CompletionTemplateError(f"Template error: {error.message or error}") from None
     if not text.strip():
         raise CompletionTemplateError("The template rendered an empty prompt.")
     if len(text) > COMPLETION_PROMPT_MAX_CHARS:

@@ -27,7 +27,7 @@ from feedback.prompting import completion_prompt_render
 Row = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Preference:
     """`chosen` over `rejected` (display positions); `tie` when neither is preferred."""
 
@@ -44,7 +44,7 @@ class Verdict:
 
     judgments: list[JudgmentRecord]
     choice: str  # a, b, tie, both_bad or ranked
-    ranks: list[float]  # per position, 1 = best; equal ranks tie
+    ranks: Sequence[float]  # per position, 1 = best; equal ranks tie
     margin: float | None  # pairwise preference margin (mean over the winning votes under consensus)
     agreement: float
     ratings: list[dict[str, float | None]] = field(default_factory=list)
@@ -107,10 +107,10 @@ def raw_verdicts(
         yield Verdict(
             judgments=[judgment],
             choice=judgment.choice,
-            ranks=[float(rank) for rank in judgment.ranking],
+            ranks=judgment.ranking,
             margin=margin,
             agreement=agreement,
-            ratings=_ratings([judgment], group, axes),
+            ratings=_ratings([judgment], group, axes) if axes else [],
         )
 
 
@@ -134,7 +134,7 @@ def consensus_verdict(
         return Verdict(
             judgments=list(judgments),
             choice=choice,
-            ranks=[float(rank) for rank in winners[0].ranking],
+            ranks=winners[0].ranking,
             margin=margin,
             agreement=votes[choice] / len(judgments),
             ratings=ratings,
@@ -257,7 +257,7 @@ def _pair_votes(verdict: Verdict, first: int, second: int) -> tuple[int, int, in
 # --- formats ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RowContext:
     group: ComparisonGroup
     options: ExportOptions
@@ -474,7 +474,7 @@ def judgment_rows(context: RowContext, verdict: Verdict) -> Iterator[Row]:
         "rationale": judgment.rationale,
         "flags": list(judgment.flags),
         "time_spent_ms": judgment.time_spent_ms,
-        "created_at": judgment.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": judgment.created_at.isoformat().replace("+00:00", "Z") if judgment.created_at else None,
         "agreement": verdict.agreement,
     }
     if context.axes:
