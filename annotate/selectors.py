@@ -8,16 +8,12 @@ from datetime import datetime, time
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from annotate.progress import project_progress
 from feedback.models import Assignment, Comparison, Judgment, Project
 from feedback.selectors import projects_open_to
-
-# Project-wide completion is a count over the whole project: it is computed at most this often per
-# project and process, so that showing it never makes a request cost grow with the project.
-PROJECT_PROGRESS_CACHE_SECONDS = 30
 
 
 class AssignmentNotFound(Exception):
@@ -94,30 +90,6 @@ def comparison_page(*, assignment: Assignment, project: Project) -> ComparisonPa
             for entry in entries
         ],
     )
-
-
-@dataclass(frozen=True)
-class ProjectProgress:
-    completed: int
-    total: int
-
-    @property
-    def percent(self) -> int:
-        return int(100 * self.completed / self.total) if self.total else 0
-
-
-def project_progress(*, project_id: int) -> ProjectProgress:
-    """Completed and total comparisons of a project, at most `PROJECT_PROGRESS_CACHE_SECONDS` old."""
-    key = f"annotate:project-progress:{project_id}"
-    cached = cache.get(key)
-    if cached is None:
-        cached = (
-            Comparison.objects.filter(project_id=project_id)
-            .exclude(status=Comparison.Status.RETIRED)
-            .aggregate(total=Count("pk"), completed=Count("pk", filter=Q(status=Comparison.Status.COMPLETED)))
-        )
-        cache.set(key, cached, PROJECT_PROGRESS_CACHE_SECONDS)
-    return ProjectProgress(completed=cached["completed"], total=cached["total"])
 
 
 def start_of_today() -> datetime:

@@ -28,6 +28,7 @@ from annotate.assignment import (
     comparison_lease_next,
     judgment_submit,
 )
+from annotate.progress import project_progress
 from annotate.rendering import markdown_to_safe_html
 from annotate.selectors import (
     AssignmentNotFound,
@@ -35,7 +36,6 @@ from annotate.selectors import (
     annotator_project_summaries,
     comparison_page,
     project_get_for_annotator,
-    project_progress,
 )
 from annotate.submission import SubmissionInvalid, submission_parse
 from feedback.models import JudgmentFlag, Project
@@ -107,13 +107,14 @@ def _annotator(request: HttpRequest) -> User:
     return request.user
 
 
-def _progress(*, annotator: User, project: Project) -> dict[str, int]:
+def _progress(*, annotator: User, project: Project) -> dict[str, int | bool]:
     progress = project_progress(project_id=project.pk)
     return {
         "today": annotator_judgments_today(annotator=annotator, project_id=project.pk),
         "completed": progress.completed,
         "total": progress.total,
         "percent": progress.percent,
+        "counted": progress.counted,
     }
 
 

@@ -66,6 +66,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import redis
 from benchkit import (
     bench_database_config_or_exit,
     connect,
@@ -495,10 +496,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def server_environment(*, database_url: str, secret_key: str, static_root: Path) -> dict[str, str]:
+def server_environment(
+    *, database_url: str, broker_url: str, secret_key: str, static_root: Path
+) -> dict[str, str]:
     environment = dict(os.environ)
     environment.update(
         DATABASE_URL=database_url,
+        # A real broker, as deployed: the pages send the progress recount to the worker below rather
+        # than run it inline (Celery's eager mode, which an empty broker URL means).
+        CELERY_BROKER_URL=broker_url,
         DJANGO_SETTINGS_MODULE="feedback.settings",
         DJANGO_DEBUG="0",
         DJANGO_SECRET_KEY=secret_key,
@@ -511,7 +517,6 @@ def server_environment(*, database_url: str, secret_key: str, static_root: Path)
         DJANGO_STATIC_ROOT=str(static_root),
         DJANGO_LOG_LEVEL="WARNING",
     )
-    environment.pop("CELERY_BROKER_URL", None)
     return environment
 
 
@@ -559,12 +564,48 @@ def gunicorn(environment: dict[str, str], config: ServerConfig, log_path: Path) 
             time.sleep(0.2)
         yield base_url
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        process_stop(server)
+
+
+@contextmanager
+def celery_worker(environment: dict[str, str], log_path: Path) -> Iterator[None]:
+    """The `default` queue's worker with celery beat embedded, as deployed next to the web tier: it
+    counts project completion (every 30 s, and when a page finds the count overdue) and sweeps leases.
+    It shares the machine's cores with the rest, so its work is part of what the figures pay for."""
+    redis.Redis.from_url(environment["CELERY_BROKER_URL"]).flushdb()  # no messages from an earlier run
+    command = [
+        str(VENV_BIN / "celery"),
+        "-A",
+        "feedback.celery:app",
+        "worker",
+        "--beat",
+        "--schedule",
+        str(log_path.with_name("celerybeat-schedule")),
+        "--pool=solo",
+        "--queues=default",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel=WARNING",
+    ]
+    with log_path.open("ab") as log:
+        worker = subprocess.Popen(command, cwd=REPOSITORY_ROOT, env=environment, stdout=log, stderr=log)
+    try:
+        time.sleep(1.0)
+        if worker.poll() is not None:
+            raise RuntimeError(f"the celery worker exited with {worker.returncode}; see {log_path}")
+        yield
+    finally:
+        process_stop(worker)
+
+
+def process_stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 30 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def login_probe(base_url: str, fixture: Fixture) -> None:
@@ -842,6 +883,7 @@ def measure_size(
     *,
     config: dict[str, Any],
     database_url: str,
+    broker_url: str,
     secret_key: str,
     static_root: Path,
     server: ServerConfig,
@@ -862,9 +904,13 @@ def measure_size(
     claim = claim_statement(fixture.project_id)
     result = SizeResult(comparisons=count, seed_seconds=seed_seconds)
     environment = server_environment(
-        database_url=database_url, secret_key=secret_key, static_root=static_root
+        database_url=database_url, broker_url=broker_url, secret_key=secret_key, static_root=static_root
     )
-    with connect(config) as admin, gunicorn(environment, server, log_path) as base_url:
+    with (
+        connect(config) as admin,
+        celery_worker(environment, log_path.with_name("celery.log")),
+        gunicorn(environment, server, log_path) as base_url,
+    ):
         login_probe(base_url, fixture)
         if warmup > 0:
             # Workers compile templates and open their database connections on first use.
@@ -1062,6 +1108,11 @@ def main() -> int:
         help=f"smoke run: sizes {QUICK_SIZES[0]:,} and {QUICK_SIZES[1]:,}, 5 s per phase, 1 s warm-up",
     )
     parser.add_argument("--keep-database", action="store_true", help="leave the last size's database")
+    parser.add_argument(
+        "--broker",
+        default=os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/12"),
+        help="Redis for the app's Celery worker; the script empties this database (default: db 12)",
+    )
     arguments = parser.parse_args()
     sizes: list[int] = sorted(arguments.sizes)
     if arguments.comparisons:
@@ -1089,7 +1140,12 @@ def main() -> int:
         log_path = Path(folder) / "gunicorn.log"
         database_recreate(config)
         collectstatic(
-            server_environment(database_url=database_url, secret_key=secret_key, static_root=static_root)
+            server_environment(
+                database_url=database_url,
+                broker_url=arguments.broker,
+                secret_key=secret_key,
+                static_root=static_root,
+            )
         )
         try:
             for count in sizes:
@@ -1097,6 +1153,7 @@ def main() -> int:
                     measure_size(
                         config=config,
                         database_url=database_url,
+                        broker_url=arguments.broker,
                         secret_key=secret_key,
                         static_root=static_root,
                         server=server,

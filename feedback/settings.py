@@ -271,10 +271,13 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 35 * 60)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 10 * 60}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # `celery beat` re-sends generation chunks whose message or worker was lost (see generation_reconcile)
-# and returns the places of overdue annotation leases (claims do that too, on busy projects).
+# and returns the places of overdue annotation leases (claims do that too, on busy projects), and counts
+# the projects' completion off the annotators' request path.
 CELERY_BEAT_SCHEDULE = {
     "reconcile-generation": {"task": "feedback.reconcile_generation", "schedule": 300.0},
     "expire-leases": {"task": "annotate.expire_leases", "schedule": 60.0},
+    # Project completion for the progress bars (annotate.progress.PROGRESS_REFRESH_SECONDS).
+    "refresh-progress": {"task": "annotate.refresh_progress", "schedule": 30.0},
 }
 
 # --- Rankwise --------------------------------------------------------------------------------------------

@@ -529,7 +529,11 @@ def test_the_default_worker_runs_beat_and_every_scheduled_task_is_registered():
     assert "--beat" in words or "-B" in words, "nothing runs celery beat, so reconcile never runs"
     app.loader.import_default_modules()
     scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
-    assert scheduled == {"feedback.reconcile_generation", "annotate.expire_leases"}
+    assert scheduled == {
+        "feedback.reconcile_generation",
+        "annotate.expire_leases",
+        "annotate.refresh_progress",
+    }
     assert scheduled <= set(app.tasks)
     for task in scheduled:
         assert app.amqp.router.route({}, task)["queue"].name in celery_queues(words)
