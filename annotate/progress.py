@@ -9,6 +9,7 @@ does not run (the demo runs the recount inline, on its small projects).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -37,17 +38,30 @@ class ProjectProgress:
 
 def project_progress(*, project_id: int) -> ProjectProgress:
     """Completed and total comparisons as last counted; asks for a recount when that is overdue."""
-    row = (
-        ProjectCompletion.objects.filter(project_id=project_id)
-        .values_list("completed", "total", "counted_at")
-        .first()
-    )
+    return projects_progress(project_ids=[project_id])[project_id]
+
+
+def projects_progress(*, project_ids: Iterable[int]) -> dict[int, ProjectProgress]:
+    """`project_progress` for several projects in one query (the project list)."""
+    project_ids = list(project_ids)
+    rows = {
+        project_id: (completed, total, counted_at)
+        for project_id, completed, total, counted_at in ProjectCompletion.objects.filter(
+            project_id__in=project_ids
+        ).values_list("project_id", "completed", "total", "counted_at")
+    }
     overdue = timezone.now() - timedelta(seconds=PROGRESS_REFRESH_SECONDS)
-    if row is None or row[2] < overdue:
-        _request_count(project_id)
-    if row is None:
-        return ProjectProgress(completed=0, total=0, counted=False)
-    return ProjectProgress(completed=row[0], total=row[1])
+    result = {}
+    for project_id in project_ids:
+        row = rows.get(project_id)
+        if row is None or row[2] < overdue:
+            _request_count(project_id)
+        result[project_id] = (
+            ProjectProgress(completed=0, total=0, counted=False)
+            if row is None
+            else ProjectProgress(completed=row[0], total=row[1])
+        )
+    return result
 
 
 def _request_count(project_id: int) -> None:

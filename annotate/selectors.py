@@ -11,7 +11,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from annotate.progress import project_progress
+from annotate.progress import projects_progress
 from feedback.models import Assignment, Comparison, Judgment, Project
 from feedback.selectors import projects_open_to
 
@@ -105,23 +105,24 @@ def annotator_judgments_today(*, annotator: User, project_id: int) -> int:
 
 def annotator_project_summaries(*, user: User, projects: QuerySet[Project]) -> list[dict[str, Any]]:
     """For the project list: each project with the user's judgments (all and today) and its completion."""
-    projects = projects.order_by("name")
+    ordered = list(projects.order_by("name"))
     counts: dict[int, tuple[int, int]] = {
         project_id: (mine, today)
         for project_id, mine, today in Judgment.objects.filter(
-            annotator=user, comparison__project__in=projects
+            annotator=user, comparison__project__in=ordered
         )
         .values("comparison__project")
         .annotate(mine=Count("pk"), today=Count("pk", filter=Q(created_at__gte=start_of_today())))
         .values_list("comparison__project", "mine", "today")
         .order_by()
     }
+    progress = projects_progress(project_ids=[project.pk for project in ordered])
     return [
         {
             "project": project,
             "mine": counts.get(project.pk, (0, 0))[0],
             "today": counts.get(project.pk, (0, 0))[1],
-            "progress": project_progress(project_id=project.pk),
+            "progress": progress[project.pk],
         }
-        for project in projects
+        for project in ordered
     ]

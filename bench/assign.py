@@ -77,6 +77,7 @@ from benchkit import (
     memory_gib,
     migrate,
     quotient,
+    seed_load,
     verdict,
 )
 from psycopg import sql
@@ -354,35 +355,9 @@ def seed(config: dict[str, Any], *, count: int, annotators: int) -> tuple[Fixtur
     )
     django_disconnect()
 
-    started = time.perf_counter()
     parameters = {"project": project.pk, "checkpoint": checkpoint.pk, "run": run.pk, "count": count}
     parameters["overlap"] = OVERLAP
-    with connect(config, autocommit=False) as connection:
-        # Losing these rows to a crash costs nothing: the script seeds again.
-        connection.execute("SET synchronous_commit = off")
-        for name, statement in SEED_STATEMENTS:
-            step = time.perf_counter()
-            connection.execute(statement, parameters)
-            print(f"  {name}: {time.perf_counter() - step:.1f} s", file=sys.stderr)
-        step = time.perf_counter()
-        connection.commit()  # the deferred foreign-key checks run here
-        print(f"  commit (foreign-key checks): {time.perf_counter() - step:.1f} s", file=sys.stderr)
-        connection.autocommit = True
-        for table in SEEDED_TABLES:
-            connection.execute(
-                sql.SQL(
-                    "SELECT setval(pg_get_serial_sequence({table}, 'id'), (SELECT max(id) FROM {ident}))"
-                ).format(table=sql.Literal(table), ident=sql.Identifier(table))
-            )
-        step = time.perf_counter()
-        connection.execute("VACUUM ANALYZE")
-        print(f"  VACUUM ANALYZE: {time.perf_counter() - step:.1f} s", file=sys.stderr)
-        step = time.perf_counter()
-        # Write the load's dirty pages out now, so that no checkpoint the bulk load's WAL started is still
-        # writing during the first measurement.
-        connection.execute("CHECKPOINT")
-        print(f"  CHECKPOINT: {time.perf_counter() - step:.1f} s", file=sys.stderr)
-    seed_seconds = time.perf_counter() - started
+    seed_seconds = seed_load(config, statements=SEED_STATEMENTS, parameters=parameters, tables=SEEDED_TABLES)
 
     group = Group.objects.get(name=ANNOTATORS_GROUP)
     users = User.objects.bulk_create(

@@ -10,10 +10,13 @@ import argparse
 import os
 import platform
 import sys
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 import dj_database_url
 import psycopg
+from psycopg import sql
 
 
 def exit_unable(message: str) -> NoReturn:
@@ -115,3 +118,42 @@ def int_list(value: str) -> list[int]:
     if not numbers or any(number < 1 for number in numbers):
         raise argparse.ArgumentTypeError(f"need positive integers, got {value!r}")
     return numbers
+
+
+def seed_load(
+    config: dict[str, Any],
+    *,
+    statements: Sequence[tuple[str, str]],
+    parameters: Mapping[str, Any],
+    tables: Sequence[str],
+) -> float:
+    """Run a script's named `INSERT … SELECT … generate_series` statements in one transaction, move the
+    tables' id sequences past the rows, then `VACUUM ANALYZE` and `CHECKPOINT`; print each step's time
+    and return the whole load's seconds."""
+    started = time.perf_counter()
+    with connect(config, autocommit=False) as connection:
+        # Losing these rows to a crash costs nothing: the script seeds again.
+        connection.execute("SET synchronous_commit = off")
+        for name, statement in statements:
+            step = time.perf_counter()
+            connection.execute(statement, parameters)
+            print(f"  {name}: {time.perf_counter() - step:.1f} s", file=sys.stderr)
+        step = time.perf_counter()
+        connection.commit()  # the deferred foreign-key checks run here
+        print(f"  commit (foreign-key checks): {time.perf_counter() - step:.1f} s", file=sys.stderr)
+        connection.autocommit = True
+        for table in tables:
+            connection.execute(
+                sql.SQL(
+                    "SELECT setval(pg_get_serial_sequence({table}, 'id'), (SELECT max(id) FROM {ident}))"
+                ).format(table=sql.Literal(table), ident=sql.Identifier(table))
+            )
+        step = time.perf_counter()
+        connection.execute("VACUUM ANALYZE")
+        print(f"  VACUUM ANALYZE: {time.perf_counter() - step:.1f} s", file=sys.stderr)
+        step = time.perf_counter()
+        # Write the load's dirty pages out now, so that no checkpoint the bulk load's WAL started is still
+        # writing during the first measurement.
+        connection.execute("CHECKPOINT")
+        print(f"  CHECKPOINT: {time.perf_counter() - step:.1f} s", file=sys.stderr)
+    return time.perf_counter() - started

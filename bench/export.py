@@ -75,6 +75,7 @@ from benchkit import (
     memory_gib,
     migrate,
     quotient,
+    seed_load,
     verdict,
 )
 from psycopg import sql
@@ -419,31 +420,7 @@ def seed(config: dict[str, Any], *, judgments: int) -> float:
         "annotators": [user.pk for user in users],
         "annotator_count": ANNOTATORS,
     }
-    started = time.perf_counter()
-    with connect(config, autocommit=False) as connection:
-        # Losing these rows to a crash costs nothing: the script seeds again.
-        connection.execute("SET synchronous_commit = off")
-        for name, statement in SEED_STATEMENTS:
-            step = time.perf_counter()
-            connection.execute(statement, parameters)
-            print(f"  {name}: {time.perf_counter() - step:.1f} s", file=sys.stderr)
-        step = time.perf_counter()
-        connection.commit()  # the deferred foreign-key checks run here
-        print(f"  commit (foreign-key checks): {time.perf_counter() - step:.1f} s", file=sys.stderr)
-        connection.autocommit = True
-        for table in SEEDED_TABLES:
-            connection.execute(
-                sql.SQL(
-                    "SELECT setval(pg_get_serial_sequence({table}, 'id'), (SELECT max(id) FROM {ident}))"
-                ).format(table=sql.Literal(table), ident=sql.Identifier(table))
-            )
-        step = time.perf_counter()
-        connection.execute("VACUUM ANALYZE")
-        print(f"  VACUUM ANALYZE: {time.perf_counter() - step:.1f} s", file=sys.stderr)
-        step = time.perf_counter()
-        connection.execute("CHECKPOINT")
-        print(f"  CHECKPOINT: {time.perf_counter() - step:.1f} s", file=sys.stderr)
-    return time.perf_counter() - started
+    return seed_load(config, statements=SEED_STATEMENTS, parameters=parameters, tables=SEEDED_TABLES)
 
 
 @dataclass(frozen=True)
@@ -471,7 +448,7 @@ def data_shape(config: dict[str, Any]) -> DataShape:
             "SELECT avg(n), min(n), max(n) FROM (SELECT length(text) AS n "
             "FROM feedback_response TABLESAMPLE SYSTEM (5)) AS s"
         ).fetchone() or (0, 0, 0)
-        choices = dict(
+        choices: dict[str, int] = dict(
             connection.execute("SELECT choice, count(*) FROM feedback_judgment GROUP BY choice").fetchall()
         )
     return DataShape(

@@ -89,3 +89,18 @@ def test_a_request_for_a_deleted_project_is_dropped():
     project.delete()
     assert project_completion_count(project_id=pk) is None
     assert not ProjectCompletion.objects.filter(project_id=pk).exists()
+
+
+def test_the_project_list_reads_every_projects_completion_in_one_query(django_assert_num_queries):
+    from annotate.progress import projects_progress
+
+    projects = [project_with(["completed", "open"]) for _ in range(3)]
+    for project in projects[:2]:
+        project_completion_count(project_id=project.pk)
+    with django_assert_num_queries(1):
+        progress = projects_progress(project_ids=[project.pk for project in projects])
+    assert [(progress[p.pk].completed, progress[p.pk].total, progress[p.pk].counted) for p in projects] == [
+        (1, 2, True),
+        (1, 2, True),
+        (0, 0, False),
+    ]
