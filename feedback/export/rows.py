@@ -2,8 +2,8 @@
 
 A judgment (or, under `consensus`, the majority of a comparison's judgments) becomes *preferences*: ordered
 pairs of display positions with a margin, plus ties and a both-bad verdict. Each format turns those into
-rows. Row dicts are built in their schema's column order, which is also the JSON key order: the order is
-part of the bytes an export promises to reproduce.
+rows, a list per comparison. Row dicts are built in their schema's column order, which is also the JSON
+key order: the order is part of the bytes an export promises to reproduce.
 
 Agreement of a comparison: for pairwise projects, the share of its judgments that made the majority
 choice (A, B, tie or both bad); for k-wise, the mean over pairs of positions of the share of judgments
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,30 +88,29 @@ class PromptTexts:
 def comparison_agreement(group: ComparisonGroup, judgments: Sequence[JudgmentRecord]) -> float:
     if len(judgments) <= 1:
         return 1.0
-    if all(judgment.choice != "ranked" for judgment in judgments):
-        counts = Counter(judgment.choice for judgment in judgments)
-        return max(counts.values()) / len(judgments)
+    choices = [judgment.choice for judgment in judgments]
+    if "ranked" not in choices:
+        return max(map(choices.count, set(choices))) / len(choices)
     consensus = _mean_ranks([judgment.ranking for judgment in judgments])
     return _pair_agreement(consensus, [judgment.ranking for judgment in judgments])
 
 
-def raw_verdicts(
+def raw_verdict(
     group: ComparisonGroup,
-    judgments: Sequence[JudgmentRecord],
+    judgment: JudgmentRecord,
     options: ExportOptions,
     axes: Sequence[str],
     agreement: float,
-) -> Iterator[Verdict]:
-    for judgment in judgments:
-        margin = options.margin_for_strength(judgment.strength) if judgment.choice in ("a", "b") else None
-        yield Verdict(
-            judgments=[judgment],
-            choice=judgment.choice,
-            ranks=judgment.ranking,
-            margin=margin,
-            agreement=agreement,
-            ratings=_ratings([judgment], group, axes) if axes else [],
-        )
+) -> Verdict:
+    """What one judgment says; `agreement` is its comparison's."""
+    return Verdict(
+        judgments=[judgment],
+        choice=judgment.choice,
+        ranks=judgment.ranking,
+        margin=options.margin_for_strength(judgment.strength) if judgment.choice in ("a", "b") else None,
+        agreement=agreement,
+        ratings=_ratings([judgment], group, axes) if axes else [],
+    )
 
 
 def consensus_verdict(
@@ -257,19 +256,31 @@ def _pair_votes(verdict: Verdict, first: int, second: int) -> tuple[int, int, in
 # --- formats ---------------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
 class RowContext:
-    group: ComparisonGroup
-    options: ExportOptions
-    axes: tuple[str, ...]
-    prompt_texts: PromptTexts
+    """One comparison's shared inputs to its rows; the prompt string is rendered on first use."""
+
+    __slots__ = ("_prompt", "_prompt_texts", "axes", "columns", "group", "options")
+
+    def __init__(
+        self, group: ComparisonGroup, options: ExportOptions, axes: tuple[str, ...], prompt_texts: PromptTexts
+    ):
+        self.group = group
+        self.options = options
+        self.axes = axes
+        self.columns = options.columns
+        self._prompt_texts = prompt_texts
+        self._prompt: str | None = None
 
     def prompt_text(self) -> str:
-        return self.prompt_texts(self.group)
+        if self._prompt is None:
+            self._prompt = self._prompt_texts(self.group)
+        return self._prompt
 
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return self.options.columns
+    def finish(self, row: Row, verdict: Verdict, preference: Preference | None, **naming: Any) -> Row:
+        """The row with its optional columns (none asked: the row as it is)."""
+        if not self.columns:
+            return row
+        return _extras(row, self, verdict, preference, **naming)
 
 
 def _messages(conversation: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -346,36 +357,39 @@ def _per_response(row: Row, name: str, values: list[Any], naming: str) -> None:
         row[f"{name}s"] = values
 
 
-def pair_rows(context: RowContext, verdict: Verdict) -> Iterator[Row]:
+def pair_rows(context: RowContext, verdict: Verdict) -> list[Row]:
     """preference, preference-conversational and hh-rlhf."""
     group = context.group
     options = context.options
-    texts = [entry.text for entry in group.entries]
+    export_format = options.format
+    entries = group.entries
+    rows = []
     for preference in preferences(verdict, options):
-        if preference.tie and options.ties == "drop":
-            continue
         orders = [(preference.chosen, preference.rejected)]
         if preference.tie:
+            if options.ties == "drop":
+                continue
             orders.append((preference.rejected, preference.chosen))
         for chosen, rejected in orders:
-            if options.format == "preference":
+            if export_format == "preference":
                 row: Row = {
                     "prompt": context.prompt_text(),
-                    "chosen": texts[chosen],
-                    "rejected": texts[rejected],
+                    "chosen": entries[chosen].text,
+                    "rejected": entries[rejected].text,
                 }
-            elif options.format == "preference-conversational":
+            elif export_format == "preference-conversational":
                 row = {
                     "prompt": _messages(group.conversation),
-                    "chosen": _assistant(texts[chosen]),
-                    "rejected": _assistant(texts[rejected]),
+                    "chosen": _assistant(entries[chosen].text),
+                    "rejected": _assistant(entries[rejected].text),
                 }
             else:
                 row = {
-                    "chosen": hh_transcript(group.conversation, texts[chosen]),
-                    "rejected": hh_transcript(group.conversation, texts[rejected]),
+                    "chosen": hh_transcript(group.conversation, entries[chosen].text),
+                    "rejected": hh_transcript(group.conversation, entries[rejected].text),
                 }
-            yield _extras(row, context, verdict, preference, positions=(chosen, rejected), naming="pair")
+            rows.append(context.finish(row, verdict, preference, positions=(chosen, rejected), naming="pair"))
+    return rows
 
 
 def _best_positions(verdict: Verdict) -> tuple[list[int], list[int]]:
@@ -387,48 +401,56 @@ def _best_positions(verdict: Verdict) -> tuple[list[int], list[int]]:
     return leaders, [position for position in range(len(verdict.ranks)) if position not in leaders]
 
 
-def unpaired_rows(context: RowContext, verdict: Verdict) -> Iterator[Row]:
+def unpaired_rows(context: RowContext, verdict: Verdict) -> list[Row]:
     """KTO: the preferred response(s) labelled true, the others false; both-bad gives all false."""
     group = context.group
     if verdict.choice == "both_bad":
         if context.options.both_bad != "undesirable":
-            return
+            return []
         labelled = [(position, False) for position in range(len(group.entries))]
     elif verdict.choice == "tie":
-        return
+        return []
     else:
         best, rest = _best_positions(verdict)
-        if not best:
-            return
-        if len(best) > 1:
-            return  # tied winners: the judgment does not say which is desirable
-        labelled = [(position, True) for position in best] + [(position, False) for position in rest]
-    for position, label in labelled:
-        row: Row = {
-            "prompt": context.prompt_text(),
-            "completion": group.entries[position].text,
-            "label": label,
-        }
-        yield _extras(row, context, verdict, None, positions=(position,), naming="single")
+        if len(best) != 1:
+            return []  # all tied, or tied winners: the judgment does not say which is desirable
+        labelled = [(best[0], True)] + [(position, False) for position in rest]
+    return [
+        context.finish(
+            {"prompt": context.prompt_text(), "completion": group.entries[position].text, "label": label},
+            verdict,
+            None,
+            positions=(position,),
+            naming="single",
+        )
+        for position, label in labelled
+    ]
 
 
-def sft_rows(context: RowContext, verdict: Verdict) -> Iterator[Row]:
+def sft_rows(context: RowContext, verdict: Verdict) -> list[Row]:
     """The conversation with the preferred answer appended; tied winners only with ties=both-ways."""
     group = context.group
     if verdict.choice == "both_bad":
-        return
+        return []
     if verdict.choice == "tie":
         winners = list(range(len(group.entries)))
     else:
         winners, _ = _best_positions(verdict)
     if len(winners) > 1 and context.options.ties == "drop":
-        return
-    for position in winners:
-        row: Row = {"messages": _messages(group.conversation) + _assistant(group.entries[position].text)}
-        yield _extras(row, context, verdict, None, positions=(position,), naming="single")
+        return []
+    return [
+        context.finish(
+            {"messages": _messages(group.conversation) + _assistant(group.entries[position].text)},
+            verdict,
+            None,
+            positions=(position,),
+            naming="single",
+        )
+        for position in winners
+    ]
 
 
-def ranking_rows(context: RowContext, verdict: Verdict) -> Iterator[Row]:
+def ranking_rows(context: RowContext, verdict: Verdict) -> list[Row]:
     group = context.group
     ranks = dense_ranks(verdict.ranks)
     row: Row = {
@@ -439,10 +461,10 @@ def ranking_rows(context: RowContext, verdict: Verdict) -> Iterator[Row]:
     }
     if context.axes:
         row["ratings"] = verdict.ratings
-    yield _extras(row, context, verdict, None, positions=range(len(group.entries)), naming="list")
+    return [context.finish(row, verdict, None, positions=range(len(group.entries)), naming="list")]
 
 
-def judgment_rows(context: RowContext, verdict: Verdict) -> Iterator[Row]:
+def judgment_rows(context: RowContext, verdict: Verdict) -> list[Row]:
     group = context.group
     judgment = verdict.judgments[0]
     labels = group.strength_labels
@@ -479,10 +501,10 @@ def judgment_rows(context: RowContext, verdict: Verdict) -> Iterator[Row]:
     }
     if context.axes:
         row["ratings"] = verdict.ratings
-    yield row
+    return [row]
 
 
-ROW_BUILDERS: dict[str, Callable[[RowContext, Verdict], Iterator[Row]]] = {
+ROW_BUILDERS: dict[str, Callable[[RowContext, Verdict], list[Row]]] = {
     "preference": pair_rows,
     "preference-conversational": pair_rows,
     "hh-rlhf": pair_rows,
@@ -500,20 +522,18 @@ def group_rows(
     *,
     agreement: float,
     prompt_texts: PromptTexts,
-) -> Iterator[Row]:
+) -> list[Row]:
     """Every row one comparison contributes, after the comparison-level filters. `agreement` is the
     comparison's (`comparison_agreement`), computed once by the caller."""
     judgments = group.judgments
-    if len(judgments) < options.min_judgments:
-        return
-    if agreement < options.min_agreement:
-        return
+    if len(judgments) < options.min_judgments or agreement < options.min_agreement:
+        return []
     context = RowContext(group, options, axes, prompt_texts)
     build = ROW_BUILDERS[options.format]
     if options.aggregation == "consensus":
         verdict = consensus_verdict(group, judgments, options, axes)
-        if verdict is not None:
-            yield from build(context, verdict)
-        return
-    for verdict in raw_verdicts(group, judgments, options, axes, agreement):
-        yield from build(context, verdict)
+        return build(context, verdict) if verdict is not None else []
+    rows: list[Row] = []
+    for judgment in judgments:
+        rows += build(context, raw_verdict(group, judgment, options, axes, agreement))
+    return rows

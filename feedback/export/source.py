@@ -1,13 +1,13 @@
 """Judgments grouped by comparison, streamed from the database with bounded memory.
 
-On PostgreSQL one statement does it: the selected judgments, in (comparison, annotator) order, streamed
-by `COPY … TO STDOUT (FORMAT BINARY)` and decoded by psycopg's binary loaders (jsonb by orjson), without
-Django's per-value converters. A comparison's own columns (prompt, entries with their texts and
-checkpoints) ride on its first judgment row only, so each text crosses the wire once. COPY keeps the
-server producing rows while Python formats them, where cursor fetches would take turns with it. Only the
-columns the format needs are read: ratings, rationale, flags, timing and usernames only for the formats
-that write them. Projects are read once, before the stream (nothing else may run on the connection
-while a COPY is open).
+On PostgreSQL one statement does it, one row per comparison: its prompt's columns, its entries (position,
+response id, text, checkpoint) as arrays in position order, and its selected judgments as one array per
+column. The rows arrive in binary through psycopg's `Cursor.stream()` in chunks of STREAM_ROWS (libpq's
+chunked-rows mode): the server keeps producing while Python builds rows, and psycopg's C loaders decode a
+chunk at a time, without Django's per-value converters (jsonb goes through orjson). Only the columns the
+format needs are read: ratings, rationale, flags, timing and usernames only for the formats that write
+them. Projects and checkpoint names are read once, before the stream: nothing else may run on the
+connection while it is open.
 
 Elsewhere (SQLite, the demo's default) three ordered ORM streams are merged in lockstep by comparison
 id: the comparisons (with their prompt), their entries, and their judgments. Both sources yield equal
@@ -19,14 +19,14 @@ Order is part of the export's bytes: comparisons by id, entries by position, jud
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from feedback.export.options import ExportOptions
@@ -41,6 +41,9 @@ from feedback.models import (
 )
 
 CHUNK_SIZE = 2_000
+# Rows per chunk of the PostgreSQL stream: enough that psycopg's per-chunk cost vanishes, few enough that
+# the first rows come at once and a chunk of large comparisons stays small.
+STREAM_ROWS = 100
 
 # Formats whose rows carry more of a judgment than its verdict (the judgments audit; rankings' ratings).
 FULL_JUDGMENT_FORMATS = frozenset({"rankings", "judgments"})
@@ -118,13 +121,13 @@ def comparison_groups(options: ExportOptions, *, high_water_mark: int) -> Iterat
     """
     full = options.format in FULL_JUDGMENT_FORMATS
     if connection.vendor == "postgresql":
-        return _groups_by_copy(options, high_water_mark=high_water_mark, full=full)
+        return _groups_by_stream(options, high_water_mark=high_water_mark, full=full)
     return _groups_by_orm(options, high_water_mark=high_water_mark, full=full)
 
 
-# --- PostgreSQL: one binary COPY ---------------------------------------------------------------------------
+# --- PostgreSQL: one statement, streamed in binary ---------------------------------------------------------
 
-# (alias, judgment lookup, PostgreSQL type the COPY row carries it as)
+# (alias, judgment lookup, PostgreSQL type the row carries it as)
 _JUDGMENT_COLUMNS = (
     ("k_comparison", "comparison_id", "int8"),
     ("k_id", "id", "int8"),
@@ -154,10 +157,13 @@ _COMPARISON_COLUMNS = (
 _ENTRY_COLUMNS = (("position", "int4"), ("response_id", "int8"), ("text", "text"), ("checkpoint_id", "int8"))
 
 
-def _groups_by_copy(options: ExportOptions, *, high_water_mark: int, full: bool) -> Iterator[ComparisonGroup]:
+def _groups_by_stream(
+    options: ExportOptions, *, high_water_mark: int, full: bool
+) -> Iterator[ComparisonGroup]:
     """One row per comparison: its own columns, its entries as arrays, and its selected judgments as one
     array per column (grouped from the judgments in (comparison, annotator) order, which an index
-    serves). A third as many rows as judgments, so a third of psycopg's per-row cost."""
+    serves). A third as many rows as judgments, so a third of the per-row cost on both sides."""
+    import psycopg
     from psycopg import sql
     from psycopg.types.json import set_json_loads
 
@@ -166,13 +172,13 @@ def _groups_by_copy(options: ExportOptions, *, high_water_mark: int, full: bool)
         "comparison_id", "annotator_id"
     )
     # The filters stay Django's (one definition for both sources); its SQL keeps its %s placeholders,
-    # which psycopg binds client-side for COPY.
+    # which psycopg sends as the statement's parameters.
     inner, params = selected.values(
         **{alias: F(lookup) for alias, lookup, _ in judgment_columns}
     ).query.sql_with_params()
     aggregates = [
-        sql.SQL("array_agg(i.{}::{}) AS {}").format(
-            sql.Identifier(alias), sql.SQL(kind), sql.Identifier(alias)
+        sql.SQL("array_agg(i.{alias}::{kind}) AS {alias}").format(
+            alias=sql.Identifier(alias), kind=sql.SQL(kind)
         )
         for alias, _, kind in judgment_columns[1:]
     ]
@@ -190,13 +196,13 @@ def _groups_by_copy(options: ExportOptions, *, high_water_mark: int, full: bool)
         for column, kind in _ENTRY_COLUMNS
     )
     statement = sql.SQL(
-        "COPY (SELECT {select}"
+        "SELECT {select}"
         " FROM (SELECT i.k_comparison, {aggregates} FROM ({inner}) i GROUP BY i.k_comparison) g"
         " JOIN {comparisons} c ON c.id = g.k_comparison JOIN {prompts} p ON p.id = c.prompt_id"
         " CROSS JOIN LATERAL (SELECT {entry_arrays} FROM (SELECT e.position, e.response_id, r.text,"
         " r.checkpoint_id FROM {entries} e JOIN {responses} r ON r.id = e.response_id"
         " WHERE e.comparison_id = c.id ORDER BY e.position) e) x"
-        " ORDER BY g.k_comparison) TO STDOUT (FORMAT BINARY)"
+        " ORDER BY g.k_comparison"
     ).format(
         select=sql.SQL(", ").join(select),
         aggregates=sql.SQL(", ").join(aggregates),
@@ -207,10 +213,7 @@ def _groups_by_copy(options: ExportOptions, *, high_water_mark: int, full: bool)
         entries=sql.Identifier(ComparisonResponse._meta.db_table),
         responses=sql.Identifier(Response._meta.db_table),
     )
-    types = ["int8"] + [kind for _, kind in _COMPARISON_COLUMNS]
-    types += [f"{kind}[]" for _, kind in _ENTRY_COLUMNS]
-    types += [f"{kind}[]" for _, _, kind in judgment_columns[1:]]
-    # Read before the stream: nothing else may run on the connection while the COPY is open.
+    # Read before the stream: nothing else may run on the connection while it is open.
     projects = {
         pk: (slug, template, labels)
         for pk, slug, template, labels in Project.objects.values_list(
@@ -218,43 +221,61 @@ def _groups_by_copy(options: ExportOptions, *, high_water_mark: int, full: bool)
         )
     }
     checkpoints = dict(PolicyCheckpoint.objects.values_list("pk", "name"))
-    entries_at = 1 + len(_COMPARISON_COLUMNS)
-    judgments_at = entries_at + len(_ENTRY_COLUMNS)
-    by_annotator = attrgetter("annotator_id")
     connection.ensure_connection()
-    with connection.connection.cursor() as cursor:
+    # A savepoint: a stream closed early (a dropped download) is cancelled on the server, which aborts
+    # what it runs in; rolling back to the savepoint leaves the caller's transaction usable.
+    with transaction.atomic(), psycopg.Cursor(connection.connection) as cursor:
         set_json_loads(orjson.loads, cursor)
         # JIT compiles the plan's expressions before the first row, and a stream gains nothing from it.
+        # Parallel workers neither: the client sets the pace, and the plan they get (each worker grouping
+        # every judgment for its share of comparisons) takes CPU from the client.
         cursor.execute("SET LOCAL jit = off")
-        with cursor.copy(statement, params) as copy:
-            copy.set_types(types)
-            for row in copy.rows():
-                project_id, external_id, prompt_pk, conversation, category, content_hash = row[1:entries_at]
-                slug, template, labels = projects[project_id]
-                positions, response_ids, texts, checkpoint_ids = row[entries_at:judgments_at]
-                entries = [
-                    Entry(position, response_id, text, checkpoints[checkpoint_id])
-                    for position, response_id, text, checkpoint_id in zip(
-                        positions, response_ids, texts, checkpoint_ids, strict=True
-                    )
-                ]
-                judgments = [JudgmentRecord(*values) for values in zip(*row[judgments_at:], strict=True)]
-                # Array order follows the ordered input in practice; the export's bytes must not rest on it.
-                entries.sort(key=attrgetter("position"))
-                judgments.sort(key=by_annotator)
-                yield ComparisonGroup(
-                    row[0],
-                    slug,
-                    external_id,
-                    prompt_pk,
-                    conversation,
-                    category,
-                    content_hash,
-                    template,
-                    labels,
-                    entries,
-                    judgments,
-                )
+        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        rows = cast(Generator[Any], cursor.stream(statement, params, binary=True, size=STREAM_ROWS))
+        try:
+            for row in rows:
+                yield _group_of(row, projects, checkpoints)
+        finally:
+            rows.close()  # now, not at garbage collection: the savepoint's rollback needs the connection
+
+
+_ENTRIES_AT = 1 + len(_COMPARISON_COLUMNS)
+_JUDGMENTS_AT = _ENTRIES_AT + len(_ENTRY_COLUMNS)
+_by_position = attrgetter("position")
+_by_annotator = attrgetter("annotator_id")
+
+
+def _group_of(
+    row: tuple[Any, ...],
+    projects: dict[int, tuple[str, str, list[str]]],
+    checkpoints: dict[int, str],
+) -> ComparisonGroup:
+    project_id, external_id, prompt_pk, conversation, category, content_hash = row[1:_ENTRIES_AT]
+    slug, template, labels = projects[project_id]
+    positions, response_ids, texts, checkpoint_ids = row[_ENTRIES_AT:_JUDGMENTS_AT]
+    entries = [
+        Entry(position, response_id, text, checkpoints[checkpoint_id])
+        for position, response_id, text, checkpoint_id in zip(
+            positions, response_ids, texts, checkpoint_ids, strict=True
+        )
+    ]
+    judgments = [JudgmentRecord(*values) for values in zip(*row[_JUDGMENTS_AT:], strict=True)]
+    # Array order follows the ordered input in practice; the export's bytes must not rest on it.
+    entries.sort(key=_by_position)
+    judgments.sort(key=_by_annotator)
+    return ComparisonGroup(
+        row[0],
+        slug,
+        external_id,
+        prompt_pk,
+        conversation,
+        category,
+        content_hash,
+        template,
+        labels,
+        entries,
+        judgments,
+    )
 
 
 # --- Other backends: three ORM streams merged ----------------------------------------------------------

@@ -1,7 +1,10 @@
 """Writing an export: rows streamed into JSON Lines, Parquet or a `datasets` directory, a dataset card,
 and one archive, all byte-for-byte reproducible from (options, high-water mark).
 
-Memory is bounded by one comparison's rows plus one Parquet batch per split; nothing holds the export.
+Memory is bounded by one comparison's rows plus one Parquet batch per split (and the few chunks queued for
+the I/O thread); nothing holds the export. The file side (hashing, compressing, writing, Parquet encoding)
+runs on one thread beside the one that builds rows: those calls release the GIL, so the two overlap where
+they would otherwise take turns, and a JSON Lines file is hashed as it is written instead of read back.
 Reproducible bytes: rows in a fixed order with keys in schema order, gzip without a timestamp or name,
 Parquet with a fixed schema and batch size, archive entries sorted with a fixed date, and a card that
 names the snapshot's digest rather than when or by whom it was made.
@@ -15,23 +18,27 @@ import io
 import os
 import shutil
 import zipfile
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 from django.db import transaction
 
 from feedback.export.options import RATED_FORMATS, ExportOptions
 from feedback.export.rows import PromptTexts, Row, comparison_agreement, group_rows, split_of
-from feedback.export.source import comparison_groups
+from feedback.export.source import ComparisonGroup, comparison_groups
 from feedback.models import Project, canonical_json
 
 PARQUET_BATCH_ROWS = 4_096
 STREAM_CHUNK_BYTES = 256 * 1024
+FILE_CHUNK_BYTES = 1 << 20  # a JSON Lines file is handed to the I/O thread in chunks of this size
+IO_QUEUE_DEPTH = 2  # chunks or batches queued or being written before the row builder waits
 ARCHIVE_DATE = (1980, 1, 1, 0, 0, 0)
 COPY_BUFFER_BYTES = 1 << 20
 
@@ -73,36 +80,49 @@ class ExportStats:
     comparisons_dropped: int = 0
 
 
-def export_rows(
+def export_row_groups(
     options: ExportOptions,
     *,
     high_water_mark: int,
     axes: tuple[str, ...] | None = None,
     stats: ExportStats | None = None,
-) -> Iterator[tuple[str, Row]]:
-    """(split, row) for every row of the export, in the export's order. Run it inside a transaction."""
+) -> Iterator[tuple[str, list[Row]]]:
+    """(split, rows) for every comparison that gives rows, in the export's order; `stats` counts every
+    comparison. Run it inside a transaction."""
     if axes is None:
         axes = rating_axes(options)
     prompt_texts = PromptTexts()
     for group in comparison_groups(options, high_water_mark=high_water_mark):
-        split = split_of(group.content_hash, options)
         agreement = comparison_agreement(group, group.judgments)
-        produced = 0
-        for row in group_rows(group, options, axes, agreement=agreement, prompt_texts=prompt_texts):
-            produced += 1
-            yield split, row
+        rows = group_rows(group, options, axes, agreement=agreement, prompt_texts=prompt_texts)
         if stats is not None:
-            _count(stats, group, produced, agreement)
+            _count(stats, group, len(rows), agreement)
+        if rows:
+            yield split_of(group.content_hash, options), rows
 
 
-def _count(stats: ExportStats, group: Any, produced: int, agreement: float) -> None:
+def export_rows(
+    options: ExportOptions, *, high_water_mark: int, axes: tuple[str, ...] | None = None
+) -> Iterator[tuple[str, Row]]:
+    """(split, row) for every row of the export, in the export's order. Run it inside a transaction."""
+    for split, rows in export_row_groups(options, high_water_mark=high_water_mark, axes=axes):
+        for row in rows:
+            yield split, row
+
+
+_annotator_id = attrgetter("annotator_id")
+
+
+def _count(stats: ExportStats, group: ComparisonGroup, produced: int, agreement: float) -> None:
     if not produced:
         stats.comparisons_dropped += 1
         return
     stats.comparisons += 1
     stats.judgments += len(group.judgments)
-    stats.annotators.update(judgment.annotator_id for judgment in group.judgments)
-    stats.checkpoints.update({entry.checkpoint for entry in group.entries})
+    stats.annotators.update(map(_annotator_id, group.judgments))
+    checkpoints = stats.checkpoints
+    for name in {entry.checkpoint for entry in group.entries}:
+        checkpoints[name] = checkpoints.get(name, 0) + 1
     stats.categories[group.category] += 1
     if len(group.judgments) > 1:
         stats.agreement_sum += agreement
@@ -124,44 +144,109 @@ def _bucket(agreement: float) -> str:
 # --- writers ----------------------------------------------------------------------------------------------
 
 
+class _Background:
+    """Jobs on one thread beside the caller's, in submission order, at most `depth` queued or running (the
+    caller waits for the oldest beyond that, so memory stays bounded). A job's failure is raised in the
+    caller when it waits for that job: at a later `submit`, or at `join`."""
+
+    def __init__(self, depth: int = IO_QUEUE_DEPTH):
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rankwise-export-io")
+        self._pending: deque[Future[Any]] = deque()
+        self._depth = depth
+
+    def submit(self, job: Callable[..., Any], *args: Any) -> None:
+        while len(self._pending) >= self._depth:
+            self._pending.popleft().result()
+        self._pending.append(self._executor.submit(job, *args))
+
+    def join(self) -> None:
+        """Wait for every job (also after a failure, so none is left writing), then raise the first
+        failure not raised yet."""
+        self._executor.shutdown(wait=True)
+        failures = [error for future in self._pending if (error := future.exception()) is not None]
+        self._pending.clear()
+        if failures:
+            raise failures[0]
+
+
+class _DigestingFile:
+    """A binary file that hashes what is written to it, so the manifest needs no second read."""
+
+    def __init__(self, path: Path):
+        self._file = path.open("wb")
+        self._sha = hashlib.sha256()
+        self._size = 0
+
+    def write(self, data: bytes | bytearray) -> int:
+        self._sha.update(data)  # both release the GIL on large buffers
+        self._size += len(data)
+        return self._file.write(data)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def digest(self) -> dict[str, Any]:
+        return {"sha256": self._sha.hexdigest(), "size": self._size}
+
+
 class _SplitWriter:
-    def write(self, row: Row) -> None:
+    """One split's file. `write` runs on the caller's thread and hands full chunks or batches to the I/O
+    thread; `close` runs after that thread has finished (see export_write)."""
+
+    def write(self, rows: list[Row]) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
         raise NotImplementedError
+
+    def digest(self) -> dict[str, Any] | None:
+        """The file's SHA-256 and size when the writer hashed it while writing; None: read it back."""
+        return None
 
 
 class _JsonLinesWriter(_SplitWriter):
-    def __init__(self, path: Path, *, compressed: bool):
-        self._raw = path.open("wb")
-        self._handle: IO[bytes] | gzip.GzipFile = (
+    def __init__(self, path: Path, *, compressed: bool, background: _Background):
+        self._raw = _DigestingFile(path)
+        self._handle: _DigestingFile | gzip.GzipFile = (
             gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0) if compressed else self._raw
         )
+        self._background = background
         self._buffer = bytearray()
 
-    def write(self, row: Row) -> None:
-        self._buffer += orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
-        if len(self._buffer) >= STREAM_CHUNK_BYTES:
-            self._handle.write(self._buffer)
-            self._buffer.clear()
+    def write(self, rows: list[Row]) -> None:
+        buffer = self._buffer
+        for row in rows:
+            buffer += orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+        if len(buffer) >= FILE_CHUNK_BYTES:
+            self._background.submit(self._handle.write, buffer)
+            self._buffer = bytearray()
 
     def close(self) -> None:
-        self._handle.write(self._buffer)
-        if self._handle is not self._raw:
-            self._handle.close()
-        self._raw.close()
+        try:
+            self._handle.write(self._buffer)
+            if self._handle is not self._raw:
+                self._handle.close()
+        finally:
+            self._raw.close()
+
+    def digest(self) -> dict[str, Any]:
+        return self._raw.digest()
 
 
 class _BatchedArrowWriter(_SplitWriter):
     """Rows to Arrow record batches of PARQUET_BATCH_ROWS: Parquet (zstd) or an Arrow IPC stream, the
-    file format of a `datasets` split (made into a dataset on close)."""
+    file format of a `datasets` split (made into a dataset on close). Rows become a batch on the caller's
+    thread; the batch is encoded, compressed and written on the I/O thread."""
 
-    def __init__(self, path: Path, schema: Any, *, kind: str):
+    def __init__(self, path: Path, schema: Any, *, kind: str, background: _Background):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         self._schema = schema
+        self._background = background
         self._sink: Any = None
         if kind == "parquet":
             self._writer: Any = pq.ParquetWriter(path, schema, compression="zstd")
@@ -173,24 +258,27 @@ class _BatchedArrowWriter(_SplitWriter):
         # of none. Parquet stays without row groups, which readers take as empty.
         self._empty = kind == "arrow"
 
-    def write(self, row: Row) -> None:
-        self._batch.append(row)
-        if len(self._batch) >= PARQUET_BATCH_ROWS:
-            self._flush()
+    def write(self, rows: list[Row]) -> None:
+        self._batch += rows
+        while len(self._batch) >= PARQUET_BATCH_ROWS:
+            self._background.submit(self._writer.write_batch, self._record_batch(PARQUET_BATCH_ROWS))
 
-    def _flush(self) -> None:
+    def _record_batch(self, size: int) -> Any:
         import pyarrow as pa
 
-        if self._batch or self._empty:
-            self._writer.write_batch(pa.RecordBatch.from_pylist(self._batch, schema=self._schema))
-            self._batch = []
-            self._empty = False
+        batch = pa.RecordBatch.from_pylist(self._batch[:size], schema=self._schema)
+        del self._batch[:size]
+        self._empty = False
+        return batch
 
     def close(self) -> None:
-        self._flush()
-        self._writer.close()
-        if self._sink is not None:
-            self._sink.close()
+        try:
+            if self._batch or self._empty:
+                self._writer.write_batch(self._record_batch(len(self._batch)))
+        finally:
+            self._writer.close()
+            if self._sink is not None:
+                self._sink.close()
 
 
 def _split_names(options: ExportOptions) -> tuple[str, ...]:
@@ -213,27 +301,37 @@ def export_write(options: ExportOptions, *, high_water_mark: int, directory: Pat
     stats = ExportStats()
     axes = rating_axes(options)
     staging = directory / ".arrow"
+    writers: dict[str, tuple[Path, _SplitWriter]] = {}  # split: (its file, its writer)
     with ExitStack() as stack:
-        writers: dict[str, _SplitWriter] = {}
+        background = _Background()
         is_json_lines = options.output in ("jsonl", "jsonl.gz")
         schema = None if is_json_lines else row_schema(options, axes)
         for split in splits:
             if is_json_lines:
-                suffix = ".jsonl.gz" if options.output == "jsonl.gz" else ".jsonl"
+                path = directory / f"{split}.{options.output}"
                 writer: _SplitWriter = _JsonLinesWriter(
-                    directory / f"{split}{suffix}", compressed=options.output == "jsonl.gz"
+                    path, compressed=options.output == "jsonl.gz", background=background
                 )
             elif options.output == "parquet":
-                writer = _BatchedArrowWriter(directory / f"{split}.parquet", schema, kind="parquet")
+                path = directory / f"{split}.parquet"
+                writer = _BatchedArrowWriter(path, schema, kind="parquet", background=background)
             else:
                 staging.mkdir(exist_ok=True)
-                writer = _BatchedArrowWriter(staging / f"{split}.arrow", schema, kind="arrow")
-            writers[split] = writer
+                path = staging / f"{split}.arrow"
+                writer = _BatchedArrowWriter(path, schema, kind="arrow", background=background)
+            writers[split] = (path, writer)
             stack.callback(writer.close)
+        # Last in, first out: the I/O thread finishes before the writers close their files.
+        stack.callback(background.join)
         with transaction.atomic():
-            for split, row in export_rows(options, high_water_mark=high_water_mark, axes=axes, stats=stats):
-                writers[split].write(row)
-                stats.rows[split] += 1
+            write = {split: writer.write for split, (_, writer) in writers.items()}
+            counts = dict.fromkeys(splits, 0)
+            for split, rows in export_row_groups(
+                options, high_water_mark=high_water_mark, axes=axes, stats=stats
+            ):
+                write[split](rows)
+                counts[split] += len(rows)
+            stats.rows.update(counts)
     # `datasets` cannot load an empty split (load_dataset: "corresponds to no data"; load_from_disk:
     # IndexError, datasets 5.2), so a split without rows gets no file; the card lists only the others.
     nonempty = tuple(split for split in splits if stats.rows[split])
@@ -247,8 +345,13 @@ def export_write(options: ExportOptions, *, high_water_mark: int, directory: Pat
     (directory / "README.md").write_text(
         dataset_card(options, high_water_mark=high_water_mark, digest=digest, stats=stats), encoding="utf-8"
     )
+    hashed = {
+        path: written
+        for split, (path, writer) in writers.items()
+        if split in nonempty and (written := writer.digest()) is not None
+    }
     files = {
-        str(path.relative_to(directory)): file_digest(path)
+        str(path.relative_to(directory)): hashed.get(path) or file_digest(path)
         for path in sorted(directory.rglob("*"))
         if path.is_file()
     }
@@ -313,10 +416,11 @@ def stream_jsonl(
     buffer = bytearray()
     dumps: Callable[..., bytes] = orjson.dumps
     with transaction.atomic():
-        for row_split, row in export_rows(options, high_water_mark=high_water_mark):
-            if split is not None and row_split != split:
+        for rows_split, rows in export_row_groups(options, high_water_mark=high_water_mark):
+            if split is not None and rows_split != split:
                 continue
-            buffer += dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+            for row in rows:
+                buffer += dumps(row, option=orjson.OPT_APPEND_NEWLINE)
             if len(buffer) >= STREAM_CHUNK_BYTES:
                 yield bytes(buffer)
                 buffer.clear()
