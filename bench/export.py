@@ -666,7 +666,7 @@ def verify_same_rows(config: dict[str, Any], mark: int) -> list[str]:
     from django.db import transaction
 
     from feedback.export.options import ExportOptions
-    from feedback.export.writer import export_rows
+    from feedback.export.writer import export_row_groups
     from feedback.models import Project
     from feedback.prompting import completion_prompt_render
 
@@ -674,7 +674,8 @@ def verify_same_rows(config: dict[str, Any], mark: int) -> list[str]:
     with transaction.atomic():
         exported = [
             (row["prompt"], row["chosen"], row["rejected"])
-            for _, row in export_rows(options, high_water_mark=mark)
+            for _, rows in export_row_groups(options, high_water_mark=mark)
+            for row in rows
         ]
     template = Project.objects.get(slug=PROJECT_SLUG).completion_template
     naive = Counter(

@@ -104,15 +104,6 @@ def export_row_groups(
             yield split_of(group.content_hash, options), rows
 
 
-def export_rows(
-    options: ExportOptions, *, high_water_mark: int, axes: tuple[str, ...] | None = None
-) -> Iterator[tuple[str, Row]]:
-    """(split, row) for every row of the export, in the export's order. Run it inside a transaction."""
-    for split, rows in export_row_groups(options, high_water_mark=high_water_mark, axes=axes):
-        for row in rows:
-            yield split, row
-
-
 _annotator_id = attrgetter("annotator_id")
 
 
@@ -123,9 +114,8 @@ def _count(stats: ExportStats, group: ComparisonGroup, produced: int, agreement:
     stats.comparisons += 1
     stats.judgments += len(group.judgments)
     stats.annotators.update(map(_annotator_id, group.judgments))
-    checkpoints = stats.checkpoints
     for name in {entry.checkpoint for entry in group.entries}:
-        checkpoints[name] = checkpoints.get(name, 0) + 1
+        stats.checkpoints[name] += 1
     stats.categories[group.category] += 1
     if len(group.judgments) > 1:
         stats.agreement_sum += agreement
@@ -220,11 +210,9 @@ class _JsonLinesWriter(_SplitWriter):
         self._buffer = bytearray()
 
     def write(self, rows: list[Row]) -> None:
-        buffer = self._buffer
-        for row in rows:
-            buffer += orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
-        if len(buffer) >= FILE_CHUNK_BYTES:
-            self._background.submit(self._handle.write, buffer)
+        _json_lines_append(self._buffer, rows)
+        if len(self._buffer) >= FILE_CHUNK_BYTES:
+            self._background.submit(self._handle.write, self._buffer)
             self._buffer = bytearray()
 
     def close(self) -> None:
@@ -237,6 +225,11 @@ class _JsonLinesWriter(_SplitWriter):
 
     def digest(self) -> dict[str, Any]:
         return self._raw.digest()
+
+
+def _json_lines_append(buffer: bytearray, rows: list[Row]) -> None:
+    for row in rows:
+        buffer += orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
 
 
 class _BatchedArrowWriter(_SplitWriter):
@@ -327,14 +320,11 @@ def export_write(options: ExportOptions, *, high_water_mark: int, directory: Pat
         # Last in, first out: the I/O thread finishes before the writers close their files.
         stack.callback(background.join)
         with transaction.atomic():
-            write = {split: writer.write for split, (_, writer) in writers.items()}
-            counts = dict.fromkeys(splits, 0)
             for split, rows in export_row_groups(
                 options, high_water_mark=high_water_mark, axes=axes, stats=stats
             ):
-                write[split](rows)
-                counts[split] += len(rows)
-            stats.rows.update(counts)
+                writers[split][1].write(rows)
+                stats.rows[split] += len(rows)
     # `datasets` cannot load an empty split (load_dataset: "corresponds to no data"; load_from_disk:
     # IndexError, datasets 5.2), so a split without rows gets no file; the card lists only the others.
     nonempty = tuple(split for split in splits if stats.rows[split])
@@ -417,13 +407,11 @@ def stream_jsonl(
 ) -> Iterator[bytes]:
     """The rows as JSON Lines in chunks of about 256 KiB; one transaction for the whole stream."""
     buffer = bytearray()
-    dumps: Callable[..., bytes] = orjson.dumps
     with transaction.atomic():
         for rows_split, rows in export_row_groups(options, high_water_mark=high_water_mark):
             if split is not None and rows_split != split:
                 continue
-            for row in rows:
-                buffer += dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+            _json_lines_append(buffer, rows)
             if len(buffer) >= STREAM_CHUNK_BYTES:
                 yield bytes(buffer)
                 buffer.clear()
