@@ -24,7 +24,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
@@ -37,11 +37,17 @@ from annotate.selectors import assignment_get_for_annotator
 from annotate.submission import JudgmentSubmission, SubmissionInvalid, judgment_values, skip_reason_clean
 from feedback.models import Assignment, Comparison, Judgment, Project
 
+if TYPE_CHECKING:  # django-stubs is a development dependency
+    from django_stubs_ext import WithAnnotations
+
 logger = logging.getLogger(__name__)
 
 EXPIRY_SWEEP_LIMIT = 500
 # SQLite has no row locks: a claim may lose its candidate to a concurrent one and try the next.
 CLAIM_ATTEMPTS = 5
+KEY_REUSED = (
+    "This submission key was already used for a different judgment; send a new key for a new judgment."
+)
 
 
 class SubmissionConflict(Exception):
@@ -66,10 +72,12 @@ def leases_expire(*, now: datetime | None = None, limit: int = EXPIRY_SWEEP_LIMI
     """Mark up to `limit` overdue leases expired and give their places back; returns how many.
 
     Overdue leases are taken oldest first with `SKIP LOCKED`, so concurrent sweeps share the work and a
-    lease being submitted right now is left to its submission.
+    lease being submitted right now is left to its submission. Called inside a transaction (a claim), the
+    sweep joins it: the freed places are there for that claim, and nothing is written if it rolls back.
     """
     now = now or timezone.now()
-    with transaction.atomic():
+    # No savepoint: inside a claim's transaction the sweep is part of it (one statement when nothing is due).
+    with transaction.atomic(savepoint=False):
         overdue = list(
             Assignment.objects.select_for_update(skip_locked=True)
             .filter(state=Assignment.State.LEASED, expires_at__lte=now)
@@ -106,6 +114,25 @@ def claim_candidates(*, annotator_id: int, project_id: int) -> QuerySet[Comparis
     )
 
 
+class _Revive(TypedDict):
+    revive: bool
+
+
+def claim_next(*, annotator_id: int, project_id: int) -> QuerySet[WithAnnotations[Comparison, _Revive]]:
+    """The claim statement: the first candidate, row-locked unless another claim holds it (then the next),
+    with its prompt for the page and `revive`, whether the annotator's own expired lease on it is to be
+    taken back instead of a new assignment written. Must run in a transaction."""
+    own_expired = Assignment.objects.filter(
+        comparison=OuterRef("pk"), annotator_id=annotator_id, state=Assignment.State.EXPIRED
+    )
+    return (
+        claim_candidates(annotator_id=annotator_id, project_id=project_id)
+        .select_related("prompt")
+        .annotate(revive=Exists(own_expired))
+        .select_for_update(skip_locked=True, of=("self",))[:1]
+    )
+
+
 def comparison_lease_next(
     *, annotator: User, project: Project, now: datetime | None = None
 ) -> Assignment | None:
@@ -116,11 +143,11 @@ def comparison_lease_next(
     project's lease duration. Idempotent per annotator: until then, calling again returns the same lease.
     """
     now = now or timezone.now()
-    leases_expire(now=now)
     user_model = get_user_model()
     with transaction.atomic():
         # One claim per annotator at a time: two tabs, or a double click, must not take two places.
         user_model._default_manager.select_for_update().filter(pk=annotator.pk).values_list("pk").get()
+        leases_expire(now=now)
         own = (
             Assignment.objects.filter(
                 annotator=annotator,
@@ -128,43 +155,43 @@ def comparison_lease_next(
                 state=Assignment.State.LEASED,
                 expires_at__gt=now,
             )
-            .select_related("comparison")
+            .select_related("comparison__prompt")
             .order_by("leased_at")
             .first()
         )
         if own is not None:
             return own
-        candidates = claim_candidates(annotator_id=annotator.pk, project_id=project.pk)
+        claim = claim_next(annotator_id=annotator.pk, project_id=project.pk)
         for _ in range(CLAIM_ATTEMPTS):
-            comparison_id = (
-                candidates.select_for_update(skip_locked=True, of=("self",))
-                .values_list("pk", flat=True)
-                .first()
-            )
-            if comparison_id is None:
+            comparison = claim.first()
+            if comparison is None:
                 return None
             # Conditional on room: under PostgreSQL the row lock already guarantees it; on SQLite, which has
             # no row locks, this is what keeps a concurrent claim from taking the same place twice.
             taken = (
-                Comparison.objects.filter(pk=comparison_id, status=Comparison.Status.OPEN)
+                Comparison.objects.filter(pk=comparison.pk, status=Comparison.Status.OPEN)
                 .filter(_has_room())
                 .update(lease_count=F("lease_count") + 1)
             )
             if taken:
+                comparison.lease_count += 1
                 break
         else:
             return None
         expires_at = now + project.lease_duration
-        revived = Assignment.objects.filter(
-            comparison_id=comparison_id, annotator=annotator, state=Assignment.State.EXPIRED
-        ).update(state=Assignment.State.LEASED, leased_at=now, expires_at=expires_at, finished_at=None)
-        if revived:
-            return Assignment.objects.select_related("comparison").get(
-                comparison_id=comparison_id, annotator=annotator
+        if comparison.revive:
+            assignment = Assignment.objects.select_for_update().get(
+                comparison=comparison, annotator=annotator, state=Assignment.State.EXPIRED
             )
-        return Assignment.objects.create(
-            comparison_id=comparison_id, annotator=annotator, leased_at=now, expires_at=expires_at
-        )
+            assignment.state = Assignment.State.LEASED
+            assignment.leased_at, assignment.expires_at, assignment.finished_at = now, expires_at, None
+            assignment.save(update_fields=["state", "leased_at", "expires_at", "finished_at"])
+        else:
+            assignment = Assignment.objects.create(
+                comparison=comparison, annotator=annotator, leased_at=now, expires_at=expires_at
+            )
+        assignment.comparison = comparison  # with its prompt, for the page
+        return assignment
 
 
 def _complete_if_last(now: datetime) -> dict[str, Case]:
@@ -210,16 +237,15 @@ def judgment_submit(
         response_ids = list(comparison.entries.order_by("position").values_list("response_id", flat=True))
         values = judgment_values(submission, project=comparison.project, response_ids=response_ids)
 
-        earlier = Judgment.objects.filter(annotator=annotator, submission_key=submission_key).first()
-        if earlier is not None:
-            if _same_judgment(earlier, assignment, values):
-                return SubmitResult(judgment=earlier, replayed=True)
-            raise SubmissionKeyReused(
-                "This submission key was already used for a different judgment; send a new key for a new judgment."
-            )
-        if assignment.state == Assignment.State.SUBMITTED:
-            raise SubmissionConflict("You already judged this comparison.")
-        if assignment.state == Assignment.State.SKIPPED:
+        if assignment.state in (Assignment.State.SUBMITTED, Assignment.State.SKIPPED):
+            # Finished: this is a retry (the same key and judgment) or a conflict.
+            earlier = Judgment.objects.filter(annotator=annotator, submission_key=submission_key).first()
+            if earlier is not None:
+                if _same_judgment(earlier, assignment, values):
+                    return SubmitResult(judgment=earlier, replayed=True)
+                raise SubmissionKeyReused(KEY_REUSED)
+            if assignment.state == Assignment.State.SUBMITTED:
+                raise SubmissionConflict("You already judged this comparison.")
             raise SubmissionConflict("You skipped this comparison; it can no longer take your judgment.")
 
         counters = Comparison.objects.filter(pk=comparison.pk, status=Comparison.Status.OPEN)
@@ -243,19 +269,18 @@ def judgment_submit(
                     "judgment was not saved. Load the next comparison to go on."
                 )
         try:
-            with transaction.atomic():
-                judgment = Judgment.objects.create(
-                    comparison=comparison,
-                    annotator=annotator,
-                    assignment=assignment,
-                    submission_key=submission_key,
-                    **values,
-                )
+            judgment = Judgment.objects.create(
+                comparison=comparison,
+                annotator=annotator,
+                assignment=assignment,
+                submission_key=submission_key,
+                **values,
+            )
         except IntegrityError as error:
-            # The unique keys are the last word: the same key sent concurrently for another assignment.
-            raise SubmissionKeyReused(
-                "This submission key was already used for a different judgment; send a new key for a new judgment."
-            ) from error
+            # A live or expired lease has no judgment, so a key already stored belongs to another one (or the
+            # same key is being sent concurrently for another assignment). Raising rolls the whole
+            # transaction back, so no savepoint is needed around the insert.
+            raise SubmissionKeyReused(KEY_REUSED) from error
         assignment.state = Assignment.State.SUBMITTED
         assignment.finished_at = now
         assignment.save(update_fields=["state", "finished_at"])

@@ -21,7 +21,8 @@ class AssignmentNotFound(Exception):
 
 
 def project_get_for_annotator(*, user: User | AnonymousUser, slug: str) -> Project | None:
-    return projects_open_to(user=user).filter(slug=slug).first()
+    """The project, with its stored completion (`project_progress` reads it without another query)."""
+    return projects_open_to(user=user).filter(slug=slug).select_related("completion").first()
 
 
 def assignment_get_for_annotator(
@@ -65,7 +66,8 @@ class ComparisonPage:
 
 
 def comparison_page(*, assignment: Assignment, project: Project) -> ComparisonPage:
-    """The page of the annotator's assignment in `project` (the caller's, so it is not fetched again)."""
+    """The page of the annotator's assignment in `project` (the caller's, so it is not fetched again).
+    One query when the assignment comes from the claim, which loads its comparison with the prompt."""
     comparison = assignment.comparison
     if comparison.project_id != project.pk:
         raise AssignmentNotFound(f"No assignment {assignment.pk} in project {project.slug}.")

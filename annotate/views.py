@@ -108,7 +108,7 @@ def _annotator(request: HttpRequest) -> User:
 
 
 def _progress(*, annotator: User, project: Project) -> dict[str, int | bool]:
-    progress = project_progress(project_id=project.pk)
+    progress = project_progress(project=project)
     return {
         "today": annotator_judgments_today(annotator=annotator, project_id=project.pk),
         "completed": progress.completed,

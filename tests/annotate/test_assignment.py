@@ -228,9 +228,12 @@ def test_submissions_are_idempotent_by_key(annotator, project):
             submission=JudgmentSubmission(choice="a", strength=1),
         )
     # The key belongs to the first comparison: using it for the next one is a different judgment too.
+    # The unique key refuses it at the insert, after the counters moved: all of it is rolled back.
     nxt = comparison_lease_next(annotator=annotator, project=project)
+    leased = rows()
     with pytest.raises(SubmissionKeyReused):
         judgment_submit(annotator=annotator, assignment_id=nxt.pk, submission_key=key(1), submission=body)
+    assert rows() == leased
     # A new key for the already judged comparison is a second judgment, which is refused.
     with pytest.raises(SubmissionConflict, match="already judged"):
         judgment_submit(annotator=annotator, assignment_id=lease.pk, submission_key=key(2), submission=body)

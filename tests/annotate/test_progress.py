@@ -9,8 +9,10 @@ from django.utils import timezone
 
 from annotate.models import ProjectCompletion
 from annotate.progress import PROGRESS_REFRESH_SECONDS, project_completion_count, project_progress
+from annotate.selectors import project_get_for_annotator
 from annotate.tasks import refresh_progress
-from tests.factories import ComparisonFactory, ProjectFactory
+from feedback.models import Project
+from tests.factories import AnnotatorFactory, ComparisonFactory, ProjectFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -37,28 +39,39 @@ def test_a_count_stores_completed_and_total_without_the_retired():
     assert ProjectCompletion.objects.get(project=project).completed == 2
 
 
-def test_a_page_reads_the_stored_count_in_one_query_and_never_counts(django_assert_num_queries):
+def progress_now(project: Project):
+    """The progress as a new request sees it (a project instance caches its completion once read)."""
+    return project_progress(project=Project.objects.get(pk=project.pk))
+
+
+def test_a_page_reads_the_stored_count_with_its_project_and_never_counts(django_assert_num_queries):
     project = project_with(["completed", "open"])
+    annotator = AnnotatorFactory()
+    project.annotators.add(annotator)
     project_completion_count(project_id=project.pk)
     ComparisonFactory(prompt__project=project, status="completed")  # not counted yet
-    with django_assert_num_queries(1):
-        progress = project_progress(project_id=project.pk)
+    with django_assert_num_queries(1):  # the project lookup every page makes, and nothing more
+        page_project = project_get_for_annotator(user=annotator, slug=project.slug)
+        progress = project_progress(project=page_project)
     assert (progress.completed, progress.total, progress.percent, progress.counted) == (1, 2, 50, True)
+    plain = Project.objects.get(pk=project.pk)
+    with django_assert_num_queries(1):  # loaded without it: one primary-key read
+        assert project_progress(project=plain) == progress
 
 
 def test_a_fresh_count_asks_for_nothing(django_capture_on_commit_callbacks):
     project = project_with(["open"])
     project_completion_count(project_id=project.pk)
     with django_capture_on_commit_callbacks() as sent:
-        project_progress(project_id=project.pk)
+        progress_now(project)
     assert sent == []
 
 
 def test_a_missing_or_overdue_count_asks_a_worker_once_per_period(django_capture_on_commit_callbacks):
     project = project_with(["completed", "open"])
     with django_capture_on_commit_callbacks() as sent:
-        progress = project_progress(project_id=project.pk)
-        project_progress(project_id=project.pk)
+        progress = progress_now(project)
+        progress_now(project)
     assert (progress.counted, progress.total, len(sent)) == (False, 0, 1)
 
     project_completion_count(project_id=project.pk)
@@ -67,7 +80,7 @@ def test_a_missing_or_overdue_count_asks_a_worker_once_per_period(django_capture
     )
     cache.clear()  # the period of the first request has passed
     with django_capture_on_commit_callbacks() as sent:
-        progress = project_progress(project_id=project.pk)
+        progress = progress_now(project)
     assert (progress.completed, progress.total, progress.counted, len(sent)) == (1, 2, True, 1)
 
 

@@ -369,3 +369,24 @@ def test_the_comparison_page_reads_its_responses_in_one_query_whatever_k(
     with django_assert_num_queries(2):  # the prompt, then the six entries with their responses
         page = comparison_page(assignment=assignment, project=project)
     assert [shown.label for shown in page.responses] == list("ABCDEF")
+
+
+def test_a_judgment_takes_thirteen_statements_to_load_and_eleven_to_submit(
+    annotator, annotator_client, project, django_assert_num_queries
+):
+    """The work loop's statement budget; a new query on the path, or one per response, fails here.
+
+    Next: session, user, project with its stored completion; the claim's transaction: lock the annotator,
+    sweep overdue leases, own lease, claim (with the prompt), take the place, write the assignment, commit;
+    judgments today; the responses. Submit: session, user, project; the transaction: lock the assignment,
+    its responses, the counters, the judgment, the assignment, commit; judgments today."""
+    comparisons_bulk_create(project, 3)
+    workspace = reverse("annotate:workspace", args=[project.slug])
+    with django_assert_num_queries(13):
+        page = annotator_client.get(workspace)
+    assert page.status_code == 200
+    body = {"submission_key": KEY, "choice": "a", "strength": 1}
+    with django_assert_num_queries(11):
+        response = post_json(annotator_client, judgment_url(project, assignment_id_of(page)), body)
+    assert response.status_code == 201
+    assert response.json()["progress"]["today"] == 1
