@@ -7,7 +7,8 @@ the counters and the rows never disagree, on PostgreSQL under any concurrency an
 
 Locks, always in this order, so no two paths can deadlock:
 - a claim locks the annotator's user row (one claim per annotator at a time, so two tabs never hold
-  two leases), then one comparison with `FOR UPDATE SKIP LOCKED` (never waits for another claim);
+  two leases), runs the expiry sweep below inside its transaction, then locks one comparison with
+  `FOR UPDATE SKIP LOCKED` (never waits for another claim);
 - a submission or skip locks its assignment row, then updates its comparison;
 - the expiry sweep locks overdue assignments with `SKIP LOCKED`, then updates their comparisons in id order.
 

@@ -1,25 +1,28 @@
 """Assignment throughput and latency: annotators over HTTP against the bare claim SQL, in the same run.
 
-Run from the repository root against a PostgreSQL server. The database named in DATABASE_URL is dropped
-and created again for every size, so its name must contain "bench" (and not start with "test_"):
+Run from the repository root against a PostgreSQL server. Each size gets its own database, named after
+the one in DATABASE_URL with the size appended (rankwise_bench_assign_10000, ...), dropped and created
+again, so that name must contain "bench" (and not start with "test_"):
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/rankwise_bench_assign \\
-        .venv/bin/python bench/assign.py [--sizes 10000,1000000] [--levels 10,50,200] [--duration 20]
+        .venv/bin/python bench/assign.py [--sizes 10000,1000000] [--levels 10,50,200] [--duration 20] [--rounds 5]
 
-For each size (comparisons in one project, overlap 3) the script
+For each size (comparisons in one project, overlap 3) the script first creates and migrates its database
+and seeds the comparisons with `INSERT … SELECT … FROM generate_series` (a prompt, two responses of one
+generation run, two `ComparisonResponse` rows and the comparison, `required_judgments` 3), then `VACUUM
+ANALYZE` and `CHECKPOINT`. Then it runs `--rounds` rounds over the sizes, smallest first in odd rounds and
+largest first in even ones, so that the machine's drift over the run weighs on both sizes alike. In each
+round, for each size:
 
-1. creates and migrates the database, then seeds the comparisons with `INSERT … SELECT … FROM
-   generate_series` (a prompt, two responses of one generation run, two `ComparisonResponse` rows and the
-   comparison, `required_judgments` 3), then `VACUUM ANALYZE` and `CHECKPOINT`;
-2. starts the app under gunicorn on 127.0.0.1 (DEBUG off, plain HTTP) and logs one user in through the
-   real login form to check the path; the simulated annotators get sessions made directly in the
-   session table (the same rows a login writes), because logging 200 users in costs 200 password hashes
-   (about 0.4 s of CPU each) before the measurement starts;
-3. at each concurrency level (10, 50, 200 simulated annotators), from the same pool state each time:
+1. it starts the app under gunicorn on 127.0.0.1 (DEBUG off, plain HTTP) with a Celery worker and beat,
+   and in the first round logs one user in through the real login form to check the path; the
+   simulated annotators get sessions made directly in the session table (the same rows a login writes),
+   because logging 200 users in costs 200 password hashes (about 0.4 s of CPU each) before the
+   measurement starts; the app is stopped at the end of the round, so the other size runs alone;
+2. at each concurrency level (10, 50, 200 simulated annotators), from the same pool state each time:
    - the ceiling: one thread per annotator, each in a loop of two transactions through psycopg (client
      defaults: server-side binding, statements prepared after 5 runs): the claim (Django's own claim
-     statement, `claim_candidates(...).select_for_update(skip_locked=True, of=("self",))[:1]` taken
-     from `query.sql_with_params()`, then the conditional `lease_count + 1` update and the assignment
+     statement, `annotate.assignment.claim_next(...)` taken from `query.sql_with_params()`, then the conditional `lease_count + 1` update and the assignment
      insert) and the submission (the counter update that closes a comparison at its last judgment,
      the judgment insert, the assignment marked submitted). Not included: the app's lease-expiry
      sweep, the annotator row lock, the own-lease lookup, sessions, permissions, validation, rendering.
@@ -34,8 +37,11 @@ For each size (comparisons in one project, overlap 3) the script
    (judgments and assignments truncated, counters zeroed, `VACUUM ANALYZE`, `CHECKPOINT`).
 
 It prints p50/p95/p99 of next, submit and claim, judgments/s of both paths, the ratio HTTP ÷ ceiling,
-and p99(next) at the largest size ÷ p99(next) at the smallest, per level. Client, gunicorn and
-PostgreSQL share the machine's cores, as the figures say. Exit 0 whether the targets are met or not,
+and p99(next) at the largest size ÷ p99(next) at the smallest, per level, each level's rounds pooled
+(judgments over their summed time, percentiles over all their requests), and each round's figures.
+Client, gunicorn and PostgreSQL share the machine's cores, as the figures say: it also prints the CPU
+each judgment cost the client, the app (gunicorn and the Celery worker, from /proc) and the rest of the
+machine (PostgreSQL), and how many cores the HTTP path would need at the target share of the ceiling. Exit 0 whether the targets are met or not,
 1 when the audit finds a violation, 2 when the benchmark cannot run.
 """
 
@@ -63,6 +69,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -88,6 +95,7 @@ SEED = 20261121
 OVERLAP = 3
 DEFAULT_SIZES = (10_000, 1_000_000)
 DEFAULT_LEVELS = (10, 50, 200)
+DEFAULT_ROUNDS = 5
 QUICK_SIZES = (2_000, 20_000)
 # Targets from the issue.
 TARGET_HTTP_SHARE_OF_CEILING = 0.5
@@ -104,6 +112,8 @@ HTTP_TIMEOUT_SECONDS = 120.0
 SERVER_START_SECONDS = 60.0
 # Connections left to others when the ceiling opens its own.
 CONNECTION_HEADROOM = 10
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+APP_PROCESSES = frozenset({"gunicorn", "celery"})
 
 # --- The ceiling's statements, after the claim (which is Django's own) -----------------------------------
 # Each mirrors what annotate/assignment.py issues through the ORM.
@@ -265,18 +275,73 @@ class PhaseResult:
     client_cpu_seconds: float = 0.0
     machine_busy: float = 0.0
     load_average: float = 0.0
+    # CPU seconds of the app's processes (gunicorn and the Celery worker), and of every core together; what
+    # is left of the latter after the client and the app is PostgreSQL's, and whatever else ran.
+    app_cpu_seconds: float = 0.0
+    busy_cpu_seconds: float = 0.0
+
+    def cpu_ms_per_judgment(self) -> tuple[float, float, float]:
+        """Client, app and the rest (the database), in ms of CPU per judgment."""
+        client, app = self.client_cpu_seconds, self.app_cpu_seconds
+        rest = self.busy_cpu_seconds - client - app
+        per_judgment = quotient(1000, self.judgments)
+        return client * per_judgment, app * per_judgment, rest * per_judgment
 
     @property
     def judgments_per_second(self) -> float:
         return self.judgments / self.seconds if self.seconds else 0.0
 
 
+@dataclass(frozen=True)
+class Fixture:
+    project_id: int
+    slug: str
+    annotator_ids: list[int]
+    session_keys: list[str]
+    probe_username: str
+    probe_password: str
+
+
+def pooled(phases: Sequence[PhaseResult]) -> PhaseResult:
+    """One level's phases over all rounds as one: judgments over the summed time, the latencies of every
+    round together (so p99 is over all of them), the machine's figures weighted by time."""
+    first = phases[0]
+    seconds = sum(phase.seconds for phase in phases)
+    result = PhaseResult(name=first.name, annotators=first.annotators, connections=first.connections)
+    result.seconds = seconds
+    result.judgments = sum(phase.judgments for phase in phases)
+    for phase in phases:
+        result.first.milliseconds.extend(phase.first.milliseconds)
+        result.second.milliseconds.extend(phase.second.milliseconds)
+        result.errors.update(phase.errors)
+        for name, count in phase.violations.items():
+            result.violations[name] = result.violations.get(name, 0) + count
+    result.exhausted = any(phase.exhausted for phase in phases)
+    result.client_cpu_seconds = sum(phase.client_cpu_seconds for phase in phases)
+    result.app_cpu_seconds = sum(phase.app_cpu_seconds for phase in phases)
+    result.busy_cpu_seconds = sum(phase.busy_cpu_seconds for phase in phases)
+    result.machine_busy = quotient(sum(phase.machine_busy * phase.seconds for phase in phases), seconds)
+    result.load_average = max(phase.load_average for phase in phases)
+    return result
+
+
 @dataclass
 class SizeResult:
+    """One size: its own database, seeded once, and its phases, one per round at each level."""
+
     comparisons: int
+    config: dict[str, Any]
+    database_url: str
+    fixture: Fixture
     seed_seconds: float
-    ceiling: dict[int, PhaseResult] = field(default_factory=dict)
-    http: dict[int, PhaseResult] = field(default_factory=dict)
+    ceiling: dict[int, list[PhaseResult]] = field(default_factory=dict)
+    http: dict[int, list[PhaseResult]] = field(default_factory=dict)
+
+    def ceiling_at(self, level: int) -> PhaseResult:
+        return pooled(self.ceiling[level])
+
+    def http_at(self, level: int) -> PhaseResult:
+        return pooled(self.http[level])
 
 
 @dataclass(frozen=True)
@@ -318,16 +383,6 @@ def django_setup(secret_key: str) -> None:
     django.setup()
     # The settings log INFO to the console; httpx would log every request of the load there.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-@dataclass(frozen=True)
-class Fixture:
-    project_id: int
-    slug: str
-    annotator_ids: list[int]
-    session_keys: list[str]
-    probe_username: str
-    probe_password: str
 
 
 def seed(config: dict[str, Any], *, count: int, annotators: int) -> tuple[Fixture, float]:
@@ -396,37 +451,34 @@ def seed(config: dict[str, Any], *, count: int, annotators: int) -> tuple[Fixtur
 
 @dataclass(frozen=True)
 class ClaimStatement:
-    """Django's claim statement for one project, with its parameters; one of them is the annotator's."""
+    """Django's claim statement for one project, with its parameters; some of them are the annotator's."""
 
     sql: str
     parameters: tuple[Any, ...]
-    annotator_position: int
+    annotator_positions: tuple[int, ...]
 
     def parameters_for(self, annotator_id: int) -> list[Any]:
         parameters = list(self.parameters)
-        parameters[self.annotator_position] = annotator_id
+        for position in self.annotator_positions:
+            parameters[position] = annotator_id
         return parameters
 
 
 def claim_statement(project_id: int) -> ClaimStatement:
     from django.db import transaction
 
-    from annotate.assignment import claim_candidates
+    from annotate.assignment import claim_next
 
     with transaction.atomic():  # the compiler refuses FOR UPDATE outside a transaction
-        queryset = (
-            claim_candidates(annotator_id=SENTINEL_ANNOTATOR_ID, project_id=project_id)
-            .select_for_update(skip_locked=True, of=("self",))
-            .values_list("pk", flat=True)[:1]
-        )
+        queryset = claim_next(annotator_id=SENTINEL_ANNOTATOR_ID, project_id=project_id)
         statement, parameters = queryset.query.sql_with_params()
     django_disconnect()
     # Choices enums become plain strings, as Django's own adapters send them.
     values = tuple(str(value) if isinstance(value, str) else value for value in parameters)
-    positions = [index for index, value in enumerate(values) if value == SENTINEL_ANNOTATOR_ID]
-    if len(positions) != 1:
+    positions = tuple(index for index, value in enumerate(values) if value == SENTINEL_ANNOTATOR_ID)
+    if not positions:
         raise RuntimeError(f"cannot find the annotator parameter in the claim statement: {parameters}")
-    return ClaimStatement(sql=statement, parameters=values, annotator_position=positions[0])
+    return ClaimStatement(sql=statement, parameters=values, annotator_positions=positions)
 
 
 def pool_reset(admin: psycopg.Connection, project_id: int) -> None:
@@ -673,6 +725,25 @@ def cpu_times() -> tuple[float, float]:
     return float(total - idle), float(total)
 
 
+def processes_cpu_seconds(names: frozenset[str]) -> float:
+    """CPU seconds (user + system) used so far by the live processes named (`comm`) one of `names`."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                line = stat.read()
+        except OSError:  # it exited meanwhile
+            continue
+        name_end = line.rindex(b")")  # the name may hold spaces and parentheses
+        if line[line.index(b"(") + 1 : name_end].decode(errors="replace") not in names:
+            continue
+        fields = line[name_end + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime and stime, fields 14 and 15 of proc_pid_stat(5)
+    return total / CLOCK_TICKS
+
+
 def run_phase(result: PhaseResult, *, duration: float, loops: Sequence[AnnotatorLoop]) -> PhaseResult:
     """Run every simulated annotator until `duration` has passed or one finds nothing left; the clock
     starts once all are prepared."""
@@ -710,6 +781,7 @@ def run_phase(result: PhaseResult, *, duration: float, loops: Sequence[Annotator
         thread.start()
     ready.wait()
     busy_before, total_before = cpu_times()
+    app_before = processes_cpu_seconds(APP_PROCESSES)
     client_before = time.process_time()
     began = time.perf_counter()
     deadline = began + duration
@@ -720,6 +792,8 @@ def run_phase(result: PhaseResult, *, duration: float, loops: Sequence[Annotator
     result.exhausted = stop.ran_dry_at is not None
     busy_after, total_after = cpu_times()
     result.client_cpu_seconds = time.process_time() - client_before
+    result.app_cpu_seconds = processes_cpu_seconds(APP_PROCESSES) - app_before
+    result.busy_cpu_seconds = (busy_after - busy_before) / CLOCK_TICKS
     result.machine_busy = (
         (busy_after - busy_before) / (total_after - total_before) if total_after > total_before else 0.0
     )
@@ -854,39 +928,69 @@ class CeilingAnnotator(AnnotatorLoop):
 # --- One size --------------------------------------------------------------------------------------------
 
 
-def measure_size(
+def size_database(config: dict[str, Any], database_url: str, count: int) -> tuple[dict[str, Any], str]:
+    """Each size has its own database, named after DATABASE_URL's with the size appended."""
+    name = f"{config['NAME']}_{count}"
+    return {**config, "NAME": name}, urlsplit(database_url)._replace(path=f"/{name}").geturl()
+
+
+def django_use(config: dict[str, Any]) -> None:
+    """Point this process's Django connection at a size's database (its ORM seeds it)."""
+    from django.db import connections
+
+    django_disconnect()
+    connections["default"].settings_dict["NAME"] = config["NAME"]
+
+
+def size_prepare(*, config: dict[str, Any], database_url: str, count: int, annotators: int) -> SizeResult:
+    size_config, size_url = size_database(config, database_url, count)
+    print(f"\n== {count:,} comparisons: database {size_config['NAME']} ==", file=sys.stderr)
+    database_recreate(size_config)
+    django_use(size_config)
+    migrate()
+    django_disconnect()
+    print(f"seeding {count:,} comparisons ...", file=sys.stderr)
+    fixture, seed_seconds = seed(size_config, count=count, annotators=annotators)
+    print(f"seeded in {seed_seconds:.1f} s", file=sys.stderr)
+    return SizeResult(
+        comparisons=count,
+        config=size_config,
+        database_url=size_url,
+        fixture=fixture,
+        seed_seconds=seed_seconds,
+    )
+
+
+def size_round(
+    size: SizeResult,
     *,
-    config: dict[str, Any],
-    database_url: str,
+    round_number: int,
     broker_url: str,
     secret_key: str,
     static_root: Path,
     server: ServerConfig,
-    count: int,
     levels: Sequence[int],
     duration: float,
     warmup: float,
     max_connections: int,
     log_path: Path,
-) -> SizeResult:
-    print(f"\n== {count:,} comparisons ==", file=sys.stderr)
-    database_recreate(config)
-    migrate()
-    django_disconnect()
-    print(f"seeding {count:,} comparisons ...", file=sys.stderr)
-    fixture, seed_seconds = seed(config, count=count, annotators=max(levels))
-    print(f"seeded in {seed_seconds:.1f} s", file=sys.stderr)
-    claim = claim_statement(fixture.project_id)
-    result = SizeResult(comparisons=count, seed_seconds=seed_seconds)
+) -> None:
+    """One round at one size: the app started on the size's database, then each level's ceiling and HTTP
+    phases from the same pool state; the app is stopped afterwards, so the other size runs alone."""
+    print(f"\n== round {round_number}: {size.comparisons:,} comparisons ==", file=sys.stderr)
+    django_use(size.config)
+    claim = claim_statement(size.fixture.project_id)
     environment = server_environment(
-        database_url=database_url, broker_url=broker_url, secret_key=secret_key, static_root=static_root
+        database_url=size.database_url, broker_url=broker_url, secret_key=secret_key, static_root=static_root
     )
+    fixture = size.fixture
     with (
-        connect(config) as admin,
+        connect(size.config) as admin,
         celery_worker(environment, log_path.with_name("celery.log")),
         gunicorn(environment, server, log_path) as base_url,
     ):
-        login_probe(base_url, fixture)
+        if round_number == 1:
+            login_probe(base_url, fixture)
         if warmup > 0:
             # Workers compile templates and open their database connections on first use.
             warm = PhaseResult(name="warm-up", annotators=min(levels))
@@ -901,16 +1005,17 @@ def measure_size(
             print(f"warm-up: {warm.judgments} judgments in {warm.seconds:.1f} s", file=sys.stderr)
         pool_reset(admin, fixture.project_id)
         for level in levels:
+            seed_base = SEED + 1000 * round_number + level
             connections = min(level, max_connections, connections_free(admin) - CONNECTION_HEADROOM)
             if connections < 1:
                 exit_unable("bench/assign.py: PostgreSQL has no free connections for the ceiling")
-            pool = ConnectionPool(config, connections)
+            pool = ConnectionPool(size.config, connections)
             try:
                 ceiling = run_phase(
                     PhaseResult(name="ceiling", annotators=level, connections=connections),
                     duration=duration,
                     loops=[
-                        CeilingAnnotator(pool, claim, fixture.annotator_ids[index], SEED + level + index)
+                        CeilingAnnotator(pool, claim, fixture.annotator_ids[index], seed_base + index)
                         for index in range(level)
                     ],
                 )
@@ -923,17 +1028,22 @@ def measure_size(
                 PhaseResult(name="HTTP", annotators=level, connections=server.workers * server.threads),
                 duration=duration,
                 loops=[
-                    HttpAnnotator(base_url, fixture.slug, fixture.session_keys[index], SEED + level + index)
+                    HttpAnnotator(base_url, fixture.slug, fixture.session_keys[index], seed_base + index)
                     for index in range(level)
                 ],
             )
             http.violations = audit(admin)
             pool_reset(admin, fixture.project_id)
             phase_print(http)
-            result.ceiling[level] = ceiling
-            result.http[level] = http
+            size.ceiling.setdefault(level, []).append(ceiling)
+            size.http.setdefault(level, []).append(http)
     django_disconnect()
-    return result
+
+
+def round_order(sizes: list[SizeResult], round_number: int) -> list[SizeResult]:
+    """Smallest first in odd rounds, largest first in even ones (A B, B A, A B, ...), so that a machine
+    slowing down or speeding up over the run weighs on both sizes alike."""
+    return sizes if round_number % 2 else sizes[::-1]
 
 
 def phase_print(phase: PhaseResult) -> None:
@@ -956,6 +1066,7 @@ def report_print(
     results: list[SizeResult],
     *,
     levels: Sequence[int],
+    rounds: int,
     duration: float,
     server: ServerConfig,
     server_version: str,
@@ -973,18 +1084,21 @@ def report_print(
     )
     print(
         f"server: {server.describe()} on 127.0.0.1, DEBUG off; client: one thread per annotator, "
-        f"{duration:g} s per phase, no think time; overlap {OVERLAP}; ceiling connections (conns): "
+        f"{duration:g} s per phase × {rounds} round(s), sizes alternating, no think time; overlap {OVERLAP}; ceiling connections (conns): "
         f"min(annotators, {max_connections}, the server's free connections - {CONNECTION_HEADROOM})"
     )
     for size in results:
         print()
-        print(f"{size.comparisons:,} comparisons (seeded in {size.seed_seconds:.1f} s)")
+        print(
+            f"{size.comparisons:,} comparisons (seeded in {size.seed_seconds:.1f} s); "
+            f"rounds pooled: judgments over their summed time, percentiles over all their requests"
+        )
         print(
             f"{'annotators':>10} | {'HTTP j/s':>8}  {'next p50/p95/p99 ms':>23}  {'submit p50/p95/p99 ms':>23} | "
             f"{'conns':>5}  {'ceiling j/s':>11}  {'claim p50/p95/p99 ms':>23} | {'HTTP ÷ ceiling':>14}"
         )
         for level in levels:
-            http, ceiling = size.http[level], size.ceiling[level]
+            http, ceiling = size.http_at(level), size.ceiling_at(level)
             ratio = quotient(http.judgments_per_second, ceiling.judgments_per_second)
             dry = "*" if http.exhausted or ceiling.exhausted else ""
             print(
@@ -998,19 +1112,47 @@ def report_print(
             f"{'client cores, HTTP':>18}  {'client cores, ceiling':>21}  {'load avg':>8}"
         )
         for level in levels:
-            http, ceiling = size.http[level], size.ceiling[level]
+            http, ceiling = size.http_at(level), size.ceiling_at(level)
             print(
                 f"{level:>10} | {http.machine_busy:>14.0%}  {ceiling.machine_busy:>17.0%}  "
                 f"{http.client_cpu_seconds / http.seconds:>18.2f}  "
                 f"{ceiling.client_cpu_seconds / ceiling.seconds:>21.2f}  "
                 f"{max(http.load_average, ceiling.load_average):>8.1f}"
             )
-        if any(size.http[level].exhausted or size.ceiling[level].exhausted for level in levels):
+        print(
+            f"{'annotators':>10} | {'CPU ms per judgment: HTTP client / app / database+rest':>54} | "
+            f"{'ceiling client / database+rest':>30} | {'cores HTTP needs at ' + str(TARGET_HTTP_SHARE_OF_CEILING) + '× ceiling':>30}"
+        )
+        for level in levels:
+            http, ceiling = size.http_at(level), size.ceiling_at(level)
+            http_cpu, ceiling_cpu = http.cpu_ms_per_judgment(), ceiling.cpu_ms_per_judgment()
+            needed = sum(http_cpu) / 1000 * TARGET_HTTP_SHARE_OF_CEILING * ceiling.judgments_per_second
+            print(
+                f"{level:>10} | {' / '.join(f'{value:.2f}' for value in http_cpu):>54} | "
+                f"{f'{ceiling_cpu[0]:.2f} / {ceiling_cpu[2]:.2f}':>30} | {needed:>30.1f}"
+            )
+        if rounds > 1:
+            print(f"{'annotators':>10} | per round: HTTP ÷ ceiling; p99(next) ms")
+            for level in levels:
+                shares = [
+                    quotient(http.judgments_per_second, ceiling.judgments_per_second)
+                    for http, ceiling in zip(size.http[level], size.ceiling[level], strict=True)
+                ]
+                print(
+                    f"{level:>10} | "
+                    + "  ".join(
+                        f"{share:.3f}×; {http.first.p(0.99):.1f}"
+                        for share, http in zip(shares, size.http[level], strict=True)
+                    )
+                )
+        if any(size.http_at(level).exhausted or size.ceiling_at(level).exhausted for level in levels):
             print("* the pool ran dry during the phase: its rate is over the time until then")
         errors = Counter[str]()
         for level in levels:
-            errors.update({f"{key} (HTTP × {level})": n for key, n in size.http[level].errors.items()})
-            errors.update({f"{key} (ceiling × {level})": n for key, n in size.ceiling[level].errors.items()})
+            errors.update({f"{key} (HTTP × {level})": n for key, n in size.http_at(level).errors.items()})
+            errors.update(
+                {f"{key} (ceiling × {level})": n for key, n in size.ceiling_at(level).errors.items()}
+            )
         if errors:
             print(f"errors: {dict(errors)}")
 
@@ -1021,7 +1163,8 @@ def report_print(
         total = sum(
             phase.violations.get(name, 0)
             for size in results
-            for phase in (*size.http.values(), *size.ceiling.values())
+            for phases in (*size.http.values(), *size.ceiling.values())
+            for phase in phases
         )
         clean = clean and total == 0
         print(f"  {name}: {total}")
@@ -1030,7 +1173,9 @@ def report_print(
     smallest, largest = results[0], results[-1]
     indicative = (smallest.comparisons, largest.comparisons) != (TARGET_SMALL, TARGET_LARGE)
     shares = {
-        level: quotient(largest.http[level].judgments_per_second, largest.ceiling[level].judgments_per_second)
+        level: quotient(
+            largest.http_at(level).judgments_per_second, largest.ceiling_at(level).judgments_per_second
+        )
         for level in levels
     }
     share_met = all(share >= TARGET_HTTP_SHARE_OF_CEILING for share in shares.values())
@@ -1041,7 +1186,7 @@ def report_print(
     )
     if len(results) > 1:
         growth = {
-            level: quotient(largest.http[level].first.p(0.99), smallest.http[level].first.p(0.99))
+            level: quotient(largest.http_at(level).first.p(0.99), smallest.http_at(level).first.p(0.99))
             for level in levels
         }
         growth_met = all(value <= TARGET_P99_GROWTH for value in growth.values())
@@ -1066,6 +1211,12 @@ def main() -> int:
     )
     parser.add_argument("--levels", type=int_list, default=list(DEFAULT_LEVELS), help="simulated annotators")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per phase and level")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=DEFAULT_ROUNDS,
+        help="rounds over the sizes, alternating their order; each level's rounds are pooled",
+    )
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of HTTP warm-up per size")
     parser.add_argument(
         "--workers",
@@ -1080,9 +1231,9 @@ def main() -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"smoke run: sizes {QUICK_SIZES[0]:,} and {QUICK_SIZES[1]:,}, 5 s per phase, 1 s warm-up",
+        help=f"smoke run: sizes {QUICK_SIZES[0]:,} and {QUICK_SIZES[1]:,}, 5 s per phase, 1 s warm-up, 2 rounds",
     )
-    parser.add_argument("--keep-database", action="store_true", help="leave the last size's database")
+    parser.add_argument("--keep-database", action="store_true", help="leave the sizes' databases")
     parser.add_argument(
         "--broker",
         default=os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/12"),
@@ -1093,8 +1244,11 @@ def main() -> int:
     if arguments.comparisons:
         sizes = sorted({TARGET_SMALL, arguments.comparisons})
     duration, warmup = arguments.duration, arguments.warmup
+    rounds: int = arguments.rounds
     if arguments.quick:
-        sizes, duration, warmup = list(QUICK_SIZES), 5.0, 1.0
+        sizes, duration, warmup, rounds = list(QUICK_SIZES), 5.0, 1.0, 2
+    if rounds < 1:
+        exit_unable("bench/assign.py: --rounds must be at least 1")
     levels: list[int] = arguments.levels
     server = ServerConfig(workers=arguments.workers, threads=arguments.threads)
 
@@ -1106,14 +1260,13 @@ def main() -> int:
     django_setup(secret_key)
     print(
         f"sizes {', '.join(f'{size:,}' for size in sizes)}; levels {levels}; {duration:g} s per phase; "
-        f"{server.describe()}",
+        f"{rounds} round(s); {server.describe()}",
         file=sys.stderr,
     )
     results: list[SizeResult] = []
     with tempfile.TemporaryDirectory(prefix="rankwise-bench-assign-") as folder:
         static_root = Path(folder) / "static"
         log_path = Path(folder) / "gunicorn.log"
-        database_recreate(config)
         collectstatic(
             server_environment(
                 database_url=database_url,
@@ -1125,22 +1278,26 @@ def main() -> int:
         try:
             for count in sizes:
                 results.append(
-                    measure_size(
-                        config=config,
-                        database_url=database_url,
+                    size_prepare(
+                        config=config, database_url=database_url, count=count, annotators=max(levels)
+                    )
+                )
+            for round_number in range(1, rounds + 1):
+                for size in round_order(results, round_number):
+                    size_round(
+                        size,
+                        round_number=round_number,
                         broker_url=arguments.broker,
                         secret_key=secret_key,
                         static_root=static_root,
                         server=server,
-                        count=count,
                         levels=levels,
                         duration=duration,
                         warmup=warmup,
                         max_connections=arguments.max_connections,
                         log_path=log_path,
                     )
-                )
-            with connect(config) as connection:
+            with connect(config, dbname="postgres") as connection:
                 row = connection.execute("SHOW server_version").fetchone()
                 server_version = str(row[0]) if row else "unknown"
         except Exception:
@@ -1150,10 +1307,12 @@ def main() -> int:
         finally:
             django_disconnect()
             if not arguments.keep_database:
-                database_recreate(config, drop_only=True)
+                for count in sizes:
+                    database_recreate(size_database(config, database_url, count)[0], drop_only=True)
     clean = report_print(
         results,
         levels=levels,
+        rounds=rounds,
         duration=duration,
         server=server,
         server_version=server_version,
