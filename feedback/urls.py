@@ -18,3 +18,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("feedback.api.urls")),
 ]
+
+handler500 = "feedback.views.server_error"

@@ -390,3 +390,36 @@ def test_a_judgment_takes_thirteen_statements_to_load_and_eleven_to_submit(
         response = post_json(annotator_client, judgment_url(project, assignment_id_of(page)), body)
     assert response.status_code == 201
     assert response.json()["progress"]["today"] == 1
+
+
+def test_a_server_error_answers_the_script_in_json_and_the_browser_with_the_page(
+    annotator_client, project, leased, monkeypatch
+):
+    from annotate import views
+
+    def broken(**kwargs):
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(views, "judgment_submit", broken)
+    monkeypatch.setattr(views, "comparison_lease_next", broken)
+    annotator_client.raise_request_exception = False
+    before = rows()
+    response = post_json(
+        annotator_client,
+        judgment_url(project, leased.pk),
+        {"submission_key": KEY, "choice": "a", "strength": 1},
+        HTTP_ACCEPT="application/json",  # as the workspace's script sends it
+    )
+    assert response.status_code == 500
+    assert response.json() == {
+        "detail": "The server failed to answer this request. The error was logged; try again later."
+    }
+    page = annotator_client.get(
+        reverse("annotate:workspace", args=[project.slug]),
+        HTTP_ACCEPT="text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    )
+    assert page.status_code == 500
+    assert page["Content-Type"].startswith("text/html")
+    assert b"Server Error (500)" in page.content
+    assert b"secret detail" not in page.content
+    assert rows() == before

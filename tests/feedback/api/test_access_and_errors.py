@@ -97,6 +97,23 @@ def test_a_malformed_json_body_is_400_in_the_shape(engineer_api):
     assert response.json()["detail"].startswith("JSON parse error")
 
 
+def test_a_server_error_is_a_json_500_in_the_shape_with_nothing_of_the_failure(engineer_api, monkeypatch):
+    from feedback.api import views
+
+    def broken(self):
+        raise RuntimeError("database password is hunter2")
+
+    monkeypatch.setattr(views.ProjectList, "get_queryset", broken)
+    engineer_api.raise_request_exception = False
+    for accept in ("application/json", "*/*"):
+        response = engineer_api.get("/api/v1/projects", HTTP_ACCEPT=accept)
+        assert response.status_code == 500
+        assert response["Content-Type"] == "application/json"
+        assert response.json() == {
+            "detail": "The server failed to answer this request. The error was logged; try again later."
+        }
+
+
 def test_tokens_are_rate_limited_with_retry_after(settings, data_engineer):
     settings.RANKWISE_API_TOKEN_RATE = "3/min"
     client = token_client(data_engineer)
