@@ -170,6 +170,18 @@ def test_the_guidelines_page_renders_sanitized_markdown(annotator_client, projec
     assert "&lt;b onclick=x&gt;raw&lt;/b&gt;" in page
 
 
+def test_the_workspace_shows_the_projects_completion_once_it_is_counted(annotator_client, project):
+    comparisons_bulk_create(project, 4)
+    workspace = reverse("annotate:workspace", args=[project.slug])
+    first = annotator_client.get(workspace).content.decode()
+    assert '<span id="project-percent">being counted</span>' in first
+    Comparison.objects.filter(pk=Comparison.objects.order_by("pk")[1].pk).update(status="completed")
+    project_completion_count(project_id=project.pk)
+    counted = annotator_client.get(workspace).content.decode()
+    assert '<span id="project-percent">25% complete</span>' in counted
+    assert 'max="4" value="1"' in counted
+
+
 # --- submitting ------------------------------------------------------------------------------------------
 
 

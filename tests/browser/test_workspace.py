@@ -87,6 +87,8 @@ def test_five_comparisons_judged_with_the_keyboard_only(browser_page, live_serve
             page.keyboard.press("Escape")
         page.keyboard.press("Enter")
         page.get_by_role("status").filter(has_text="Saved").wait_for()
+        # The answer's progress, as the script shows it before moving on.
+        assert re.fullmatch(r"\d+% complete|being counted", page.locator("#project-percent").inner_text())
         stored_ids.append(assignment)
         assignment = wait_for_next(page, assignment)
         assert page.locator("#today-count").inner_text() == str(number)

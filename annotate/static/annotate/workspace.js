@@ -224,7 +224,7 @@
   function showProgress(progress) {
     if (!progress) return;
     document.getElementById("today-count").textContent = progress.today;
-    document.getElementById("project-percent").textContent = progress.counted ? progress.percent : "…";
+    document.getElementById("project-percent").textContent = progress.counted ? `${progress.percent}% complete` : "being counted";
     const bar = document.getElementById("project-progress");
     bar.max = progress.total || 1;
     bar.value = progress.completed;
