@@ -37,6 +37,7 @@ from feedback.models import (
     Project,
     Prompt,
     Response,
+    conversation_hash,
 )
 from feedback.selectors import projects_with_progress
 from feedback.services.generation import (
@@ -47,6 +48,7 @@ from feedback.services.generation import (
 from feedback.services.prompts import (
     MAX_REPORTED_ERRORS,
     PromptImportError,
+    conversation_clean,
     prompt_file_format_for,
     prompts_import,
 )
@@ -282,8 +284,35 @@ class PromptImportForm(forms.Form):
     )
 
 
+class PromptForm(forms.ModelForm):
+    """A prompt written by hand: the same checks as a line of an import."""
+
+    class Meta:
+        model = Prompt
+        fields = ("project", "external_id", "category", "conversation", "metadata")
+
+    def clean_conversation(self) -> list[dict[str, str]]:
+        try:
+            return conversation_clean(self.cleaned_data.get("conversation"))
+        except ValueError as error:
+            raise ValidationError(f"{error}.") from None
+
+    def clean_metadata(self) -> dict[str, Any]:
+        metadata = self.cleaned_data.get("metadata")
+        if not isinstance(metadata, dict):
+            raise ValidationError("Metadata must be a JSON object.")
+        if "\\u0000" in json.dumps(metadata):
+            raise ValidationError("Metadata contains a NUL character.")
+        return metadata
+
+
 @admin.register(Prompt)
 class PromptAdmin(admin.ModelAdmin):
+    """Prompts are imported in bulk (the list's "Import prompts") or written here one at a time. Once
+    responses were generated from a prompt, its conversation and project are fixed: those responses, and
+    the judgments of them, answer that text, and an export pairs them with it."""
+
+    form = PromptForm
     list_display = ("external_id", "project", "category", "turn_count", "preview", "created_at")
     list_filter = ("project", "category")
     search_fields = ("external_id",)
@@ -292,6 +321,26 @@ class PromptAdmin(admin.ModelAdmin):
     change_list_template = "admin/feedback/prompt/change_list.html"
     fields = ("project", "external_id", "category", "conversation", "conversation_display", "metadata")
     actions = ("generate_responses",)
+
+    @staticmethod
+    def _answered(prompt: Prompt | None) -> bool:
+        return prompt is not None and prompt.pk is not None and prompt.responses.exists()
+
+    def get_fields(self, request: HttpRequest, obj: Prompt | None = None) -> tuple[str, ...]:
+        if obj is None:
+            return ("project", "external_id", "category", "conversation", "metadata")
+        if self._answered(obj):
+            return ("project", "external_id", "category", "conversation_display", "metadata")
+        return self.fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Prompt | None = None) -> tuple[str, ...]:
+        if self._answered(obj):
+            return (*self.readonly_fields, "project")
+        return tuple(self.readonly_fields)
+
+    def save_model(self, request: HttpRequest, obj: Prompt, form: forms.ModelForm, change: bool) -> None:
+        obj.content_hash = conversation_hash(obj.conversation)
+        super().save_model(request, obj, form, change)
 
     @admin.display(description="Turns")
     def turn_count(self, prompt: Prompt) -> int:
@@ -303,10 +352,17 @@ class PromptAdmin(admin.ModelAdmin):
 
     @admin.display(description="Conversation")
     def conversation_display(self, prompt: Prompt) -> str:
-        return format_html_join(
+        messages = format_html_join(
             "",
             '<p><strong>{}</strong><br><span style="white-space: pre-wrap">{}</span></p>',
             ((message.get("role", "?"), message.get("content", "")) for message in prompt.conversation or []),
+        )
+        if not self._answered(prompt):
+            return messages
+        return format_html(
+            '{}<p class="help">Responses were generated from this conversation, so it can no longer change. '
+            "Import or add a new prompt for other text.</p>",
+            messages,
         )
 
     def get_search_results(

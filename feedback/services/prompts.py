@@ -389,9 +389,7 @@ def _prompt_from_record(record: dict[str, Any], *, line: int, max_chars: int) ->
     if unknown:
         raise _LineError(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(RECORD_FIELDS)}")
     conversation = _conversation_from_record(record)
-    total_chars = sum(len(message["content"]) for message in conversation)
-    if total_chars > max_chars:
-        raise _LineError(f"over the size limit: {total_chars} characters of text, the limit is {max_chars}")
+    _check_size(conversation, max_chars=max_chars)
 
     category = record.get("category", PromptCategory.OTHER)
     if not isinstance(category, str) or category.strip().lower() not in CATEGORIES:
@@ -445,6 +443,23 @@ def _conversation_from_record(record: dict[str, Any]) -> list[dict[str, str]]:
         conversation.append({"role": role, "content": content})
     _check_role_order([message["role"] for message in conversation])
     return conversation
+
+
+def conversation_clean(messages: Any) -> list[dict[str, str]]:
+    """`messages` checked as an import checks a line's (roles and their order, text, size), for the other
+    write path, the admin's prompt form. Raises ValueError with the import's message."""
+    try:
+        conversation = _conversation_from_record({"messages": messages})
+        _check_size(conversation, max_chars=settings.RANKWISE_PROMPT_MAX_CHARS)
+    except _LineError as error:
+        raise ValueError(str(error)) from None
+    return conversation
+
+
+def _check_size(conversation: list[dict[str, str]], *, max_chars: int) -> None:
+    total_chars = sum(len(message["content"]) for message in conversation)
+    if total_chars > max_chars:
+        raise _LineError(f"over the size limit: {total_chars} characters of text, the limit is {max_chars}")
 
 
 def _check_role_order(roles: list[str]) -> None:

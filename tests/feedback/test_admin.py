@@ -1,5 +1,6 @@
 """The admin renders every page for staff, refuses everyone else, and keeps judgments read-only."""
 
+import io
 import json
 
 import pytest
@@ -9,8 +10,9 @@ from django.test import Client
 from django.urls import reverse
 
 from feedback.export.options import ExportOptions
-from feedback.models import Assignment, Comparison, Judgment, Prompt
+from feedback.models import Assignment, Comparison, Judgment, Prompt, conversation_hash
 from feedback.services.exports import export_create, export_run
+from feedback.services.prompts import prompts_import
 from feedback.services.tokens import api_token_create
 from tests.factories import (
     AssignmentFactory,
@@ -18,6 +20,7 @@ from tests.factories import (
     JudgmentFactory,
     ProjectFactory,
     PromptFactory,
+    ResponseFactory,
 )
 
 pytestmark = pytest.mark.django_db
@@ -234,3 +237,93 @@ def test_prompt_search_finds_text_and_ids_within_the_active_filter(admin_client)
     assert found(q="tides", project__id__exact=mine.pk) == ["tide-1"]
     assert found(q="rain-1") == ["rain-1"]
     assert found(q="  ", project__id__exact=mine.pk) == ["rain-1", "tide-1"]
+
+
+# --- prompts written by hand -----------------------------------------------------------------------------
+
+
+def prompt_form(project, conversation, **fields):
+    return {
+        "project": project.pk,
+        "external_id": "by-hand-1",
+        "category": "explain",
+        "conversation": json.dumps(conversation),
+        "metadata": "{}",
+        **fields,
+    }
+
+
+@pytest.mark.parametrize(
+    ("conversation", "metadata", "field", "message"),
+    [
+        (
+            [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
+            "{}",
+            "conversation",
+            "the last message must be from the user",
+        ),
+        (
+            [{"role": "user", "content": "a\u0000b"}],
+            "{}",
+            "conversation",
+            "message 1 contains a NUL character",
+        ),
+        (
+            [{"role": "user"}],
+            "{}",
+            "conversation",
+            "message 1 must be an object with exactly 'role' and 'content'",
+        ),
+        ("Explain tides.", "{}", "conversation", "messages must be a non-empty list"),
+        ([{"role": "user", "content": "Fine"}], "[1]", "metadata", "Metadata must be a JSON object."),
+    ],
+)
+def test_a_prompt_added_by_hand_is_checked_as_an_import_line_is(
+    admin_client, conversation, metadata, field, message
+):
+    project = ProjectFactory()
+    response = admin_client.post(
+        admin_url(Prompt, "add"), prompt_form(project, conversation, metadata=metadata)
+    )
+    assert response.status_code == 200
+    assert message in " ".join(response.context["adminform"].form.errors[field])
+    assert Prompt.objects.count() == 0
+
+
+def test_a_prompt_added_or_changed_by_hand_gets_the_hash_an_import_would_give(admin_client):
+    project = ProjectFactory()
+    conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Explain tides."}]
+    response = admin_client.post(admin_url(Prompt, "add"), prompt_form(project, conversation))
+    assert response.status_code == 302
+    prompt = Prompt.objects.get()
+    imported = prompts_import(
+        project=ProjectFactory(),
+        source=io.BytesIO(json.dumps({"messages": conversation}).encode() + b"\n"),
+        file_format="jsonl",
+    )
+    assert imported.created == 1
+    assert prompt.content_hash == Prompt.objects.exclude(pk=prompt.pk).get().content_hash
+
+    changed = [{"role": "user", "content": "Explain rain."}]
+    response = admin_client.post(admin_url(Prompt, "change", prompt.pk), prompt_form(project, changed))
+    assert response.status_code == 302
+    prompt.refresh_from_db()
+    assert (prompt.conversation, prompt.content_hash) == (changed, conversation_hash(changed))
+
+
+def test_a_prompt_with_responses_keeps_its_conversation_and_project(admin_client):
+    response = ResponseFactory()
+    prompt = response.prompt
+    before = (prompt.conversation, prompt.content_hash, prompt.project_id)
+    page = admin_client.get(admin_url(Prompt, "change", prompt.pk)).content.decode()
+    assert "Responses were generated from this conversation, so it can no longer change." in page
+    assert 'name="conversation"' not in page
+    assert 'name="project"' not in page
+    answer = admin_client.post(
+        admin_url(Prompt, "change", prompt.pk),
+        prompt_form(ProjectFactory(), [{"role": "user", "content": "Something else?"}], category="write"),
+    )
+    assert answer.status_code == 302
+    prompt.refresh_from_db()
+    assert (prompt.conversation, prompt.content_hash, prompt.project_id) == before
+    assert prompt.category == "write"  # what does not change the meaning of the responses still can
