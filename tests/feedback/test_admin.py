@@ -4,13 +4,22 @@ import io
 import json
 
 import pytest
+from django import forms
 from django.contrib import admin
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
 from feedback.export.options import ExportOptions
-from feedback.models import Assignment, Comparison, Judgment, Prompt, conversation_hash
+from feedback.models import (
+    Assignment,
+    Comparison,
+    Judgment,
+    PolicyCheckpoint,
+    Project,
+    Prompt,
+    conversation_hash,
+)
 from feedback.services.exports import export_create, export_run
 from feedback.services.prompts import prompts_import
 from feedback.services.tokens import api_token_create
@@ -327,3 +336,38 @@ def test_a_prompt_with_responses_keeps_its_conversation_and_project(admin_client
     prompt.refresh_from_db()
     assert (prompt.conversation, prompt.content_hash, prompt.project_id) == before
     assert prompt.category == "write"  # what does not change the meaning of the responses still can
+
+
+def submitted_defaults(client: Client, url: str) -> dict:
+    """What a browser submits from an add page left as it is: each field's initial value, and the inline
+    formsets empty."""
+    page = client.get(url)
+    form = page.context["adminform"].form
+    data: dict = {}
+    for name, field in form.fields.items():
+        value = form.get_initial_for_field(field, name)
+        if value is None or value is False:
+            continue
+        if value is True:
+            data[name] = "on"
+        elif isinstance(field, forms.JSONField):
+            data[name] = json.dumps(value)
+        else:
+            data[name] = value
+    for inline in page.context["inline_admin_formsets"]:
+        data |= {f"{inline.formset.prefix}-TOTAL_FORMS": "0", f"{inline.formset.prefix}-INITIAL_FORMS": "0"}
+    return data
+
+
+def test_a_project_and_a_checkpoint_are_added_from_their_forms_as_they_come(admin_client, tmp_path):
+    url = admin_url(Project, "add")
+    data = submitted_defaults(admin_client, url) | {"name": "Summaries", "slug": "summaries"}
+    assert admin_client.post(url, data).status_code == 302
+    project = Project.objects.get(slug="summaries")
+    assert project.rating_rubric == json.loads(data["rating_rubric"])
+    assert project.strength_labels == json.loads(data["strength_labels"])
+
+    url = admin_url(PolicyCheckpoint, "add")
+    data = submitted_defaults(admin_client, url) | {"name": "policy-v1", "source": str(tmp_path)}
+    assert admin_client.post(url, data).status_code == 302
+    assert PolicyCheckpoint.objects.get(name="policy-v1").source == str(tmp_path)
