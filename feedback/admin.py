@@ -7,7 +7,7 @@ Model output, checkpoint reports and worker errors are untrusted text: they reac
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +16,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.auth import get_user_model
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
-from django.db.models import Count, Q, QuerySet, TextField, URLField
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, TextField, URLField
 from django.db.models.functions import Cast
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -49,6 +49,7 @@ from feedback.services.prompts import (
     MAX_REPORTED_ERRORS,
     PromptImportError,
     conversation_clean,
+    metadata_clean,
     prompt_file_format_for,
     prompts_import,
 )
@@ -292,18 +293,17 @@ class PromptForm(forms.ModelForm):
         fields = ("project", "external_id", "category", "conversation", "metadata")
 
     def clean_conversation(self) -> list[dict[str, str]]:
-        try:
-            return conversation_clean(self.cleaned_data.get("conversation"))
-        except ValueError as error:
-            raise ValidationError(f"{error}.") from None
+        return _cleaned(conversation_clean, self.cleaned_data.get("conversation"))
 
     def clean_metadata(self) -> dict[str, Any]:
-        metadata = self.cleaned_data.get("metadata")
-        if not isinstance(metadata, dict):
-            raise ValidationError("Metadata must be a JSON object.")
-        if "\\u0000" in json.dumps(metadata):
-            raise ValidationError("Metadata contains a NUL character.")
-        return metadata
+        return _cleaned(metadata_clean, self.cleaned_data.get("metadata"))
+
+
+def _cleaned(clean: Callable[[Any], Any], value: Any) -> Any:
+    try:
+        return clean(value)
+    except ValueError as error:
+        raise ValidationError(f"{error}.") from None
 
 
 @admin.register(Prompt)
@@ -322,9 +322,14 @@ class PromptAdmin(admin.ModelAdmin):
     fields = ("project", "external_id", "category", "conversation", "conversation_display", "metadata")
     actions = ("generate_responses",)
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Prompt]:
+        # Whether responses exist comes with the prompt: the change page asks several times.
+        answered = Exists(Response.objects.filter(prompt=OuterRef("pk")))
+        return super().get_queryset(request).annotate(answered=answered)
+
     @staticmethod
     def _answered(prompt: Prompt | None) -> bool:
-        return prompt is not None and prompt.pk is not None and prompt.responses.exists()
+        return bool(getattr(prompt, "answered", False))  # a new prompt has none
 
     def get_fields(self, request: HttpRequest, obj: Prompt | None = None) -> tuple[str, ...]:
         if obj is None:

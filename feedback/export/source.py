@@ -343,5 +343,5 @@ def _groups_by_orm(options: ExportOptions, *, high_water_mark: int, full: bool) 
 
 def _rows(queryset: QuerySet[Any], *fields: str) -> Iterator[tuple[Any, ...]]:
     # values_list().iterator(): chunked fetches; the ORM's converters give the same Python types as the
-    # COPY path's loaders (JSON decoded, datetimes aware).
+    # PostgreSQL stream's loaders (JSON decoded, datetimes aware).
     return iter(queryset.values_list(*fields).iterator(chunk_size=CHUNK_SIZE))

@@ -114,8 +114,7 @@ def _count(stats: ExportStats, group: ComparisonGroup, produced: int, agreement:
     stats.comparisons += 1
     stats.judgments += len(group.judgments)
     stats.annotators.update(map(_annotator_id, group.judgments))
-    for name in {entry.checkpoint for entry in group.entries}:
-        stats.checkpoints[name] += 1
+    stats.checkpoints.update({entry.checkpoint for entry in group.entries})  # once per comparison
     stats.categories[group.category] += 1
     if len(group.judgments) > 1:
         stats.agreement_sum += agreement

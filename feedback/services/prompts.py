@@ -396,11 +396,7 @@ def _prompt_from_record(record: dict[str, Any], *, line: int, max_chars: int) ->
         raise _LineError(f"unknown category {category!r}; allowed: {', '.join(PromptCategory.values)}")
 
     metadata = record.get("metadata", {})
-    if not isinstance(metadata, dict):
-        raise _LineError(f"metadata must be a JSON object, got {_json_type(metadata)}")
-    metadata_json = json.dumps(metadata, ensure_ascii=False)  # escapes control characters, NUL included
-    if "\\u0000" in metadata_json:
-        raise _LineError("metadata contains a NUL character")
+    metadata_json = _metadata_json(metadata)
 
     conversation_json = canonical_json(conversation)
     content_hash = sha256_hex(conversation_json)
@@ -445,15 +441,34 @@ def _conversation_from_record(record: dict[str, Any]) -> list[dict[str, str]]:
     return conversation
 
 
+# For the other write path, the admin's prompt form: the checks an import makes of a line's conversation
+# (roles and their order, text, size) and metadata, raising ValueError with the import's message.
+
+
 def conversation_clean(messages: Any) -> list[dict[str, str]]:
-    """`messages` checked as an import checks a line's (roles and their order, text, size), for the other
-    write path, the admin's prompt form. Raises ValueError with the import's message."""
     try:
         conversation = _conversation_from_record({"messages": messages})
         _check_size(conversation, max_chars=settings.RANKWISE_PROMPT_MAX_CHARS)
     except _LineError as error:
         raise ValueError(str(error)) from None
     return conversation
+
+
+def metadata_clean(metadata: Any) -> dict[str, Any]:
+    try:
+        _metadata_json(metadata)
+    except _LineError as error:
+        raise ValueError(str(error)) from None
+    return metadata
+
+
+def _metadata_json(metadata: Any) -> str:
+    if not isinstance(metadata, dict):
+        raise _LineError(f"metadata must be a JSON object, got {_json_type(metadata)}")
+    metadata_json = json.dumps(metadata, ensure_ascii=False)  # escapes control characters, NUL included
+    if "\\u0000" in metadata_json:
+        raise _LineError("metadata contains a NUL character")
+    return metadata_json
 
 
 def _check_size(conversation: list[dict[str, str]], *, max_chars: int) -> None:

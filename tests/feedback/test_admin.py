@@ -284,7 +284,12 @@ def prompt_form(project, conversation, **fields):
             "message 1 must be an object with exactly 'role' and 'content'",
         ),
         ("Explain tides.", "{}", "conversation", "messages must be a non-empty list"),
-        ([{"role": "user", "content": "Fine"}], "[1]", "metadata", "Metadata must be a JSON object."),
+        (
+            [{"role": "user", "content": "Fine"}],
+            "[1]",
+            "metadata",
+            "metadata must be a JSON object, got a list.",
+        ),
     ],
 )
 def test_a_prompt_added_by_hand_is_checked_as_an_import_line_is(
@@ -320,11 +325,16 @@ def test_a_prompt_added_or_changed_by_hand_gets_the_hash_an_import_would_give(ad
     assert (prompt.conversation, prompt.content_hash) == (changed, conversation_hash(changed))
 
 
-def test_a_prompt_with_responses_keeps_its_conversation_and_project(admin_client):
+def test_a_prompt_with_responses_keeps_its_conversation_and_project(
+    admin_client, django_assert_max_num_queries
+):
     response = ResponseFactory()
     prompt = response.prompt
     before = (prompt.conversation, prompt.content_hash, prompt.project_id)
-    page = admin_client.get(admin_url(Prompt, "change", prompt.pk)).content.decode()
+    # Session, user, the prompt (whether it has responses comes with it), the content type, its project:
+    # asking for its responses again, per field and for the note, would add one query each.
+    with django_assert_max_num_queries(5):
+        page = admin_client.get(admin_url(Prompt, "change", prompt.pk)).content.decode()
     assert "Responses were generated from this conversation, so it can no longer change." in page
     assert 'name="conversation"' not in page
     assert 'name="project"' not in page
