@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 
 from annotate.models import AnnotatorStatistics
 from annotate.statistics import annotator_statistics
-from feedback.admin import ReadOnlyModelAdmin
+from feedback.admin.common import ReadOnlyModelAdmin
 from feedback.models import Project
 
 MISSING = "—"

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from annotate.statistics import AnnotatorStatistics, annotator_statistics
 from annotate.submission import PAIRWISE_RANKINGS
-from feedback.admin import AssignmentInline
+from feedback.admin.comparisons import AssignmentInline
 from feedback.models import Assignment, Comparison, Judgment, Project
 from tests.conftest import logged_in_client
 from tests.factories import (

@@ -1,6 +1,6 @@
 """The admin's export page: a form over the export options, the list of exports, downloads.
 
-Registered from `feedback.admin`. The form hands its values to `ExportOptions.from_mapping` (the same
+Imported, and so registered, by `feedback.admin`. The form hands its values to `ExportOptions.from_mapping` (the same
 parser as the REST API and the command), so every rule and message is shared; its errors land on the
 form fields they name.
 """

@@ -1,0 +1,121 @@
+"""Projects: settings, progress, the runs started for them, and the action that generates responses
+with the current checkpoint.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from feedback.admin.common import ReadOnlyInline, percent
+from feedback.admin.generation import run_progress, start_runs
+from feedback.models import GenerationRun, PolicyCheckpoint, Project
+from feedback.selectors import projects_with_progress
+
+
+class GenerationRunInline(ReadOnlyInline):
+    model = GenerationRun
+    fk_name = "project"
+    fields = ("checkpoint", "opponent_checkpoint", "status", "progress", "created_at")
+    readonly_fields = fields
+    ordering = ("-created_at",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[GenerationRun]:
+        return super().get_queryset(request).select_related("checkpoint", "opponent_checkpoint")
+
+    @admin.display(description="Prompts done")
+    def progress(self, run: GenerationRun) -> str:
+        return run_progress(run)
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "slug",
+        "comparison_mode",
+        "is_active",
+        "prompt_count",
+        "comparison_count",
+        "progress",
+        "current_checkpoint",
+    )
+    list_filter = ("is_active", "comparison_mode")
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    filter_horizontal = ("annotators",)
+    list_select_related = ("current_checkpoint",)
+    readonly_fields = ("prompt_count", "comparison_count", "progress", "checkpoints_used", "created_at")
+    inlines = (GenerationRunInline,)
+    actions = ("generate_responses",)
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "is_active", "guidelines")}),
+        ("Progress", {"fields": ("prompt_count", "comparison_count", "progress", "checkpoints_used")}),
+        (
+            "Comparisons",
+            {
+                "fields": (
+                    "comparison_mode",
+                    "responses_per_comparison",
+                    "allows_tie",
+                    "strength_labels",
+                    "rating_rubric",
+                    "judgments_per_comparison",
+                    "lease_duration",
+                )
+            },
+        ),
+        (
+            "Generation",
+            {
+                "fields": (
+                    "current_checkpoint",
+                    "samples_per_prompt",
+                    "max_new_tokens",
+                    "temperature",
+                    "top_p",
+                    "top_k",
+                    "repetition_penalty",
+                    "stop_strings",
+                    "completion_template",
+                    "pairing_strategy",
+                    "max_comparisons_per_prompt",
+                )
+            },
+        ),
+        ("Annotators", {"fields": ("annotators",)}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Project]:
+        return projects_with_progress(super().get_queryset(request))
+
+    @admin.display(description="Prompts", ordering="prompt_total")
+    def prompt_count(self, project: Project) -> int:
+        return getattr(project, "prompt_total", 0)
+
+    @admin.display(description="Comparisons", ordering="comparison_total")
+    def comparison_count(self, project: Project) -> int:
+        return getattr(project, "comparison_total", 0)
+
+    @admin.display(description="Completed comparisons")
+    def progress(self, project: Project) -> str:
+        return percent(getattr(project, "comparison_completed", 0), getattr(project, "comparison_total", 0))
+
+    @admin.display(description="Checkpoints that answered")
+    def checkpoints_used(self, project: Project) -> str:
+        names = (
+            PolicyCheckpoint.objects.filter(responses__prompt__project=project)
+            .distinct()
+            .order_by("name")
+            .values_list("name", flat=True)
+        )
+        return ", ".join(names) or "none yet"
+
+    def has_generate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("feedback.add_generationrun")
+
+    @admin.action(description="Generate responses with the current checkpoint", permissions=["generate"])
+    def generate_responses(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+        projects = queryset.select_related("current_checkpoint").order_by("name")
+        start_runs(self, request, ((project, None) for project in projects))
