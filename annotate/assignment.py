@@ -6,9 +6,11 @@ The rule is kept by counters on the comparison row and a check constraint on the
 the counters and the rows never disagree, on PostgreSQL under any concurrency and on SQLite for the demo.
 
 Locks, always in this order, so no two paths can deadlock:
-- a claim locks the annotator's user row (one claim per annotator at a time, so two tabs never hold
-  two leases), runs the expiry sweep below inside its transaction, then locks one comparison with
-  `FOR UPDATE SKIP LOCKED` (never waits for another claim);
+- a claim locks the annotator's standing in the project (one claim per annotator and project at a
+  time, so two tabs never hold two leases), runs the expiry sweep below inside its transaction, then
+  locks one comparison with `FOR UPDATE SKIP LOCKED` (never waits for another claim);
+- a suspension (`feedback.services.standing`) locks the standing, then expires the annotator's leases
+  as the sweep does;
 - a submission or skip locks its assignment row, then updates its comparison;
 - the expiry sweep locks overdue assignments with `SKIP LOCKED`, then updates their comparisons in id order.
 
@@ -21,13 +23,15 @@ skipped while they are still open (bounded by their own recent work).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from django.contrib.auth import get_user_model
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
@@ -36,7 +40,8 @@ from django.utils import timezone
 
 from annotate.selectors import assignment_get_for_annotator
 from annotate.submission import JudgmentSubmission, SubmissionInvalid, judgment_values, skip_reason_clean
-from feedback.models import Assignment, Comparison, Judgment, Project
+from feedback.models import AnnotatorStanding, Assignment, Comparison, Judgment, Project
+from feedback.services.generation import send_task_on_commit
 
 if TYPE_CHECKING:  # django-stubs is a development dependency
     from django_stubs_ext import WithAnnotations
@@ -44,6 +49,7 @@ if TYPE_CHECKING:  # django-stubs is a development dependency
 logger = logging.getLogger(__name__)
 
 EXPIRY_SWEEP_LIMIT = 500
+STANDING_TASK = "annotate.evaluate_standing"
 # SQLite has no row locks: a claim may lose its candidate to a concurrent one and try the next.
 CLAIM_ATTEMPTS = 5
 KEY_REUSED = (
@@ -53,6 +59,10 @@ KEY_REUSED = (
 
 class SubmissionConflict(Exception):
     """The submission cannot count (HTTP 409): its comparison has no place left for it, or it was judged."""
+
+
+class AnnotatorSuspended(Exception):
+    """The annotator is suspended from the project (HTTP 403); the message says why, in plain words."""
 
 
 class SubmissionKeyReused(Exception):
@@ -66,7 +76,10 @@ class SubmitResult:
 
 
 def _has_room() -> Q:
-    return Q(LessThan(F("judgment_count") + F("lease_count"), F("required_judgments")))
+    """A place free: judgments plus live leases below the required judgments; gold has no limit."""
+    return Q(required_judgments__isnull=True) | Q(
+        LessThan(F("judgment_count") + F("lease_count"), F("required_judgments"))
+    )
 
 
 def leases_expire(*, now: datetime | None = None, limit: int = EXPIRY_SWEEP_LIMIT) -> int:
@@ -108,10 +121,21 @@ def claim_candidates(*, annotator_id: int, project_id: int) -> QuerySet[Comparis
         state=Assignment.State.EXPIRED
     )
     return (
-        Comparison.objects.filter(project_id=project_id, status=Comparison.Status.OPEN)
+        Comparison.objects.filter(project_id=project_id, status=Comparison.Status.OPEN, is_gold=False)
         .filter(_has_room())
         .exclude(Exists(taken))
         .order_by(F("required_judgments") - F("judgment_count"), "id")
+    )
+
+
+def gold_candidates(*, annotator_id: int, project_id: int) -> QuerySet[Comparison]:
+    """The project's open gold items this annotator was never served (whatever became of the lease:
+    gold is never served twice), least answered first."""
+    served = Assignment.objects.filter(comparison=OuterRef("pk"), annotator_id=annotator_id)
+    return (
+        Comparison.objects.filter(project_id=project_id, status=Comparison.Status.OPEN, is_gold=True)
+        .exclude(Exists(served))
+        .order_by("judgment_count", "id")
     )
 
 
@@ -134,20 +158,64 @@ def claim_next(*, annotator_id: int, project_id: int) -> QuerySet[WithAnnotation
     )
 
 
+def gold_due(*, rate: float, leases: int, gold_slots: int, draw: float) -> bool:
+    """Whether the annotator's next comparison is to be gold, given `leases` served so far in the project,
+    `gold_slots` of them when gold was due, and a uniform `draw` in [0, 1).
+
+    The chance is the annotator's gold deficit, rate × (leases + 1) − slots so far, clipped to [0, 1]: gold
+    comes at random moments, averages `rate` over time, is due for sure once a whole item is owed, and
+    never runs ahead: after n leases an annotator has had at most rate × n + 1 gold items (less than one
+    over their share). A slot counts whether or not a gold item was left to serve in it, so a project
+    without gold owes nothing, and gold added later arrives at the rate, not in a burst."""
+    deficit = rate * (leases + 1) - gold_slots
+    return deficit > 0 and draw < min(deficit, 1.0)
+
+
+def gold_draw(*, project_id: int, annotator_id: int, leases: int) -> float:
+    """The claim's uniform draw in [0, 1): keyed by the server's secret, so that the moments gold comes
+    are reproducible (tests, audits) but cannot be foreseen by anyone who reads this code."""
+    message = f"gold:{project_id}:{annotator_id}:{leases}".encode()
+    digest = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _standing_locked(*, annotator: User, project: Project) -> AnnotatorStanding:
+    """The annotator's standing in the project, row-locked (created on their first claim)."""
+    standings = AnnotatorStanding.objects.select_for_update().filter(project=project, annotator=annotator)
+    standing = standings.first()
+    if standing is None:
+        AnnotatorStanding.objects.get_or_create(project=project, annotator=annotator)
+        standing = standings.get()
+    return standing
+
+
+def suspension_message(standing: AnnotatorStanding) -> str:
+    return (
+        f"You are suspended from {standing.project}: {standing.reason} It gives you no more comparisons "
+        "until a project manager or an admin reinstates you."
+    )
+
+
 def comparison_lease_next(
     *, annotator: User, project: Project, now: datetime | None = None
 ) -> Assignment | None:
     """The annotator's open lease in the project, or a new lease on the next comparison; None when none
-    is left for them. The caller has checked that the annotator may work on the project.
+    is left for them. The caller has checked that the annotator may work on the project. Raises
+    `AnnotatorSuspended` (with the reason, in plain words) when the annotator is suspended there.
 
     A new lease holds one of the comparison's places until it is submitted, skipped or expires after the
     project's lease duration. Idempotent per annotator: until then, calling again returns the same lease.
+    At the project's gold rate (see `gold_due`) the lease is on a gold item the annotator has never been
+    served instead; gold is served only while there is other work for them too, so it never stands out.
     """
     now = now or timezone.now()
-    user_model = get_user_model()
     with transaction.atomic():
-        # One claim per annotator at a time: two tabs, or a double click, must not take two places.
-        user_model._default_manager.select_for_update().filter(pk=annotator.pk).values_list("pk").get()
+        # One claim per annotator and project at a time: two tabs, or a double click, must not take two
+        # places; the row also holds the counts gold is served by.
+        standing = _standing_locked(annotator=annotator, project=project)
+        if standing.status == AnnotatorStanding.Status.SUSPENDED:
+            standing.project = project
+            raise AnnotatorSuspended(suspension_message(standing))
         leases_expire(now=now)
         own = (
             Assignment.objects.filter(
@@ -164,9 +232,23 @@ def comparison_lease_next(
             return own
         claim = claim_next(annotator_id=annotator.pk, project_id=project.pk)
         for _ in range(CLAIM_ATTEMPTS):
-            comparison = claim.first()
-            if comparison is None:
+            candidate = claim.first()
+            if candidate is None:
                 return None
+            comparison: Comparison = candidate
+            revive = candidate.revive
+            is_gold_slot = bool(project.gold_rate) and gold_due(
+                rate=project.gold_rate,
+                leases=standing.leases,
+                gold_slots=standing.gold_slots,
+                draw=gold_draw(project_id=project.pk, annotator_id=annotator.pk, leases=standing.leases),
+            )
+            if is_gold_slot:
+                gold = gold_candidates(annotator_id=annotator.pk, project_id=project.pk).select_related(
+                    "prompt"
+                )
+                comparison = gold.first() or candidate
+                revive = revive and comparison is candidate
             # Conditional on room: under PostgreSQL the row lock already guarantees it; on SQLite, which has
             # no row locks, this is what keeps a concurrent claim from taking the same place twice.
             taken = (
@@ -179,8 +261,13 @@ def comparison_lease_next(
                 break
         else:
             return None
+        AnnotatorStanding.objects.filter(pk=standing.pk).update(
+            leases=F("leases") + 1,
+            gold_slots=F("gold_slots") + int(is_gold_slot),
+            gold_leases=F("gold_leases") + int(comparison.is_gold),
+        )
         expires_at = now + project.lease_duration
-        if comparison.revive:
+        if revive:
             assignment = Assignment.objects.select_for_update().get(
                 comparison=comparison, annotator=annotator, state=Assignment.State.EXPIRED
             )
@@ -261,6 +348,17 @@ def judgment_submit(
                     "This comparison was withdrawn from annotation; your judgment was not saved."
                 )
         else:
+            # A suspension expires the annotator's live leases under their standing's lock, so only a
+            # lease already expired can belong to a suspended annotator: the one path that asks.
+            if AnnotatorStanding.objects.filter(
+                project_id=comparison.project_id,
+                annotator=annotator,
+                status=AnnotatorStanding.Status.SUSPENDED,
+            ).exists():
+                raise AnnotatorSuspended(
+                    "You are suspended from this project, so this judgment was not saved. A project "
+                    "manager or an admin can reinstate you."
+                )
             counted = counters.filter(_has_room()).update(
                 judgment_count=F("judgment_count") + 1, **_complete_if_last(now)
             )
@@ -285,6 +383,9 @@ def judgment_submit(
         assignment.state = Assignment.State.SUBMITTED
         assignment.finished_at = now
         assignment.save(update_fields=["state", "finished_at"])
+        if comparison.is_gold:
+            # Graded off the request path; a lost message is made up by the periodic quality refresh.
+            send_task_on_commit(STANDING_TASK, [judgment.pk])
     return SubmitResult(judgment=judgment, replayed=False)
 
 
@@ -320,6 +421,7 @@ def assignment_skip(
 
 
 __all__ = [
+    "AnnotatorSuspended",
     "SubmissionConflict",
     "SubmissionInvalid",
     "SubmissionKeyReused",
@@ -327,6 +429,8 @@ __all__ = [
     "assignment_skip",
     "claim_candidates",
     "comparison_lease_next",
+    "gold_candidates",
+    "gold_due",
     "judgment_submit",
     "leases_expire",
 ]

@@ -81,7 +81,7 @@ def _request_count(project_id: int) -> None:
 
 
 def project_completion_count(*, project_id: int) -> ProjectCompletion | None:
-    """Count the project's comparisons now (retired ones left out) and store the result; None when the
+    """Count the project's comparisons now (retired and gold ones left out) and store the result; None when the
     project no longer exists (a request sent before it was deleted)."""
     if not Project.objects.filter(pk=project_id).exists():
         return None
@@ -92,7 +92,7 @@ def project_completion_count(*, project_id: int) -> ProjectCompletion | None:
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         counts = (
-            Comparison.objects.filter(project_id=project_id)
+            Comparison.objects.filter(project_id=project_id, is_gold=False)
             .exclude(status=Comparison.Status.RETIRED)
             .aggregate(total=Count("pk"), completed=Count("pk", filter=Q(status=Comparison.Status.COMPLETED)))
         )

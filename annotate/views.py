@@ -22,6 +22,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from annotate.assignment import (
+    AnnotatorSuspended,
     SubmissionConflict,
     SubmissionKeyReused,
     assignment_skip,
@@ -159,12 +160,15 @@ def workspace(request: HttpRequest, slug: str) -> HttpResponse:
     """The annotator's current comparison: their open lease, or a new one. A reload shows the same one."""
     annotator = _annotator(request)
     project = _project_or_404(request, slug)
-    assignment = comparison_lease_next(annotator=annotator, project=project)
     context: dict[str, Any] = {
         "project": project,
         "progress": _progress(annotator=annotator, project=project),
         "guidelines_html": markdown_to_safe_html(project.guidelines),
     }
+    try:
+        assignment = comparison_lease_next(annotator=annotator, project=project)
+    except AnnotatorSuspended as suspended:
+        return render(request, "annotate/suspended.html", {**context, "message": str(suspended)}, status=403)
     if assignment is None:
         return render(request, "annotate/done.html", context)
     page = comparison_page(assignment=assignment, project=project)
@@ -209,7 +213,8 @@ def _json_body(request: HttpRequest) -> Any:
 
 
 def _engine_errors(call: Callable[[], HttpResponse]) -> HttpResponse:
-    """Map the engine's refusals to statuses: 400 invalid, 404 not yours, 409 no place, 422 key reused."""
+    """Map the engine's refusals to statuses: 400 invalid, 403 suspended, 404 not yours, 409 no place,
+    422 key reused."""
     try:
         return call()
     except SubmissionInvalid as error:
@@ -220,6 +225,8 @@ def _engine_errors(call: Callable[[], HttpResponse]) -> HttpResponse:
         return error_response(409, str(error))
     except SubmissionKeyReused as error:
         return error_response(422, str(error))
+    except AnnotatorSuspended as error:
+        return error_response(403, str(error))
 
 
 def annotator_endpoint(view: Callable[[HttpRequest, User, Project, int], HttpResponse]) -> View:

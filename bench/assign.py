@@ -427,7 +427,7 @@ def seed(config: dict[str, Any], *, count: int, annotators: int) -> tuple[Fixtur
     User.groups.through.objects.bulk_create(
         [User.groups.through(user_id=user.pk, group_id=group.pk) for user in everyone]
     )
-    project.annotators.add(*everyone)
+    project.members.add(*everyone)
     session_keys = []
     for user in users:
         session = SessionStore()

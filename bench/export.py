@@ -402,7 +402,7 @@ def seed(config: dict[str, Any], *, judgments: int) -> float:
             for number in range(1, ANNOTATORS + 1)
         ]
     )
-    project.annotators.add(*users)
+    project.members.add(*users)
     django_disconnect()
 
     parameters: dict[str, Any] = {

@@ -230,8 +230,34 @@ class Project(models.Model):
     current_checkpoint = models.ForeignKey(
         "PolicyCheckpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    annotators = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, blank=True, related_name="annotation_projects"
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        through="ProjectMembership",
+        through_fields=("project", "user"),
+        blank=True,
+        related_name="annotation_projects",
+    )
+    # Gold items: served inside the normal flow at this rate, and what an annotator's accuracy on them
+    # leads to. Defaults suit a 2-way choice, where guessing scores 50%.
+    gold_rate = models.FloatField(
+        default=0.1,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Share of the comparisons served to an annotator that are gold (0.1: 1 in 10; 0: none).",
+    )
+    gold_warn_accuracy = models.FloatField(
+        default=0.8,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Below this gold accuracy an annotator is flagged.",
+    )
+    gold_suspend_accuracy = models.FloatField(
+        default=0.6,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Below this gold accuracy an annotator is suspended from the project…",
+    )
+    gold_min_answers = models.PositiveSmallIntegerField(
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="…once they have answered at least this many gold items.",
     )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -274,6 +300,15 @@ class Project(models.Model):
             models.CheckConstraint(
                 condition=Q(max_comparisons_per_prompt__gte=1), name="project_comparison_cap_positive"
             ),
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0, gold_rate__lte=0.5), name="project_gold_rate_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(gold_suspend_accuracy__gte=0, gold_warn_accuracy__lte=1)
+                & Q(gold_suspend_accuracy__lte=F("gold_warn_accuracy")),
+                name="project_gold_thresholds_ordered",
+            ),
+            models.CheckConstraint(condition=Q(gold_min_answers__gte=1), name="project_gold_min_answers"),
         ]
 
     def __str__(self) -> str:
@@ -288,6 +323,10 @@ class Project(models.Model):
             raise ValidationError(
                 {"responses_per_comparison": "A ranking project compares 3 to 8 responses."}
             )
+        if self.gold_suspend_accuracy > self.gold_warn_accuracy:
+            raise ValidationError(
+                {"gold_suspend_accuracy": "Suspension must come at or below the accuracy that warns."}
+            )
 
     def sampling_parameters(self) -> SamplingParameters:
         """The project's defaults for a new run."""
@@ -299,6 +338,35 @@ class Project(models.Model):
             repetition_penalty=self.repetition_penalty,
             stop_strings=tuple(self.stop_strings),
         )
+
+
+class ProjectRole(models.TextChoices):
+    """What a member may do in a project. Each role includes the ones before it."""
+
+    ANNOTATOR = "annotator", "Annotator: judges comparisons"
+    REVIEWER = "reviewer", "Reviewer: also decides the review queue"
+    MANAGER = "manager", "Manager: also picks items for review and reinstates annotators"
+
+
+class ProjectMembership(models.Model):
+    """A user's place in a project, with their role. Staff may work on every project without one."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=ProjectRole.choices, default=ProjectRole.ANNOTATOR)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project_id", "user_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="membership_once_per_project"),
+            models.CheckConstraint(
+                condition=Q(role__in=["annotator", "reviewer", "manager"]), name="membership_role_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} ({self.role})"
 
 
 class Prompt(models.Model):
@@ -313,6 +381,12 @@ class Prompt(models.Model):
     category = models.CharField(max_length=32, choices=PromptCategory.choices, default=PromptCategory.OTHER)
     metadata = models.JSONField(default=dict, blank=True)
     content_hash = models.CharField(max_length=64, help_text="SHA-256 of the canonical conversation JSON.")
+    is_gold = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="Imported with a gold item: runs over the whole project leave it out, so it never "
+        "reaches annotators as anything but gold.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -593,9 +667,21 @@ class Response(models.Model):
         LENGTH = "length", "Max new tokens"
         STOP = "stop", "Stop string"
 
+    class Source(models.TextChoices):
+        MODEL = "model", "Generated by a checkpoint"
+        IMPORTED = "imported", "Imported with a gold item"
+
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="responses")
-    checkpoint = models.ForeignKey(PolicyCheckpoint, on_delete=models.PROTECT, related_name="responses")
-    run = models.ForeignKey(GenerationRun, on_delete=models.CASCADE, related_name="responses")
+    source = models.CharField(
+        max_length=16, choices=Source.choices, default=Source.MODEL, db_default=Source.MODEL
+    )
+    # Set for generated responses (a check constraint holds it); imported ones come from a file.
+    checkpoint = models.ForeignKey(
+        PolicyCheckpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="responses"
+    )
+    run = models.ForeignKey(
+        GenerationRun, null=True, blank=True, on_delete=models.CASCADE, related_name="responses"
+    )
     sample_index = models.PositiveSmallIntegerField()
     text = models.TextField()
     sampling_parameters = models.JSONField(default=dict, blank=True)
@@ -620,6 +706,11 @@ class Response(models.Model):
                 condition=Q(latency_seconds__isnull=True) | Q(latency_seconds__gte=0),
                 name="response_latency_nonnegative",
             ),
+            models.CheckConstraint(
+                condition=Q(source="imported")
+                | Q(source="model", checkpoint__isnull=False, run__isnull=False),
+                name="response_generated_has_checkpoint",
+            ),
         ]
         indexes = [models.Index(fields=["run", "prompt"], name="response_run_prompt_idx")]
 
@@ -641,7 +732,13 @@ class Comparison(models.Model):
         GenerationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="comparisons"
     )
     responses = models.ManyToManyField(Response, through="ComparisonResponse", related_name="comparisons")
-    required_judgments = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
+    # Gold: the expected verdict is known (GoldVerdict). Served inside the normal flow to every annotator
+    # once, never counted toward overlap or progress, never in a preference export. A gold comparison has
+    # no required judgments (NULL): any number of annotators answer it, and it stays open.
+    is_gold = models.BooleanField(default=False, db_default=False)
+    required_judgments = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Empty for gold: no limit."
+    )
     judgment_count = models.PositiveSmallIntegerField(default=0)
     # Live leases holding a slot. Not indexed on purpose: it changes on every lease, and leaving it out
     # of every index keeps those updates HOT (no index writes) in PostgreSQL.
@@ -671,6 +768,14 @@ class Comparison(models.Model):
             models.CheckConstraint(
                 condition=Q(status__in=["open", "completed", "retired"]), name="comparison_status_valid"
             ),
+            models.CheckConstraint(
+                condition=Q(is_gold=True, required_judgments__isnull=True)
+                | Q(is_gold=False, required_judgments__isnull=False),
+                name="comparison_gold_has_no_overlap",
+            ),
+            models.CheckConstraint(
+                condition=Q(is_gold=False) | ~Q(status="completed"), name="comparison_gold_never_completes"
+            ),
         ]
         indexes = [
             # The next-comparison claim: open comparisons of a project, fewest judgments still missing
@@ -680,7 +785,13 @@ class Comparison(models.Model):
                 F("required_judgments") - F("judgment_count"),
                 F("id"),
                 name="comparison_next_open_idx",
-                condition=Q(status="open"),
+                condition=Q(status="open", is_gold=False),
+            ),
+            # The gold claim: a project's open gold items, least answered first.
+            models.Index(
+                fields=["project", "judgment_count", "id"],
+                name="comparison_gold_open_idx",
+                condition=Q(status="open", is_gold=True),
             ),
             models.Index(fields=["prompt"], name="comparison_prompt_idx"),
         ]
@@ -770,6 +881,103 @@ class Assignment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.annotator} on comparison {self.comparison_id} ({self.state})"
+
+
+class GoldVerdict(models.Model):
+    """The verdict a gold comparison expects, keyed by response id (see `feedback.quality.gold`)."""
+
+    comparison = models.OneToOneField(
+        Comparison, primary_key=True, on_delete=models.CASCADE, related_name="gold_verdict"
+    )
+    verdict = models.JSONField(help_text='{"accepted": [...]}, {"best": id} or {"ranks": {id: rank}}.')
+    explanation = models.TextField(
+        blank=True, help_text="Why this is the answer: for reviewers, never shown."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Gold verdict of comparison {self.comparison_id}"
+
+
+class AnnotatorStanding(models.Model):
+    """An annotator's standing in a project, and the counts the assignment engine serves gold by.
+
+    The claim locks this row (one claim per annotator and project at a time). `status` changes only
+    through `feedback.services.standing`, which writes a `StandingChange` for each change.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        WARNED = "warned", "Warned (low gold accuracy)"
+        SUSPENDED = "suspended", "Suspended"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="standings")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="standings"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    reason = models.TextField(blank=True, help_text="Why the status is what it is, in plain words.")
+    leases = models.PositiveIntegerField(default=0, help_text="Comparisons served in the project.")
+    gold_slots = models.PositiveIntegerField(
+        default=0, help_text="Of which gold was due (served, or none was left for the annotator)."
+    )
+    gold_leases = models.PositiveIntegerField(default=0, help_text="Of which gold.")
+    changed_at = models.DateTimeField(null=True, blank=True)
+    counts_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Gold answers before this (the last reinstatement) no longer count toward suspension.",
+    )
+
+    class Meta:
+        ordering = ["project_id", "annotator_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "annotator"], name="standing_once_per_project"),
+            models.CheckConstraint(
+                condition=Q(status__in=["active", "warned", "suspended"]), name="standing_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(gold_leases__lte=F("gold_slots"), gold_slots__lte=F("leases")),
+                name="standing_gold_within_slots",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} in {self.project}: {self.get_status_display()}"
+
+
+class StandingChange(models.Model):
+    """The record of a suspension, reinstatement or warning: who (none: the gold check), when, why, and
+    the gold figures it was decided on. Never updated or deleted by the application."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="standing_changes")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="standing_changes"
+    )
+    previous_status = models.CharField(max_length=16, choices=AnnotatorStanding.Status.choices)
+    status = models.CharField(max_length=16, choices=AnnotatorStanding.Status.choices)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.TextField()
+    gold_answered = models.PositiveIntegerField(default=0)
+    gold_correct = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(reason=""), name="standing_change_has_reason"),
+            models.CheckConstraint(condition=~Q(previous_status=F("status")), name="standing_change_changes"),
+        ]
+        indexes = [models.Index(fields=["project", "annotator", "created_at"], name="standing_change_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} in {self.project}: {self.previous_status} → {self.status}"
 
 
 RATIONALE_MAX_LENGTH = 5_000

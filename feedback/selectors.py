@@ -23,11 +23,14 @@ def _count_per_project(model: type[Model], **filters: Any) -> Coalesce:
 
 
 def projects_with_progress(projects: QuerySet[Project]) -> QuerySet[Project]:
-    """Annotate `prompt_total`, `comparison_total` and `comparison_completed` on each project."""
+    """Annotate `prompt_total`, `comparison_total` and `comparison_completed` on each project (gold
+    items, which are never completed, are not counted)."""
     return projects.annotate(
         prompt_total=_count_per_project(Prompt),
-        comparison_total=_count_per_project(Comparison),
-        comparison_completed=_count_per_project(Comparison, status=Comparison.Status.COMPLETED),
+        comparison_total=_count_per_project(Comparison, is_gold=False),
+        comparison_completed=_count_per_project(
+            Comparison, is_gold=False, status=Comparison.Status.COMPLETED
+        ),
     )
 
 
@@ -37,5 +40,5 @@ def projects_open_to(*, user: User | AnonymousUser) -> QuerySet[Project]:
     if not user.is_authenticated:
         return projects.none()
     if not user.is_staff:
-        projects = projects.filter(annotators=user)
+        projects = projects.filter(members=user)
     return projects

@@ -195,7 +195,7 @@ class World:
 @pytest.fixture
 def world(db, annotator, data_engineer, admin_user, settings, tmp_path) -> World:
     project = ProjectFactory(slug="world", current_checkpoint=PolicyCheckpointFactory())
-    project.annotators.add(annotator)
+    project.members.add(annotator)
     comparisons = [ComparisonFactory(prompt=PromptFactory(project=project)) for _ in range(3)]
     judgment = JudgmentFactory(comparison=comparisons[0])
     assignment = comparison_lease_next(annotator=annotator, project=project)

@@ -90,6 +90,7 @@ def test_the_web_stack_imports_and_serves_pages_where_import_torch_fails(tmp_pat
     }
     assert report["loaded"] == []
     assert report["tasks"] == [
+        "annotate.evaluate_standing",
         "annotate.expire_leases",
         "annotate.refresh_progress",
         "feedback.export_run",

@@ -10,7 +10,7 @@ from django.http import HttpRequest
 
 from feedback.admin.common import ReadOnlyInline, percent
 from feedback.admin.generation import run_progress, start_runs
-from feedback.models import GenerationRun, PolicyCheckpoint, Project
+from feedback.models import GenerationRun, PolicyCheckpoint, Project, ProjectMembership
 from feedback.selectors import projects_with_progress
 
 
@@ -29,6 +29,18 @@ class GenerationRunInline(ReadOnlyInline):
         return run_progress(run)
 
 
+class ProjectMembershipInline(admin.TabularInline):
+    """Who works on the project, and as what: annotators judge, reviewers also decide the review queue,
+    managers also pick items for review and reinstate annotators."""
+
+    model = ProjectMembership
+    fields = ("user", "role", "created_at")
+    readonly_fields = ("created_at",)
+    autocomplete_fields = ("user",)
+    extra = 0
+    verbose_name = "member"
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     list_display = (
@@ -44,10 +56,9 @@ class ProjectAdmin(admin.ModelAdmin):
     list_filter = ("is_active", "comparison_mode")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
-    filter_horizontal = ("annotators",)
     list_select_related = ("current_checkpoint",)
     readonly_fields = ("prompt_count", "comparison_count", "progress", "checkpoints_used", "created_at")
-    inlines = (GenerationRunInline,)
+    inlines = (ProjectMembershipInline, GenerationRunInline)
     actions = ("generate_responses",)
     fieldsets = (
         (None, {"fields": ("name", "slug", "is_active", "guidelines")}),
@@ -84,7 +95,16 @@ class ProjectAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Annotators", {"fields": ("annotators",)}),
+        (
+            "Gold items",
+            {
+                "fields": ("gold_rate", "gold_warn_accuracy", "gold_suspend_accuracy", "gold_min_answers"),
+                "description": "Gold comparisons are served at this rate among the others, look exactly "
+                "like them, and grade the annotator: below the warning accuracy they are flagged, below "
+                "the suspension accuracy (after the minimum number of gold answers) they get no more work "
+                "in the project until a manager or admin reinstates them.",
+            },
+        ),
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Project]:

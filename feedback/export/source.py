@@ -91,8 +91,9 @@ class ComparisonGroup:
 
 
 def judgments_selected(options: ExportOptions, *, high_water_mark: int) -> QuerySet[Judgment]:
-    """The judgments an export covers: at or below the mark, and through every filter of `options`."""
-    condition = Q(id__lte=high_water_mark)
+    """The judgments an export covers: at or below the mark, never of a gold item (the `gold` export
+    lists those), and through every filter of `options`."""
+    condition = Q(id__lte=high_water_mark, comparison__is_gold=False)
     if options.projects:
         condition &= Q(comparison__project__slug__in=options.projects)
     if options.since:

@@ -97,7 +97,7 @@ def demo_seed() -> DemoSeedResult:
             slug=DEMO_PROJECT_SLUG,
             defaults={"name": "Demo: instruction following", "guidelines": DEMO_GUIDELINES},
         )
-        project.annotators.add(*user_model.objects.filter(groups__name=ANNOTATORS_GROUP))
+        project.members.add(*user_model.objects.filter(groups__name=ANNOTATORS_GROUP))
         with DEMO_PROMPTS.open("rb") as source:
             report = prompts_import(project=project, source=source, file_format="jsonl")
 

@@ -69,7 +69,8 @@ def generation_run_start(
     chunk_size: int | None = None,
     created_by: Any = None,
 ) -> GenerationRun:
-    """Record a run over `prompts` (default: all of the project's) and enqueue its chunks after commit.
+    """Record a run over `prompts` (default: all of the project's but gold items' own) and enqueue its
+    chunks after commit.
 
     With an opponent, both checkpoints answer every prompt and each comparison pits one response of each.
     Raises ValidationError with field messages; nothing is written then.
@@ -109,7 +110,7 @@ def generation_run_start(
         errors["seed"] = "Must be a whole number from 0 to 2^63 - 1."
 
     if prompts is None:
-        prompt_ids = list(project.prompts.order_by("id").values_list("id", flat=True))
+        prompt_ids = list(project.prompts.filter(is_gold=False).order_by("id").values_list("id", flat=True))
     else:
         prompt_ids = sorted({prompt.pk for prompt in prompts if prompt.project_id == project.pk})
         if len(prompt_ids) != len({prompt.pk for prompt in prompts}):

@@ -13,11 +13,11 @@ import csv
 import gc
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, TypeVar
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -26,6 +26,7 @@ from django.utils import timezone
 from feedback.models import MessageRole, Project, Prompt, PromptCategory, canonical_json, sha256_hex
 
 PromptFileFormat = Literal["jsonl", "csv"]
+Checked = TypeVar("Checked")
 
 RECORD_FIELDS = ("id", "prompt", "messages", "category", "metadata")
 # Django rebuilds `TextChoices.values` on every access; these are checked once per message.
@@ -104,7 +105,7 @@ class PromptImportReport:
         )
 
 
-class _LineError(Exception):
+class LineError(Exception):
     """One record is bad; carries the message for the report."""
 
 
@@ -122,27 +123,43 @@ def prompt_file_format_for(filename: str) -> PromptFileFormat:
 def prompts_parse(*, source: IO[bytes], file_format: PromptFileFormat) -> list[ParsedPrompt]:
     """Read and check a whole file. Raises `PromptImportError` listing the bad lines."""
     if file_format == "jsonl":
-        records: Iterable[tuple[int, dict[str, Any] | _LineError]] = _jsonl_records(source)
+        records: Iterable[tuple[int, dict[str, Any] | LineError]] = jsonl_records(source)
     elif file_format == "csv":
         records = _csv_records(source)
     else:
         raise ValueError(f"Unknown prompt file format {file_format!r}: use 'jsonl' or 'csv'.")
-
     max_chars = settings.RANKWISE_PROMPT_MAX_CHARS
-    parsed: list[ParsedPrompt] = []
+    return records_checked(
+        records,
+        lambda record, line: prompt_from_record(record, line=line, max_chars=max_chars),
+        external_id=lambda prompt: prompt.external_id,
+        what="prompts",
+    )
+
+
+def records_checked(
+    records: Iterable[tuple[int, dict[str, Any] | LineError]],
+    check: Callable[[dict[str, Any], int], Checked],
+    *,
+    external_id: Callable[[Checked], str],
+    what: str,
+) -> list[Checked]:
+    """Every record through `check` (which raises `LineError`), ids unique across the file. Raises
+    `PromptImportError` naming every bad line (up to `MAX_REPORTED_ERRORS`), or the file's emptiness."""
+    parsed: list[Checked] = []
     errors: list[PromptLineError] = []
     first_line_of_id: dict[str, int] = {}
     truncated = False
     for line, record in records:
         try:
-            if isinstance(record, _LineError):
+            if isinstance(record, LineError):
                 raise record
-            prompt = _prompt_from_record(record, line=line, max_chars=max_chars)
-            first = first_line_of_id.setdefault(prompt.external_id, line)
+            item = check(record, line)
+            first = first_line_of_id.setdefault(external_id(item), line)
             if first != line:
-                raise _LineError(f"id {prompt.external_id!r} repeats line {first}")
-            parsed.append(prompt)
-        except _LineError as error:
+                raise LineError(f"id {external_id(item)!r} repeats line {first}")
+            parsed.append(item)
+        except LineError as error:
             if len(errors) < MAX_REPORTED_ERRORS:
                 errors.append(PromptLineError(line=line, message=str(error)))
             else:
@@ -150,7 +167,7 @@ def prompts_parse(*, source: IO[bytes], file_format: PromptFileFormat) -> list[P
     if errors:
         raise PromptImportError(errors, truncated=truncated)
     if not parsed:
-        raise PromptImportError([PromptLineError(line=1, message="the file holds no prompts")])
+        raise PromptImportError([PromptLineError(line=1, message=f"the file holds no {what}")])
     return parsed
 
 
@@ -277,7 +294,7 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
 
 def _refuse_constant(name: str) -> Any:
-    raise _LineError(f"bad JSON: {name} is not a JSON number")
+    raise LineError(f"bad JSON: {name} is not a JSON number")
 
 
 def _loads(text: str) -> Any:
@@ -300,14 +317,14 @@ def _decode_line(raw: bytes, *, line: int) -> str:
     if line == 1 and raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     if b"\x00" in raw:
-        raise _LineError("contains a NUL byte")
+        raise LineError("contains a NUL byte")
     try:
         return raw.decode("utf-8").rstrip("\r")
     except UnicodeDecodeError as error:
-        raise _LineError(f"is not valid UTF-8 (byte {error.start + 1})") from None
+        raise LineError(f"is not valid UTF-8 (byte {error.start + 1})") from None
 
 
-def _jsonl_records(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | _LineError]]:
+def jsonl_records(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | LineError]]:
     for line, raw in enumerate(_physical_lines(source), start=1):
         try:
             text = _decode_line(raw, line=line)
@@ -316,15 +333,15 @@ def _jsonl_records(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | _L
             try:
                 record = _loads(text)
             except json.JSONDecodeError as error:
-                raise _LineError(f"bad JSON: {error.msg} (column {error.colno})") from None
+                raise LineError(f"bad JSON: {error.msg} (column {error.colno})") from None
             if not isinstance(record, dict):
-                raise _LineError(f"expected a JSON object, got {_json_type(record)}")
+                raise LineError(f"expected a JSON object, got {json_type(record)}")
             yield line, record
-        except _LineError as error:
+        except LineError as error:
             yield line, error
 
 
-def _csv_records(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | _LineError]]:
+def _csv_records(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | LineError]]:
     # CSV records may span lines (quoted newlines), so check bytes per physical line first, then parse.
     raw_lines = list(_physical_lines(source))
     bad_lines = False
@@ -332,7 +349,7 @@ def _csv_records(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | _Lin
     for line, raw in enumerate(raw_lines, start=1):
         try:
             texts.append(_decode_line(raw, line=line))
-        except _LineError as error:
+        except LineError as error:
             bad_lines = True
             yield line, error
     if bad_lines:
@@ -346,7 +363,7 @@ def _csv_records(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | _Lin
     if unknown or len(set(header)) != len(header) or not {"prompt", "messages"} & set(header):
         yield (
             1,
-            _LineError(
+            LineError(
                 f"the header must name columns among {', '.join(RECORD_FIELDS)}, each once, including "
                 f"'prompt' or 'messages'; got {', '.join(header) or 'nothing'}"
             ),
@@ -358,11 +375,11 @@ def _csv_records(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | _Lin
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
-            yield line, _LineError(f"has {len(row)} fields, the header has {len(header)}")
+            yield line, LineError(f"has {len(row)} fields, the header has {len(header)}")
             continue
         try:
             yield line, _record_from_csv_row(dict(zip(header, row, strict=True)))
-        except _LineError as error:
+        except LineError as error:
             yield line, error
 
 
@@ -375,7 +392,7 @@ def _record_from_csv_row(row: dict[str, str]) -> dict[str, Any]:
             try:
                 record[name] = _loads(cell)
             except json.JSONDecodeError as error:
-                raise _LineError(f"{name} is not valid JSON: {error.msg} (column {error.colno})") from None
+                raise LineError(f"{name} is not valid JSON: {error.msg} (column {error.colno})") from None
         else:
             record[name] = cell
     return record
@@ -384,16 +401,16 @@ def _record_from_csv_row(row: dict[str, str]) -> dict[str, Any]:
 # --- Checking records ------------------------------------------------------------------------------------
 
 
-def _prompt_from_record(record: dict[str, Any], *, line: int, max_chars: int) -> ParsedPrompt:
+def prompt_from_record(record: dict[str, Any], *, line: int, max_chars: int) -> ParsedPrompt:
     unknown = sorted(set(record) - set(RECORD_FIELDS))
     if unknown:
-        raise _LineError(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(RECORD_FIELDS)}")
+        raise LineError(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(RECORD_FIELDS)}")
     conversation = _conversation_from_record(record)
     _check_size(conversation, max_chars=max_chars)
 
     category = record.get("category", PromptCategory.OTHER)
     if not isinstance(category, str) or category.strip().lower() not in CATEGORIES:
-        raise _LineError(f"unknown category {category!r}; allowed: {', '.join(PromptCategory.values)}")
+        raise LineError(f"unknown category {category!r}; allowed: {', '.join(PromptCategory.values)}")
 
     metadata = record.get("metadata", {})
     metadata_json = _metadata_json(metadata)
@@ -414,28 +431,28 @@ def _prompt_from_record(record: dict[str, Any], *, line: int, max_chars: int) ->
 
 def _conversation_from_record(record: dict[str, Any]) -> list[dict[str, str]]:
     if "prompt" in record and "messages" in record:
-        raise _LineError("give either 'prompt' or 'messages', not both")
+        raise LineError("give either 'prompt' or 'messages', not both")
     if "prompt" in record:
         text = record["prompt"]
         if not isinstance(text, str):
-            raise _LineError(f"prompt must be a string, got {_json_type(text)}")
-        _check_text(text, what="prompt")
+            raise LineError(f"prompt must be a string, got {json_type(text)}")
+        check_text(text, what="prompt")
         return [{"role": MessageRole.USER.value, "content": text}]
     if "messages" not in record:
-        raise _LineError("missing text: give 'prompt' (a string) or 'messages' (a list)")
+        raise LineError("missing text: give 'prompt' (a string) or 'messages' (a list)")
     messages = record["messages"]
     if not isinstance(messages, list) or not messages:
-        raise _LineError("messages must be a non-empty list of {role, content} objects")
+        raise LineError("messages must be a non-empty list of {role, content} objects")
     conversation = []
     for number, message in enumerate(messages, start=1):
         if not isinstance(message, dict) or set(message) != {"role", "content"}:
-            raise _LineError(f"message {number} must be an object with exactly 'role' and 'content'")
+            raise LineError(f"message {number} must be an object with exactly 'role' and 'content'")
         role, content = message["role"], message["content"]
         if role not in ROLES:
-            raise _LineError(f"message {number} has unknown role {role!r}; allowed: system, user, assistant")
+            raise LineError(f"message {number} has unknown role {role!r}; allowed: system, user, assistant")
         if not isinstance(content, str):
-            raise _LineError(f"message {number} content must be a string, got {_json_type(content)}")
-        _check_text(content, what=f"message {number}")
+            raise LineError(f"message {number} content must be a string, got {json_type(content)}")
+        check_text(content, what=f"message {number}")
         conversation.append({"role": role, "content": content})
     _check_role_order([message["role"] for message in conversation])
     return conversation
@@ -449,7 +466,7 @@ def conversation_clean(messages: Any) -> list[dict[str, str]]:
     try:
         conversation = _conversation_from_record({"messages": messages})
         _check_size(conversation, max_chars=settings.RANKWISE_PROMPT_MAX_CHARS)
-    except _LineError as error:
+    except LineError as error:
         raise ValueError(str(error)) from None
     return conversation
 
@@ -457,48 +474,48 @@ def conversation_clean(messages: Any) -> list[dict[str, str]]:
 def metadata_clean(metadata: Any) -> dict[str, Any]:
     try:
         _metadata_json(metadata)
-    except _LineError as error:
+    except LineError as error:
         raise ValueError(str(error)) from None
     return metadata
 
 
 def _metadata_json(metadata: Any) -> str:
     if not isinstance(metadata, dict):
-        raise _LineError(f"metadata must be a JSON object, got {_json_type(metadata)}")
+        raise LineError(f"metadata must be a JSON object, got {json_type(metadata)}")
     metadata_json = json.dumps(metadata, ensure_ascii=False)  # escapes control characters, NUL included
     if "\\u0000" in metadata_json:
-        raise _LineError("metadata contains a NUL character")
+        raise LineError("metadata contains a NUL character")
     return metadata_json
 
 
 def _check_size(conversation: list[dict[str, str]], *, max_chars: int) -> None:
     total_chars = sum(len(message["content"]) for message in conversation)
     if total_chars > max_chars:
-        raise _LineError(f"over the size limit: {total_chars} characters of text, the limit is {max_chars}")
+        raise LineError(f"over the size limit: {total_chars} characters of text, the limit is {max_chars}")
 
 
 def _check_role_order(roles: list[str]) -> None:
     """An optional leading system message, then user and assistant alternating, ending on user."""
     turns = roles[1:] if roles[0] == MessageRole.SYSTEM else roles
     if not turns:
-        raise _LineError("wrong role order: a system message alone; the conversation needs a user turn")
+        raise LineError("wrong role order: a system message alone; the conversation needs a user turn")
     for number, role in enumerate(turns):
         expected = MessageRole.USER if number % 2 == 0 else MessageRole.ASSISTANT
         if role != expected:
             position = number + 1 + (len(roles) - len(turns))
-            raise _LineError(
+            raise LineError(
                 f"wrong role order: message {position} is {role!r}, expected {expected.value!r} "
                 "(an optional system message, then user and assistant alternating)"
             )
     if turns[-1] != MessageRole.USER:
-        raise _LineError("wrong role order: the last message must be from the user")
+        raise LineError("wrong role order: the last message must be from the user")
 
 
-def _check_text(text: str, *, what: str) -> None:
+def check_text(text: str, *, what: str) -> None:
     if not text.strip():
-        raise _LineError(f"{what} is empty")
+        raise LineError(f"{what} is empty")
     if "\x00" in text:
-        raise _LineError(f"{what} contains a NUL character")
+        raise LineError(f"{what} contains a NUL character")
 
 
 def _external_id(value: Any, *, content_hash: str) -> str:
@@ -506,18 +523,18 @@ def _external_id(value: Any, *, content_hash: str) -> str:
         # Id-less files still re-import idempotently: the id is derived from the text.
         return f"{DERIVED_ID_PREFIX}{content_hash[:32]}"
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise _LineError(f"id must be a string or an integer, got {_json_type(value)}")
+        raise LineError(f"id must be a string or an integer, got {json_type(value)}")
     external_id = str(value).strip()
     if not external_id:
-        raise _LineError("id is empty")
+        raise LineError("id is empty")
     if len(external_id) > EXTERNAL_ID_MAX_LENGTH:
-        raise _LineError(f"id is longer than {EXTERNAL_ID_MAX_LENGTH} characters")
+        raise LineError(f"id is longer than {EXTERNAL_ID_MAX_LENGTH} characters")
     if "\x00" in external_id:
-        raise _LineError("id contains a NUL character")
+        raise LineError("id contains a NUL character")
     return external_id
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     return {
         dict: "an object",
         list: "a list",

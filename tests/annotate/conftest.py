@@ -67,7 +67,7 @@ def comparisons_bulk_create(project: Project, count: int, *, responses_each: int
 @pytest.fixture
 def project(annotator):
     project = ProjectFactory(judgments_per_comparison=2, slug="engine")
-    project.annotators.add(annotator)
+    project.members.add(annotator)
     return project
 
 
@@ -75,5 +75,5 @@ def project(annotator):
 def colleagues(project):
     """Three more members of `project`."""
     people = [AnnotatorFactory(username=f"colleague-{index}") for index in range(3)]
-    project.annotators.add(*people)
+    project.members.add(*people)
     return people

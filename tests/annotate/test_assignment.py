@@ -317,7 +317,7 @@ def test_a_pairwise_judgment_breaking_the_project_rules_is_refused(
 
 def test_ties_and_strength_follow_the_project_settings(annotator):
     project = ProjectFactory(allows_tie=False, strength_labels=[])
-    project.annotators.add(annotator)
+    project.members.add(annotator)
     comparisons_bulk_create(project, 2)
     lease = comparison_lease_next(annotator=annotator, project=project)
     with pytest.raises(SubmissionInvalid) as raised:
@@ -351,7 +351,7 @@ def ranking_project(annotator):
     project = ProjectFactory(
         comparison_mode="ranking", responses_per_comparison=4, judgments_per_comparison=1
     )
-    project.annotators.add(annotator)
+    project.members.add(annotator)
     comparisons_bulk_create(project, 1, responses_each=4)
     return project
 
@@ -439,7 +439,7 @@ def test_nobody_reaches_another_annotators_assignment(annotator, project, collea
 def test_an_annotator_removed_from_the_project_can_no_longer_submit(annotator, project):
     comparisons_bulk_create(project, 1)
     lease = comparison_lease_next(annotator=annotator, project=project)
-    project.annotators.remove(annotator)
+    project.members.remove(annotator)
     before = rows()
     with pytest.raises(AssignmentNotFound):
         judgment_submit(
@@ -461,7 +461,7 @@ def test_a_withdrawn_comparison_takes_no_judgment(annotator, project):
 
 def test_projects_are_independent_pools(annotator, project):
     other = ProjectFactory()
-    other.annotators.add(annotator)
+    other.members.add(annotator)
     (here,) = comparisons_bulk_create(project, 1)
     (there,) = comparisons_bulk_create(other, 1)
     assert comparison_lease_next(annotator=annotator, project=project).comparison_id == here.pk

@@ -23,7 +23,7 @@ OVERLAP = 3
 def test_fifty_annotators_never_over_assign_and_finish_the_pool():
     project = ProjectFactory(judgments_per_comparison=OVERLAP, slug="race")
     annotators = [AnnotatorFactory(username=f"racer-{index:02d}") for index in range(ANNOTATORS)]
-    project.annotators.add(*annotators)
+    project.members.add(*annotators)
     comparisons_bulk_create(project, COMPARISONS)
 
     accepted: list[tuple[int, int, str]] = []  # (annotator, judgment, key) of every first submission
@@ -106,3 +106,78 @@ def test_fifty_annotators_never_over_assign_and_finish_the_pool():
     assert all(returned == first for returned, first in replays)
     assert replays  # the replay path really ran
     assert set(Assignment.objects.values_list("state", flat=True)) == {"submitted"}
+
+
+GOLD_ITEMS = 40
+GOLD_RATE = 0.1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_gold_under_fifty_annotators_is_never_served_twice_nor_over_the_rate():
+    import io
+    import json
+
+    from feedback.services.gold import gold_import
+
+    project = ProjectFactory(judgments_per_comparison=OVERLAP, slug="gold-race", gold_rate=GOLD_RATE)
+    annotators = [AnnotatorFactory(username=f"gold-racer-{index:02d}") for index in range(ANNOTATORS)]
+    project.members.add(*annotators)
+    comparisons_bulk_create(project, 600)
+    lines = [
+        {
+            "id": f"g{number}",
+            "prompt": f"Gold {number}?",
+            "responses": [f"right {number}", f"wrong {number}"],
+            "expected": "A",
+        }
+        for number in range(GOLD_ITEMS)
+    ]
+    gold_import(project=project, source=io.BytesIO("\n".join(map(json.dumps, lines)).encode()))
+    gold_ids = set(Comparison.objects.filter(project=project, is_gold=True).values_list("pk", flat=True))
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+    start = threading.Barrier(ANNOTATORS)
+
+    def work(annotator) -> None:
+        try:
+            start.wait()
+            while (lease := comparison_lease_next(annotator=annotator, project=project)) is not None:
+                judgment_submit(
+                    annotator=annotator,
+                    assignment_id=lease.pk,
+                    submission_key=uuid.uuid4().hex,
+                    submission=JudgmentSubmission(choice="a", strength=1),
+                )
+        except BaseException as error:
+            with lock:
+                failures.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=(annotator,)) for annotator in annotators]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    assert not any(thread.is_alive() for thread in threads)
+    assert failures == []
+
+    served: dict[int, list[int]] = {}
+    for annotator_id, comparison_id in Assignment.objects.filter(comparison__project=project).values_list(
+        "annotator_id", "comparison_id"
+    ):
+        served.setdefault(annotator_id, []).append(comparison_id)
+    gold_total = 0
+    for annotator in annotators:
+        mine = served[annotator.pk]
+        gold = [pk for pk in mine if pk in gold_ids]
+        assert len(gold) == len(set(gold)), annotator.username  # never twice
+        assert len(gold) <= GOLD_RATE * len(mine) + 1, annotator.username  # never over the rate
+        gold_total += len(gold)
+    # The ordinary pool is finished exactly as without gold, and gold stayed open with honest counters.
+    ordinary = Comparison.objects.filter(project=project, is_gold=False)
+    assert set(ordinary.values_list("status", "judgment_count", "lease_count")) == {("completed", OVERLAP, 0)}
+    gold_rows = Comparison.objects.filter(pk__in=gold_ids)
+    assert set(gold_rows.values_list("status", "lease_count")) == {("open", 0)}
+    assert sum(gold_rows.values_list("judgment_count", flat=True)) == gold_total
+    assert gold_total >= GOLD_RATE * 600 * OVERLAP * 0.8  # gold really flowed

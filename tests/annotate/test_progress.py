@@ -47,7 +47,7 @@ def progress_now(project: Project):
 def test_a_page_reads_the_stored_count_with_its_project_and_never_counts(django_assert_num_queries):
     project = project_with(["completed", "open"])
     annotator = AnnotatorFactory()
-    project.annotators.add(annotator)
+    project.members.add(annotator)
     project_completion_count(project_id=project.pk)
     ComparisonFactory(prompt__project=project, status="completed")  # not counted yet
     with django_assert_num_queries(1):  # the project lookup every page makes, and nothing more

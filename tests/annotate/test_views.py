@@ -65,7 +65,7 @@ def test_the_project_list_needs_a_login(client):
 
 def test_an_annotator_sees_their_active_projects_with_their_progress(annotator, annotator_client):
     mine = ProjectFactory(name="Mine", slug="mine")
-    mine.annotators.add(annotator)
+    mine.members.add(annotator)
     for status in ("completed", "open"):
         JudgmentFactory(
             comparison=ComparisonFactory(prompt__project=mine, status=status), annotator=annotator
@@ -73,7 +73,7 @@ def test_an_annotator_sees_their_active_projects_with_their_progress(annotator, 
     Judgment.objects.filter(annotator=annotator).update(created_at=timezone.now() - timedelta(days=3))
     JudgmentFactory(comparison=ComparisonFactory(prompt__project=mine), annotator=annotator)
     ProjectFactory(name="Not mine")
-    ProjectFactory(name="Archived", is_active=False).annotators.add(annotator)
+    ProjectFactory(name="Archived", is_active=False).members.add(annotator)
     project_completion_count(project_id=mine.pk)  # what the worker does when asked, or beat every 30 s
 
     response = annotator_client.get(reverse("annotate:projects"))
@@ -258,7 +258,7 @@ def test_an_expired_lease_whose_place_was_taken_is_a_409(annotator, annotator_cl
         leased_at=now - project.lease_duration * 2, expires_at=now - project.lease_duration
     )
     colleagues = [AnnotatorFactory(username=f"late-{n}") for n in range(2)]
-    project.annotators.add(*colleagues)
+    project.members.add(*colleagues)
     for person in colleagues:
         assert comparison_lease_next(annotator=person, project=project).comparison_id == leased.comparison_id
     before = rows()
@@ -276,7 +276,7 @@ def test_nobody_reaches_another_annotators_assignment_or_a_project_they_left(
     annotator_client, project, leased
 ):
     intruder = AnnotatorFactory(username="intruder")
-    project.annotators.add(intruder)
+    project.members.add(intruder)
     intruder_client = logged_in_client(intruder)
     before = rows()
     body = {"submission_key": KEY, "choice": "a", "strength": 1}
@@ -289,9 +289,9 @@ def test_nobody_reaches_another_annotators_assignment_or_a_project_they_left(
     )
     # The owner, through another project's URL, or after leaving the project.
     elsewhere = ProjectFactory(slug="elsewhere")
-    elsewhere.annotators.add(leased.annotator)
+    elsewhere.members.add(leased.annotator)
     assert post_json(annotator_client, judgment_url(elsewhere, leased.pk), body).status_code == 404
-    project.annotators.remove(leased.annotator)
+    project.members.remove(leased.annotator)
     response = post_json(annotator_client, judgment_url(project, leased.pk), body)
     assert (response.status_code, response.json()) == (404, {"detail": "No such project for you."})
     assert rows() == before
@@ -353,7 +353,7 @@ def test_only_post_is_allowed_on_the_endpoints(annotator_client, project, leased
 
 def test_a_ranking_project_shows_rank_controls_for_every_response(annotator, annotator_client):
     project = ProjectFactory(comparison_mode="ranking", responses_per_comparison=4, slug="ranked")
-    project.annotators.add(annotator)
+    project.members.add(annotator)
     comparisons_bulk_create(project, 1, responses_each=4)
     page = annotator_client.get(reverse("annotate:workspace", args=["ranked"])).content.decode()
     assert [
@@ -374,7 +374,7 @@ def test_the_comparison_page_reads_its_responses_in_one_query_whatever_k(
     from annotate.selectors import assignment_get_for_annotator, comparison_page
 
     project = ProjectFactory(comparison_mode="ranking", responses_per_comparison=6, slug="six")
-    project.annotators.add(annotator)
+    project.members.add(annotator)
     comparisons_bulk_create(project, 1, responses_each=6)
     lease = comparison_lease_next(annotator=annotator, project=project)
     assignment = assignment_get_for_annotator(annotator=annotator, assignment_id=lease.pk)
@@ -383,25 +383,34 @@ def test_the_comparison_page_reads_its_responses_in_one_query_whatever_k(
     assert [shown.label for shown in page.responses] == list("ABCDEF")
 
 
-def test_a_judgment_takes_thirteen_statements_to_load_and_eleven_to_submit(
+def test_a_judgment_takes_fourteen_statements_to_load_and_eleven_to_submit(
     annotator, annotator_client, project, django_assert_num_queries
 ):
     """The work loop's statement budget; a new query on the path, or one per response, fails here.
 
-    Next: session, user, project with its stored completion; the claim's transaction: lock the annotator,
-    sweep overdue leases, own lease, claim (with the prompt), take the place, write the assignment, commit;
-    judgments today; the responses. Submit: session, user, project; the transaction: lock the assignment,
-    its responses, the counters, the judgment, the assignment, commit; judgments today."""
+    Next: session, user, project with its stored completion; the claim's transaction: lock the annotator's
+    standing, sweep overdue leases, own lease, claim (with the prompt), take the place, count the lease on
+    the standing, write the assignment, commit; judgments today; the responses. Submit: session, user,
+    project; the transaction: lock the assignment (and read the standing), its responses, the counters,
+    the judgment, the assignment, commit; judgments today. Measured on the second judgment: the first
+    claim in a project also creates the standing row."""
+    project.gold_rate = 0
+    project.save(update_fields=["gold_rate"])
     comparisons_bulk_create(project, 3)
     workspace = reverse("annotate:workspace", args=[project.slug])
-    with django_assert_num_queries(13):
+    first = annotator_client.get(workspace)
+    body = {"submission_key": KEY, "choice": "a", "strength": 1}
+    assert (
+        post_json(annotator_client, judgment_url(project, assignment_id_of(first)), body).status_code == 201
+    )
+    with django_assert_num_queries(14):
         page = annotator_client.get(workspace)
     assert page.status_code == 200
-    body = {"submission_key": KEY, "choice": "a", "strength": 1}
+    body = {"submission_key": KEY + "-2", "choice": "a", "strength": 1}
     with django_assert_num_queries(11):
         response = post_json(annotator_client, judgment_url(project, assignment_id_of(page)), body)
     assert response.status_code == 201
-    assert response.json()["progress"]["today"] == 1
+    assert response.json()["progress"]["today"] == 2
 
 
 def test_a_server_error_answers_the_script_in_json_and_the_browser_with_the_page(

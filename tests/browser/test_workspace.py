@@ -35,7 +35,7 @@ def annotator_in_project():
         judgments_per_comparison=1,
         guidelines="# How to judge\n\nPrefer the **correct** answer.",
     )
-    project.annotators.add(annotator)
+    project.members.add(annotator)
     return annotator, project
 
 
@@ -303,7 +303,7 @@ def test_a_ranking_is_typed_best_first_with_ties(browser_page, live_server):
     project = ProjectFactory(
         slug="kwise", comparison_mode="ranking", responses_per_comparison=4, judgments_per_comparison=1
     )
-    project.annotators.add(annotator)
+    project.members.add(annotator)
     comparisons_bulk_create(project, 1, responses_each=4)
     open_workspace(page, live_server, annotator, project)
     for key in ["c", "a", "=", "d", "b", "Backspace", "b"]:

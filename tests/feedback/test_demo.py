@@ -43,7 +43,7 @@ def snapshot() -> dict:
         ),
         "projects": list(Project.objects.values_list("slug", flat=True)),
         "prompts": list(Prompt.objects.order_by("external_id").values_list("external_id", "content_hash")),
-        "members": sorted(Project.objects.get(slug="demo").annotators.values_list("username", flat=True)),
+        "members": sorted(Project.objects.get(slug="demo").members.values_list("username", flat=True)),
     }
 
 

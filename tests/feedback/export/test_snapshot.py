@@ -69,7 +69,7 @@ def test_the_same_snapshot_exports_byte_identical_files_while_judgments_keep_arr
     settings.EXPORT_ROOT = tmp_path / "exports"
     project = ProjectFactory(judgments_per_comparison=3, slug="busy")
     annotators = [AnnotatorFactory(username=f"busy-{index}") for index in range(6)]
-    project.annotators.add(*annotators)
+    project.members.add(*annotators)
     comparisons_bulk_create(project, 150)
     stop = threading.Event()
     failures: list[BaseException] = []

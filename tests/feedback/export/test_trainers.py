@@ -51,7 +51,7 @@ def judged(db, tiny_checkpoint, django_capture_on_commit_callbacks, settings, tm
         assert generate_chunk(chunk_id) == "done"
     assert Comparison.objects.filter(project=project).count() >= 8
     people = [AnnotatorFactory(username=f"loop-{index}") for index in range(2)]
-    project.annotators.add(*people)
+    project.members.add(*people)
     turn = 0
     for person in people:
         while (lease := comparison_lease_next(annotator=person, project=project)) is not None:

@@ -1,0 +1,231 @@
+"""Annotators' standing in a project: gold accuracy, warnings, suspensions and reinstatements.
+
+Gold accuracy decides automatically: below the project's warning accuracy an annotator is warned, below
+its suspension accuracy (once they answered at least `gold_min_answers` gold items) suspended. A
+suspended annotator gets no more work in the project until a person reinstates them; reinstatement
+starts their gold count afresh, so old mistakes do not suspend them again at their next answer.
+Managers and admins may also suspend by hand. Every change is a `StandingChange` row: who (none for
+the automatic check), when, why, and the gold figures it was decided on.
+
+Locks: the standing row first, then the annotator's live assignments, then their comparisons in id
+order: the order the assignment engine's claim and expiry sweep take them in.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from feedback.models import (
+    AnnotatorStanding,
+    Assignment,
+    Comparison,
+    ComparisonResponse,
+    GoldVerdict,
+    Judgment,
+    Project,
+    StandingChange,
+)
+from feedback.quality.gold import gold_correct
+
+REASON_MAX_LENGTH = 1_000
+
+
+class StandingChangeInvalid(ValueError):
+    """A suspension or reinstatement refused (no reason, nothing to change); the message says why."""
+
+
+@dataclass(frozen=True)
+class GoldAnswer:
+    annotator_id: int
+    comparison_id: int
+    correct: bool
+    created_at: datetime
+
+
+def gold_answers(
+    *, project_id: int, annotator_id: int | None = None, since: datetime | None = None
+) -> list[GoldAnswer]:
+    """Every judgment of a gold item of the project (optionally one annotator's, from `since` on),
+    graded against the item's verdict as it stands now. Three queries, whatever the count."""
+    judgments = Judgment.objects.filter(comparison__project_id=project_id, comparison__is_gold=True)
+    if annotator_id is not None:
+        judgments = judgments.filter(annotator_id=annotator_id)
+    if since is not None:
+        judgments = judgments.filter(created_at__gte=since)
+    rows = list(
+        judgments.order_by("created_at", "id").values_list(
+            "annotator_id", "comparison_id", "choice", "ranking", "created_at"
+        )
+    )
+    compared = {row[1] for row in rows}
+    verdicts = dict(
+        GoldVerdict.objects.filter(comparison_id__in=compared).values_list("comparison_id", "verdict")
+    )
+    shown: dict[int, list[int]] = defaultdict(list)
+    for comparison_id, response_id in (
+        ComparisonResponse.objects.filter(comparison_id__in=compared)
+        .order_by("comparison_id", "position")
+        .values_list("comparison_id", "response_id")
+    ):
+        shown[comparison_id].append(response_id)
+    return [
+        GoldAnswer(
+            annotator_id=annotator,
+            comparison_id=comparison_id,
+            correct=gold_correct(
+                verdicts[comparison_id], choice=choice, ranking=ranking, response_ids=shown[comparison_id]
+            ),
+            created_at=created_at,
+        )
+        for annotator, comparison_id, choice, ranking, created_at in rows
+        if comparison_id in verdicts  # a gold item whose verdict is being written grades nothing yet
+    ]
+
+
+def _standing_locked(*, project_id: int, annotator_id: int) -> AnnotatorStanding:
+    standings = AnnotatorStanding.objects.select_for_update().filter(
+        project_id=project_id, annotator_id=annotator_id
+    )
+    standing = standings.first()
+    if standing is None:
+        AnnotatorStanding.objects.get_or_create(project_id=project_id, annotator_id=annotator_id)
+        standing = standings.get()
+    return standing
+
+
+def _leases_release(*, project_id: int, annotator_id: int, now: datetime) -> int:
+    """Expire the annotator's live leases in the project and give their places back, as the sweep does."""
+    live = list(
+        Assignment.objects.select_for_update()
+        .filter(annotator_id=annotator_id, comparison__project_id=project_id, state=Assignment.State.LEASED)
+        .values_list("pk", "comparison_id")
+    )
+    if not live:
+        return 0
+    Assignment.objects.filter(pk__in=[pk for pk, _ in live]).update(
+        state=Assignment.State.EXPIRED, finished_at=now
+    )
+    freed = Counter(comparison_id for _, comparison_id in live)
+    for comparison_id in sorted(freed):
+        Comparison.objects.filter(pk=comparison_id).update(
+            lease_count=F("lease_count") - freed[comparison_id]
+        )
+    return len(live)
+
+
+def _change(
+    standing: AnnotatorStanding,
+    *,
+    status: str,
+    reason: str,
+    actor: User | None,
+    now: datetime,
+    figures: tuple[int, int] | None = None,
+) -> AnnotatorStanding:
+    """Record and apply a change of status; `figures` (gold answered, correct) default to the current
+    count since the last reinstatement."""
+    if figures is None:
+        answers = gold_answers(
+            project_id=standing.project_id, annotator_id=standing.annotator_id, since=standing.counts_since
+        )
+        figures = (len(answers), sum(answer.correct for answer in answers))
+    answered, correct = figures
+    StandingChange.objects.create(
+        project_id=standing.project_id,
+        annotator_id=standing.annotator_id,
+        previous_status=standing.status,
+        status=status,
+        changed_by=actor,
+        reason=reason,
+        gold_answered=answered,
+        gold_correct=correct,
+    )
+    standing.status, standing.reason, standing.changed_at = status, reason, now
+    if status == AnnotatorStanding.Status.SUSPENDED:
+        _leases_release(project_id=standing.project_id, annotator_id=standing.annotator_id, now=now)
+    standing.save(update_fields=["status", "reason", "changed_at"])
+    return standing
+
+
+def _percent(share: float) -> str:
+    return f"{share:.0%}"
+
+
+@transaction.atomic
+def standing_evaluate(
+    *, project_id: int, annotator_id: int, now: datetime | None = None
+) -> AnnotatorStanding:
+    """Grade the annotator's gold answers in the project (since their last reinstatement) and warn,
+    suspend, or lift a warning as the project's thresholds say. A suspension is never lifted here: only
+    a person reinstates. Idempotent: evaluating again with no new answer changes nothing."""
+    now = now or timezone.now()
+    project = Project.objects.get(pk=project_id)
+    standing = _standing_locked(project_id=project_id, annotator_id=annotator_id)
+    if standing.status == AnnotatorStanding.Status.SUSPENDED:
+        return standing
+    answers = gold_answers(project_id=project_id, annotator_id=annotator_id, since=standing.counts_since)
+    answered, correct = len(answers), sum(answer.correct for answer in answers)
+    if answered < project.gold_min_answers:
+        return standing
+    accuracy = correct / answered
+    figures = f"gold accuracy {_percent(accuracy)} ({correct} of {answered} gold items)"
+    if accuracy < project.gold_suspend_accuracy:
+        reason = (
+            f"Your {figures} is below the {_percent(project.gold_suspend_accuracy)} this project requires."
+        )
+        status = AnnotatorStanding.Status.SUSPENDED
+    elif accuracy < project.gold_warn_accuracy:
+        reason = f"Your {figures} is below the {_percent(project.gold_warn_accuracy)} this project expects."
+        status = AnnotatorStanding.Status.WARNED
+    else:
+        reason = (
+            f"Your {figures} is at or above the {_percent(project.gold_warn_accuracy)} this project expects."
+        )
+        status = AnnotatorStanding.Status.ACTIVE
+    if status == standing.status:
+        return standing
+    return _change(standing, status=status, reason=reason, actor=None, now=now, figures=(answered, correct))
+
+
+def _reason_clean(reason: object) -> str:
+    if not isinstance(reason, str) or not reason.strip():
+        raise StandingChangeInvalid("Say why (a short reason): it is recorded and shown to the annotator.")
+    if "\x00" in reason or len(reason) > REASON_MAX_LENGTH:
+        raise StandingChangeInvalid(f"The reason must be text of at most {REASON_MAX_LENGTH} characters.")
+    return reason.strip()
+
+
+@transaction.atomic
+def annotator_suspend(
+    *, project_id: int, annotator_id: int, actor: User, reason: str, now: datetime | None = None
+) -> AnnotatorStanding:
+    """Suspend an annotator from a project by hand: no more work there, live leases returned."""
+    reason = _reason_clean(reason)
+    now = now or timezone.now()
+    standing = _standing_locked(project_id=project_id, annotator_id=annotator_id)
+    if standing.status == AnnotatorStanding.Status.SUSPENDED:
+        raise StandingChangeInvalid("This annotator is already suspended from the project.")
+    return _change(standing, status=AnnotatorStanding.Status.SUSPENDED, reason=reason, actor=actor, now=now)
+
+
+@transaction.atomic
+def annotator_reinstate(
+    *, project_id: int, annotator_id: int, actor: User, reason: str, now: datetime | None = None
+) -> AnnotatorStanding:
+    """Give a suspended annotator work again. Their gold count starts afresh from now."""
+    reason = _reason_clean(reason)
+    now = now or timezone.now()
+    standing = _standing_locked(project_id=project_id, annotator_id=annotator_id)
+    if standing.status != AnnotatorStanding.Status.SUSPENDED:
+        raise StandingChangeInvalid("This annotator is not suspended from the project.")
+    changed = _change(standing, status=AnnotatorStanding.Status.ACTIVE, reason=reason, actor=actor, now=now)
+    changed.counts_since = now
+    changed.save(update_fields=["counts_since"])
+    return changed
