@@ -252,12 +252,20 @@ class Project(models.Model):
     gold_suspend_accuracy = models.FloatField(
         default=0.6,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
-        help_text="Below this gold accuracy an annotator is suspended from the project…",
+        help_text="An annotator whose gold accuracy is below this with 95% confidence (the upper end of its "
+        "Wilson interval) is suspended from the project…",
     )
     gold_min_answers = models.PositiveSmallIntegerField(
         default=10,
         validators=[MinValueValidator(1), MaxValueValidator(1000)],
         help_text="…once they have answered at least this many gold items.",
+    )
+    bias_suspend_share = models.FloatField(
+        default=0.9,
+        validators=[MinValueValidator(0.5), MaxValueValidator(1.0)],
+        help_text="Suspend an annotator who puts the response shown first (or, in pairs, second) ahead this "
+        "often, beyond chance (p < 0.001, at least 50 such judgments): display order is random, so "
+        "that is not a preference. 1 switches it off.",
     )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -948,6 +956,67 @@ class AnnotatorStanding(models.Model):
 
     def __str__(self) -> str:
         return f"{self.annotator} in {self.project}: {self.get_status_display()}"
+
+
+class ProjectQuality(models.Model):
+    """One computation of a project's quality figures (see `feedback.quality.report.project_report`),
+    kept as a history: the page reads the newest and says when it was computed."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="quality_reports")
+    computed_at = models.DateTimeField()
+    seconds = models.FloatField(help_text="How long the computation took.")
+    high_water_mark = models.BigIntegerField(help_text="The largest judgment id the figures include.")
+    report = models.JSONField()
+
+    class Meta:
+        ordering = ["-computed_at", "-id"]
+        indexes = [models.Index(fields=["project", "-computed_at"], name="project_quality_latest_idx")]
+
+    def __str__(self) -> str:
+        return f"Quality of {self.project} at {self.computed_at:%Y-%m-%d %H:%M}"
+
+
+class AnnotatorQuality(models.Model):
+    """An annotator's figures in a project as last computed, and the anomalies they show (each with
+    its reason). Replaced by every computation of the project's quality."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotator_quality")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quality_figures"
+    )
+    computed_at = models.DateTimeField()
+    judgments = models.PositiveIntegerField(default=0)
+    gold_answered = models.PositiveIntegerField(default=0)
+    gold_correct = models.PositiveIntegerField(default=0)
+    gold_accuracy = models.FloatField(null=True, blank=True)
+    gold_low = models.FloatField(null=True, blank=True, help_text="Wilson 95% interval, lower bound.")
+    gold_high = models.FloatField(null=True, blank=True, help_text="Wilson 95% interval, upper bound.")
+    majority_compared = models.PositiveIntegerField(default=0)
+    majority_agreed = models.PositiveIntegerField(default=0)
+    majority_kappa = models.FloatField(null=True, blank=True)
+    first_chosen = models.PositiveIntegerField(default=0)
+    decisive = models.PositiveIntegerField(default=0)
+    first_share = models.FloatField(null=True, blank=True)
+    first_p_value = models.FloatField(null=True, blank=True)
+    timed = models.PositiveIntegerField(default=0)
+    median_seconds = models.FloatField(null=True, blank=True)
+    too_fast = models.PositiveIntegerField(default=0)
+    top_choice = models.CharField(max_length=32, blank=True)
+    top_choice_share = models.FloatField(null=True, blank=True)
+    anomalies = models.JSONField(default=list, blank=True, help_text='[{"code": …, "reason": …}]')
+
+    class Meta:
+        ordering = ["project_id", "annotator_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "annotator"], name="annotator_quality_once"),
+            models.CheckConstraint(
+                condition=Q(gold_correct__lte=F("gold_answered")), name="annotator_quality_gold_counts"
+            ),
+        ]
+        verbose_name_plural = "annotator quality"
+
+    def __str__(self) -> str:
+        return f"{self.annotator} in {self.project}"
 
 
 class StandingChange(models.Model):

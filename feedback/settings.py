@@ -278,6 +278,11 @@ CELERY_BEAT_SCHEDULE = {
     "expire-leases": {"task": "annotate.expire_leases", "schedule": 60.0},
     # Project completion for the progress bars (annotate.progress.PROGRESS_REFRESH_SECONDS).
     "refresh-progress": {"task": "annotate.refresh_progress", "schedule": 30.0},
+    # Quality figures (agreement, gold accuracy, anomalies) of projects with new judgments.
+    "refresh-quality": {
+        "task": "feedback.refresh_quality",
+        "schedule": float(env_int("RANKWISE_QUALITY_REFRESH_SECONDS", 300)),
+    },
 }
 
 # --- Rankwise --------------------------------------------------------------------------------------------

@@ -20,3 +20,15 @@ def export_run(export_id: int) -> str:
     from feedback.services.exports import export_run as run
 
     return run(export_id=export_id).status
+
+
+@shared_task(name="feedback.refresh_quality")
+def refresh_quality(project_id: int | None = None) -> int:
+    """Compute a project's quality figures or, from celery beat with no argument, those of every active
+    project with judgments newer than its last figures. Returns how many projects were computed."""
+    from feedback.services.quality import project_quality_refresh, projects_due_for_quality
+
+    project_ids = [project_id] if project_id is not None else projects_due_for_quality()
+    for pk in project_ids:
+        project_quality_refresh(project_id=pk)
+    return len(project_ids)

@@ -29,3 +29,15 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=180,
     )
+
+
+def python_script(script: str, *, timeout: int = 180, **env: str) -> subprocess.CompletedProcess:
+    """Run `python -c script` from the repository in a fresh process configured only by `env`."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=clean_environment(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

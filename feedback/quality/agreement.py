@@ -169,24 +169,18 @@ def cohen_kappa_pairs(
         len(present), categories, categories
     )
     shared = tables.sum(axis=(1, 2))
-    observed = np.trace(tables, axis1=1, axis2=2) / shared
-    chance = (tables.sum(axis=2) * tables.sum(axis=1)).sum(axis=1) / shared.astype(np.float64) ** 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kappas = (observed - chance) / (1.0 - chance)
-    result = []
-    for index in np.flatnonzero(shared >= min_shared):
-        key = int(present[index])
-        kappa = float(kappas[index])
-        result.append(
-            PairKappa(
-                first=people[key // len(people)].item(),
-                second=people[key % len(people)].item(),
-                shared=int(shared[index]),
-                agreement=float(observed[index]),
-                kappa=None if chance[index] >= 1.0 or not np.isfinite(kappa) else kappa,
-            )
+    kept = np.flatnonzero(shared >= min_shared)
+    observed = np.trace(tables[kept], axis1=1, axis2=2) / shared[kept]
+    return [
+        PairKappa(
+            first=people[int(present[index]) // len(people)].item(),
+            second=people[int(present[index]) % len(people)].item(),
+            shared=int(shared[index]),
+            agreement=float(agreement),
+            kappa=kappa,
         )
-    return result
+        for index, agreement, kappa in zip(kept, observed, _kappas(tables[kept]), strict=True)
+    ]
 
 
 @dataclass(frozen=True)
@@ -197,6 +191,7 @@ class MajorityAgreement:
     annotator: int
     compared: int
     agreed: int
+    kappa: float | None  # chance-corrected: the annotator's answers against the majority's (Cohen's)
 
     @property
     def rate(self) -> float | None:
@@ -225,12 +220,36 @@ def majority_agreement(
     others[np.arange(len(value_codes)), value_codes] -= 1
     top = others.max(axis=1)
     strict = (top > 0) & ((others == top[:, None]).sum(axis=1) == 1)
-    agreed = strict & (others.argmax(axis=1) == value_codes)
+    majority = others.argmax(axis=1)
+    agreed = strict & (majority == value_codes)
+    # Per annotator, a categories × categories table of (own answer, majority) over the compared answers.
+    cells = (person_codes[strict] * categories + value_codes[strict]) * categories + majority[strict]
+    tables = np.bincount(cells, minlength=len(people) * categories * categories).reshape(
+        len(people), categories, categories
+    )
+    kappas = _kappas(tables)
     compared_per = np.bincount(person_codes, weights=strict, minlength=len(people))
     agreed_per = np.bincount(person_codes, weights=agreed, minlength=len(people))
     return [
         MajorityAgreement(
-            annotator=people[i].item(), compared=int(compared_per[i]), agreed=int(agreed_per[i])
+            annotator=people[i].item(),
+            compared=int(compared_per[i]),
+            agreed=int(agreed_per[i]),
+            kappa=kappas[i],
         )
         for i in range(len(people))
+    ]
+
+
+def _kappas(tables: npt.NDArray[np.int64]) -> list[float | None]:
+    """Cohen's kappa of each (rows: first rater, columns: second) contingency table; None where there is
+    no data or chance agreement is 1."""
+    totals = tables.sum(axis=(1, 2)).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        observed = np.trace(tables, axis1=1, axis2=2) / totals
+        chance = (tables.sum(axis=2) * tables.sum(axis=1)).sum(axis=1) / totals**2
+        kappas = (observed - chance) / (1.0 - chance)
+    return [
+        None if total == 0 or chance_share >= 1.0 or not np.isfinite(kappa) else float(kappa)
+        for total, chance_share, kappa in zip(totals, chance, kappas, strict=True)
     ]

@@ -1,7 +1,10 @@
 """Annotators' standing in a project: gold accuracy, warnings, suspensions and reinstatements.
 
-Gold accuracy decides automatically: below the project's warning accuracy an annotator is warned, below
-its suspension accuracy (once they answered at least `gold_min_answers` gold items) suspended. A
+Gold accuracy decides automatically, once an annotator answered at least `gold_min_answers` gold
+items: below the project's warning accuracy they are warned; when even the upper end of its 95% Wilson
+interval is below the suspension accuracy, suspended. The interval keeps a good annotator's unlucky
+streak, checked after every gold answer, from suspending them, while one who guesses is still caught
+within a dozen or so answers. Position bias beyond doubt (see `_position_bias_reason`) suspends too. A
 suspended annotator gets no more work in the project until a person reinstates them; reinstatement
 starts their gold count afresh, so old mistakes do not suspend them again at their next answer.
 Managers and admins may also suspend by hand. Every change is a `StandingChange` row: who (none for
@@ -33,8 +36,12 @@ from feedback.models import (
     StandingChange,
 )
 from feedback.quality.gold import gold_correct
+from feedback.quality.proportions import position_bias, wilson
 
 REASON_MAX_LENGTH = 1_000
+# Position bias suspends only on this much evidence, and beyond chance at this level.
+BIAS_MIN_DECISIVE = 50
+BIAS_P_VALUE = 0.001
 
 
 class StandingChangeInvalid(ValueError):
@@ -158,13 +165,52 @@ def _percent(share: float) -> str:
     return f"{share:.0%}"
 
 
+def position_figures(*, project: Project, annotator_id: int, since: datetime | None) -> tuple[int, int]:
+    """(first, decisive): of the annotator's judgments of ordinary comparisons in the project (from `since`
+    on) that put one response first alone, how many put the one shown first (A) there. Bounded by the
+    annotator's own work."""
+    judgments = Judgment.objects.filter(
+        annotator_id=annotator_id, comparison__project=project, comparison__is_gold=False
+    )
+    if since is not None:
+        judgments = judgments.filter(created_at__gte=since)
+    first = decisive = 0
+    for ranking in judgments.values_list("ranking", flat=True):
+        top = [position for position, rank in enumerate(ranking) if rank == 1]
+        if len(top) == 1:
+            decisive += 1
+            first += top[0] == 0
+    return first, decisive
+
+
+def _position_bias_reason(project: Project, first: int, decisive: int) -> str | None:
+    """Why the annotator is to be suspended for position bias, or None: at least `BIAS_MIN_DECISIVE`
+    decisive judgments, a share of the first position at least `bias_suspend_share` (or, in pairs, at
+    most its complement), and beyond chance by the binomial test (p < `BIAS_P_VALUE`)."""
+    if project.bias_suspend_share >= 1.0 or decisive < BIAS_MIN_DECISIVE:
+        return None
+    chance = 1 / project.responses_per_comparison
+    bias = position_bias(first, decisive, expected=chance)
+    share = bias.share or 0.0
+    extreme = share >= project.bias_suspend_share or (
+        project.responses_per_comparison == 2 and share <= 1 - project.bias_suspend_share
+    )
+    if not extreme or bias.p_value is None or bias.p_value >= BIAS_P_VALUE:
+        return None
+    return (
+        f"You put the response shown first ahead in {_percent(share)} of {decisive} judgments, where chance is "
+        f"{_percent(chance)}. The order responses are shown in is random, so this cannot be a preference."
+    )
+
+
 @transaction.atomic
 def standing_evaluate(
     *, project_id: int, annotator_id: int, now: datetime | None = None
 ) -> AnnotatorStanding:
-    """Grade the annotator's gold answers in the project (since their last reinstatement) and warn,
-    suspend, or lift a warning as the project's thresholds say. A suspension is never lifted here: only
-    a person reinstates. Idempotent: evaluating again with no new answer changes nothing."""
+    """Grade the annotator's gold answers and position bias in the project (since their last
+    reinstatement) and warn, suspend, or lift a warning as the project's thresholds say. A suspension is
+    never lifted here: only a person reinstates. Idempotent: evaluating again with no new judgment
+    changes nothing."""
     now = now or timezone.now()
     project = Project.objects.get(pk=project_id)
     standing = _standing_locked(project_id=project_id, annotator_id=annotator_id)
@@ -172,23 +218,31 @@ def standing_evaluate(
         return standing
     answers = gold_answers(project_id=project_id, annotator_id=annotator_id, since=standing.counts_since)
     answered, correct = len(answers), sum(answer.correct for answer in answers)
-    if answered < project.gold_min_answers:
-        return standing
-    accuracy = correct / answered
-    figures = f"gold accuracy {_percent(accuracy)} ({correct} of {answered} gold items)"
-    if accuracy < project.gold_suspend_accuracy:
-        reason = (
-            f"Your {figures} is below the {_percent(project.gold_suspend_accuracy)} this project requires."
-        )
-        status = AnnotatorStanding.Status.SUSPENDED
-    elif accuracy < project.gold_warn_accuracy:
-        reason = f"Your {figures} is below the {_percent(project.gold_warn_accuracy)} this project expects."
-        status = AnnotatorStanding.Status.WARNED
-    else:
-        reason = (
-            f"Your {figures} is at or above the {_percent(project.gold_warn_accuracy)} this project expects."
-        )
-        status = AnnotatorStanding.Status.ACTIVE
+    first, decisive = position_figures(
+        project=project, annotator_id=annotator_id, since=standing.counts_since
+    )
+    biased = _position_bias_reason(project, first, decisive)
+    status = standing.status
+    if answered >= project.gold_min_answers:
+        accuracy = wilson(correct, answered)
+        share, high = accuracy.share or 0.0, accuracy.high or 0.0
+        figures = f"gold accuracy {_percent(share)} ({correct} of {answered} gold items)"
+        if high < project.gold_suspend_accuracy:
+            status = AnnotatorStanding.Status.SUSPENDED
+            reason = (
+                f"Your {figures}, at most {_percent(high)} with 95% confidence, is below the "
+                f"{_percent(project.gold_suspend_accuracy)} this project requires."
+            )
+        elif share < project.gold_warn_accuracy:
+            status = AnnotatorStanding.Status.WARNED
+            reason = (
+                f"Your {figures} is below the {_percent(project.gold_warn_accuracy)} this project expects."
+            )
+        else:
+            status = AnnotatorStanding.Status.ACTIVE
+            reason = f"Your {figures} is at or above the {_percent(project.gold_warn_accuracy)} this project expects."
+    if biased is not None and status != AnnotatorStanding.Status.SUSPENDED:
+        status, reason = AnnotatorStanding.Status.SUSPENDED, biased
     if status == standing.status:
         return standing
     return _change(standing, status=status, reason=reason, actor=None, now=now, figures=(answered, correct))

@@ -3,8 +3,6 @@ comparison admin shows of judgments and open leases."""
 
 import json
 import re
-import subprocess
-import sys
 from datetime import timedelta
 
 import pytest
@@ -27,7 +25,7 @@ from tests.factories import (
     ProjectFactory,
     UserFactory,
 )
-from tests.processes import ROOT, clean_environment
+from tests.processes import python_script
 
 pytestmark = pytest.mark.django_db
 
@@ -236,17 +234,11 @@ print(json.dumps({
 
 def test_sqlite_gives_the_same_statistics_as_postgresql(tmp_path):
     """The demo's configuration: a SQLite file, where the median is the aggregate `annotate` registers."""
-    result = subprocess.run(
-        [sys.executable, "-c", SQLITE_SCRIPT],
-        cwd=ROOT,
-        env=clean_environment(
-            DJANGO_SETTINGS_MODULE="feedback.settings",
-            DATABASE_URL=f"sqlite:///{tmp_path / 'statistics.sqlite3'}",
-            RANKWISE_VAR_DIR=str(tmp_path),
-        ),
-        capture_output=True,
-        text=True,
-        timeout=180,
+    result = python_script(
+        SQLITE_SCRIPT,
+        DJANGO_SETTINGS_MODULE="feedback.settings",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'statistics.sqlite3'}",
+        RANKWISE_VAR_DIR=str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])

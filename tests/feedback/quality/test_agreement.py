@@ -185,3 +185,7 @@ def test_majority_agreement_counts_agreement():
     }
     # Unit 1: everyone agrees with the two others. Unit 2: 1 and 2 see others tied; 3 sees {1, 1}.
     assert result == {1: (1, 1, 1.0), 2: (1, 1, 1.0), 3: (2, 1, 0.5)}
+    kappas = {entry.annotator: entry.kappa for entry in majority_agreement(units, annotators, values)}
+    # 3 answered 0 twice against majorities 0 and 1: agreement 1/2, chance (2·1 + 0·1)/4 = 1/2, kappa 0.
+    # 1 and 2 agree once with a majority that never varies: chance is 1, kappa undefined.
+    assert kappas == {1: None, 2: None, 3: 0.0}

@@ -1,0 +1,257 @@
+"""A project's quality figures, computed off the request path and stored.
+
+`project_quality_refresh` reads the project's judgments as arrays (gold items apart), grades the gold
+answers, calls `feedback.quality.report`, and in one transaction stores a `ProjectQuality` row (a
+history: the page plots alpha as it stood at each moment) and replaces every `AnnotatorQuality` row of
+the project; then it brings each annotator's standing up to date (gold accuracy and position bias may
+warn or suspend). Celery beat runs it for every active project with new judgments; the demo runs it
+inline. Pages and the API only read the stored rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from django.db import transaction
+from django.db.models import Case, IntegerField, Max, Sum, Value, When
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce, Length
+from django.utils import timezone
+
+from feedback.models import (
+    AnnotatorQuality,
+    ComparisonResponse,
+    Judgment,
+    Project,
+    ProjectQuality,
+    PromptCategory,
+)
+from feedback.quality.report import (
+    CHOICES,
+    NOT_TIMED,
+    JudgmentArrays,
+    RatingArrays,
+    annotator_reports,
+    project_report,
+)
+from feedback.services.standing import gold_answers, standing_evaluate
+
+logger = logging.getLogger(__name__)
+
+CATEGORIES = list(PromptCategory.values)
+MAX_POSITIONS = 8
+
+
+def _code(field: str, values: list[str]) -> Case:
+    """A text column as the index of its value in `values`, computed by the database (−1: none of them)."""
+    return Case(
+        *(When(**{field: value}, then=Value(index)) for index, value in enumerate(values)),
+        default=Value(-1),
+        output_field=IntegerField(),
+    )
+
+
+def _characters_by_comparison(project_id: int) -> tuple[np.ndarray, np.ndarray]:
+    rows = (
+        ComparisonResponse.objects.filter(comparison__project_id=project_id, comparison__is_gold=False)
+        .values("comparison_id")
+        .annotate(characters=Sum(Length("response__text")))
+        .order_by("comparison_id")
+        .values_list("comparison_id", "characters")
+    )
+    pairs = np.array(list(rows), dtype=np.int64).reshape(-1, 2)
+    return pairs[:, 0], pairs[:, 1]
+
+
+def judgment_arrays(*, project: Project, high_water_mark: int) -> JudgmentArrays:
+    """The project's judgments of ordinary comparisons up to the mark, in id order, as arrays."""
+    is_ranking = project.comparison_mode == Project.ComparisonMode.RANKING
+    judgments = Judgment.objects.filter(
+        comparison__project=project, comparison__is_gold=False, pk__lte=high_water_mark
+    ).order_by("pk")
+    columns: list[Any] = [
+        "pk",
+        "comparison_id",
+        "annotator_id",
+        _code("choice", list(CHOICES)),
+        Coalesce("strength", Value(0)),
+        Coalesce("time_spent_ms", Value(NOT_TIMED)),
+        _code("comparison__prompt__category", CATEGORIES),
+    ]
+    names = ["pk", "comparison", "annotator", "choice", "strength", "time_ms", "category"]
+    if is_ranking:
+        for position in range(MAX_POSITIONS):
+            rank = Cast(KT(f"ranking__{position}"), IntegerField())
+            columns.append(Coalesce(rank, Value(0), output_field=IntegerField()))
+            names.append(f"rank{position}")
+    # Computed columns under names of their own: annotations may not shadow the model's fields.
+    annotations = {
+        f"q_{name}": column
+        for name, column in zip(names, columns, strict=True)
+        if not isinstance(column, str)
+    }
+    rows = judgments.annotate(**annotations).values_list(
+        *(
+            column if isinstance(column, str) else f"q_{name}"
+            for name, column in zip(names, columns, strict=True)
+        )
+    )
+    data = np.array(list(rows), dtype=np.int64).reshape(-1, len(names))
+    count = len(data)
+    comparison = data[:, 1]
+    choice = data[:, 3].astype(np.int8)
+    ranks = data[:, 7:].astype(np.int8) if is_ranking else None
+    if ranks is not None:
+        alone = (ranks == 1).sum(axis=1) == 1
+        first = np.where(alone, np.argmax(ranks == 1, axis=1), -1).astype(np.int8)
+    else:
+        first = np.where(choice == 0, 0, np.where(choice == 1, 1, -1)).astype(np.int8)
+    compared, characters = _characters_by_comparison(project.pk)
+    found = np.searchsorted(compared, comparison)
+    shown = np.zeros(count, dtype=np.int64)
+    if len(compared):
+        found = np.minimum(found, len(compared) - 1)
+        shown = np.where(compared[found] == comparison, characters[found], 0)
+    return JudgmentArrays(
+        comparison=comparison,
+        annotator=data[:, 2],
+        choice=choice,
+        strength=data[:, 4].astype(np.int16),
+        first=first,
+        size=np.full(count, project.responses_per_comparison, dtype=np.int8),
+        time_ms=data[:, 5],
+        characters=shown,
+        category=data[:, 6].astype(np.int16),
+        sequence=data[:, 0],
+        ranks=ranks,
+    )
+
+
+def rating_arrays(*, project: Project, high_water_mark: int, axes: list[str]) -> RatingArrays:
+    """Every score on the project's rubric in its judgments of ordinary comparisons up to the mark."""
+    axis_index = {key: index for index, key in enumerate(axes)}
+    units, axis_codes, annotators, scores = [], [], [], []
+    rated = (
+        Judgment.objects.filter(
+            comparison__project=project, comparison__is_gold=False, pk__lte=high_water_mark
+        )
+        .exclude(ratings={})
+        .values_list("comparison_id", "annotator_id", "ratings")
+        .order_by("pk")
+    )
+    for comparison_id, annotator_id, ratings in rated.iterator(chunk_size=5000):
+        for response_id, by_axis in ratings.items():
+            unit = (comparison_id << 32) | int(response_id)
+            for key, score in by_axis.items():
+                if key in axis_index:
+                    units.append(unit)
+                    axis_codes.append(axis_index[key])
+                    annotators.append(annotator_id)
+                    scores.append(score)
+    return RatingArrays(
+        unit=np.array(units, dtype=np.int64),
+        axis=np.array(axis_codes, dtype=np.int16),
+        annotator=np.array(annotators, dtype=np.int64),
+        score=np.array(scores, dtype=np.int64),
+    )
+
+
+def _timeline_times(report: dict[str, Any]) -> None:
+    """Give each timeline point the time of its last judgment (ISO 8601), read for those few ids."""
+    points = report["alpha_over_time"]
+    times = dict(
+        Judgment.objects.filter(pk__in=[point["last"] for point in points]).values_list("pk", "created_at")
+    )
+    for point in points:
+        moment: datetime = times[point.pop("last")]
+        point["until"] = moment.isoformat()
+
+
+def project_quality_refresh(*, project_id: int) -> ProjectQuality | None:
+    """Compute and store the project's quality figures, then update its annotators' standings. None when
+    the project is gone. Idempotent: a second run over the same judgments stores the same figures."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return None
+    started = time.perf_counter()
+    high_water_mark = Judgment.objects.aggregate(mark=Max("pk"))["mark"] or 0
+    axes = [axis["key"] for axis in project.rating_rubric or []]
+    is_ranking = project.comparison_mode == Project.ComparisonMode.RANKING
+    table = judgment_arrays(project=project, high_water_mark=high_water_mark)
+    ratings = rating_arrays(project=project, high_water_mark=high_water_mark, axes=axes)
+    graded = gold_answers(project_id=project.pk)
+    answered = Counter(answer.annotator_id for answer in graded)
+    correct = Counter(answer.annotator_id for answer in graded if answer.correct)
+    gold = {person: (answered[person], correct[person]) for person in answered}
+    report = project_report(
+        table,
+        ratings,
+        axes=axes,
+        categories=CATEGORIES,
+        is_ranking=is_ranking,
+        responses=project.responses_per_comparison,
+    )
+    report["gold"] = {
+        "items": project.comparisons.filter(is_gold=True).count(),
+        "answered": sum(answered.values()),
+        "correct": sum(correct.values()),
+    }
+    _timeline_times(report)
+    annotators = annotator_reports(
+        table,
+        gold,
+        is_ranking=is_ranking,
+        responses=project.responses_per_comparison,
+        gold_min_answers=project.gold_min_answers,
+        gold_warn_accuracy=project.gold_warn_accuracy,
+    )
+    now = timezone.now()
+    with transaction.atomic():
+        quality = ProjectQuality.objects.create(
+            project=project,
+            computed_at=now,
+            seconds=time.perf_counter() - started,
+            high_water_mark=high_water_mark,
+            report=report,
+        )
+        AnnotatorQuality.objects.filter(project=project).delete()
+        AnnotatorQuality.objects.bulk_create(
+            AnnotatorQuality(
+                project=project,
+                annotator_id=entry.annotator,
+                computed_at=now,
+                anomalies=[{"code": anomaly.code, "reason": anomaly.reason} for anomaly in entry.anomalies],
+                **{
+                    name: value
+                    for name, value in vars(entry).items()
+                    if name not in ("annotator", "anomalies")
+                },
+            )
+            for entry in annotators
+        )
+    for entry in annotators:
+        standing_evaluate(project_id=project.pk, annotator_id=entry.annotator)
+    logger.info("Quality of project %s: %d judgments in %.2f s", project.slug, len(table), quality.seconds)
+    return quality
+
+
+def projects_due_for_quality() -> list[int]:
+    """Active projects with judgments newer than their last computation (or never computed)."""
+    latest = dict(
+        ProjectQuality.objects.values("project_id")
+        .annotate(mark=Max("high_water_mark"))
+        .values_list("project_id", "mark")
+    )
+    newest = (
+        Judgment.objects.filter(comparison__project__is_active=True)
+        .values("comparison__project_id")
+        .annotate(mark=Max("pk"))
+        .values_list("comparison__project_id", "mark")
+        .order_by()
+    )
+    return sorted(project_id for project_id, mark in newest if mark > latest.get(project_id, 0))
