@@ -1164,6 +1164,10 @@ class Export(models.Model):
 
     options = models.JSONField(help_text="The normalised export options (feedback.export.ExportOptions).")
     high_water_mark = models.BigIntegerField(help_text="The largest judgment id the snapshot covers.")
+    # The quality side of the snapshot: suspensions as of this standing change, quality figures as of
+    # this quality report (both logs are append-only), so re-exports decide the same.
+    standing_mark = models.BigIntegerField(default=0, help_text="The newest StandingChange id it reads.")
+    quality_mark = models.BigIntegerField(default=0, help_text="The newest ProjectQuality id it reads.")
     snapshot_digest = models.CharField(
         max_length=64, help_text="SHA-256 of options and high-water mark: equal digests, equal files."
     )

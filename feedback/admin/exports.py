@@ -61,6 +61,16 @@ class ExportForm(forms.Form):
     min_agreement = forms.FloatField(initial=0.0, min_value=0.0, max_value=1.0)
     exclude_flagged = forms.BooleanField(initial=True, required=False, label="Leave out flagged judgments")
     exclude_annotators = forms.CharField(required=False, help_text="Usernames, comma-separated.")
+    exclude_suspended = forms.BooleanField(
+        initial=True, required=False, label="Leave out annotators suspended from their project"
+    )
+    min_gold_accuracy = forms.FloatField(
+        initial=0.0,
+        min_value=0.0,
+        max_value=1.0,
+        help_text="Leave out annotators below this gold accuracy in their project (and, above 0, those "
+        "without gold answers). 0: keep everyone.",
+    )
     ties = forms.ChoiceField(choices=_choices(TIE_POLICIES), initial="drop")
     both_bad = forms.ChoiceField(
         choices=[("", "format's default"), *_choices(BOTH_BAD_POLICIES)], required=False, label="Both bad"
@@ -103,6 +113,8 @@ class ExportAdmin(admin.ModelAdmin):
         "status",
         "options",
         "high_water_mark",
+        "standing_mark",
+        "quality_mark",
         "snapshot_digest",
         "manifest",
         "file_name",

@@ -363,6 +363,15 @@ class ExportOptionsSerializer(serializers.Serializer):
     exclude_annotators = serializers.ListField(
         child=serializers.CharField(), required=False, help_text="Usernames."
     )
+    exclude_suspended = serializers.BooleanField(
+        required=False, help_text="Leave out annotators suspended from their project (default true)."
+    )
+    min_gold_accuracy = serializers.FloatField(
+        required=False,
+        min_value=0,
+        max_value=1,
+        help_text="Leave out annotators below this gold accuracy in their project (and those without gold).",
+    )
     ties = serializers.ChoiceField(choices=TIE_POLICIES, required=False)
     both_bad = serializers.ChoiceField(choices=BOTH_BAD_POLICIES, required=False)
     kwise = serializers.ChoiceField(choices=KWISE_EXPANSIONS, required=False)
@@ -396,6 +405,15 @@ class ExportStreamQuery(serializers.Serializer):
     min_agreement = serializers.FloatField(required=False, min_value=0, max_value=1)
     exclude_flagged = serializers.BooleanField(required=False)
     exclude_annotators = serializers.CharField(required=False, help_text="Usernames, comma-separated.")
+    exclude_suspended = serializers.BooleanField(
+        required=False, help_text="Leave out annotators suspended from their project (default true)."
+    )
+    min_gold_accuracy = serializers.FloatField(
+        required=False,
+        min_value=0,
+        max_value=1,
+        help_text="Leave out annotators below this gold accuracy in their project (and those without gold).",
+    )
     ties = serializers.ChoiceField(choices=TIE_POLICIES, required=False)
     both_bad = serializers.ChoiceField(choices=BOTH_BAD_POLICIES, required=False)
     kwise = serializers.ChoiceField(choices=KWISE_EXPANSIONS, required=False)

@@ -74,6 +74,9 @@ class ExportOptions:
     min_agreement: float = 0.0
     exclude_flagged: bool = True
     exclude_annotators: tuple[str, ...] = ()
+    # Quality: decided as of the snapshot (see feedback.export.quality).
+    exclude_suspended: bool = True
+    min_gold_accuracy: float = 0.0
     ties: str = "drop"
     both_bad: str = ""
     kwise: str = "all-pairs"
@@ -158,17 +161,22 @@ class ExportOptions:
             fail("min_judgments", "An integer from 1 to 1000.")
         else:
             values["min_judgments"] = min_judgments
-        for name, default, low, high in (("min_agreement", 0.0, 0.0, 1.0), ("test_fraction", 0.0, 0.0, 0.9)):
+        for name, default, low, high in (
+            ("min_agreement", 0.0, 0.0, 1.0),
+            ("test_fraction", 0.0, 0.0, 0.9),
+            ("min_gold_accuracy", 0.0, 0.0, 1.0),
+        ):
             number = _number(data.get(name, default))
             if number is None or not low <= number <= high:
                 fail(name, f"A number from {low:g} to {high:g}.")
             else:
                 values[name] = number
-        exclude_flagged = _boolean(data.get("exclude_flagged", True))
-        if exclude_flagged is None:
-            fail("exclude_flagged", "true or false.")
-        else:
-            values["exclude_flagged"] = exclude_flagged
+        for name in ("exclude_flagged", "exclude_suspended"):
+            flag = _boolean(data.get(name, True))
+            if flag is None:
+                fail(name, "true or false.")
+            else:
+                values[name] = flag
 
         salt = data.get("split_salt", "rankwise")
         if not isinstance(salt, str) or not salt or len(salt) > 100 or "\x00" in salt:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from feedback.export.options import ExportOptions
+from feedback.export.quality import ExportQuality
 from feedback.export.source import ComparisonGroup, JudgmentRecord
 from feedback.models import position_label
 from feedback.prompting import completion_prompt_render
@@ -259,12 +260,18 @@ def _pair_votes(verdict: Verdict, first: int, second: int) -> tuple[int, int, in
 class RowContext:
     """One comparison's shared inputs to its rows; the prompt string is rendered on first use."""
 
-    __slots__ = ("_prompt", "_prompt_texts", "axes", "columns", "group", "options")
+    __slots__ = ("_prompt", "_prompt_texts", "axes", "columns", "group", "options", "quality")
 
     def __init__(
-        self, group: ComparisonGroup, options: ExportOptions, axes: tuple[str, ...], prompt_texts: PromptTexts
+        self,
+        group: ComparisonGroup,
+        options: ExportOptions,
+        axes: tuple[str, ...],
+        prompt_texts: PromptTexts,
+        quality: ExportQuality | None = None,
     ):
         self.group = group
+        self.quality = quality
         self.options = options
         self.axes = axes
         self.columns = options.columns
@@ -498,6 +505,10 @@ def judgment_rows(context: RowContext, verdict: Verdict) -> list[Row]:
         "time_spent_ms": judgment.time_spent_ms,
         "created_at": judgment.created_at.isoformat().replace("+00:00", "Z") if judgment.created_at else None,
         "agreement": verdict.agreement,
+        # The annotator's gold accuracy in the project at the snapshot; None without gold answers.
+        "gold_accuracy": context.quality.gold_accuracy(group.project, judgment.annotator_id)
+        if context.quality is not None
+        else None,
     }
     if context.axes:
         row["ratings"] = verdict.ratings
@@ -522,13 +533,14 @@ def group_rows(
     *,
     agreement: float,
     prompt_texts: PromptTexts,
+    quality: ExportQuality | None = None,
 ) -> list[Row]:
     """Every row one comparison contributes, after the comparison-level filters. `agreement` is the
     comparison's (`comparison_agreement`), computed once by the caller."""
     judgments = group.judgments
     if len(judgments) < options.min_judgments or agreement < options.min_agreement:
         return []
-    context = RowContext(group, options, axes, prompt_texts)
+    context = RowContext(group, options, axes, prompt_texts, quality)
     build = ROW_BUILDERS[options.format]
     if options.aggregation == "consensus":
         verdict = consensus_verdict(group, judgments, options, axes)

@@ -51,6 +51,7 @@ def row_schema(options: ExportOptions, axes: tuple[str, ...]) -> Any:
             ("time_spent_ms", pa.int64()),
             ("created_at", text),
             ("agreement", pa.float64()),
+            ("gold_accuracy", pa.float64()),
         ]
         if axes:
             columns.append(("ratings", ratings))

@@ -30,6 +30,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from feedback.export.options import ExportOptions
+from feedback.export.quality import ExportQuality, export_quality
 from feedback.models import (
     Comparison,
     ComparisonResponse,
@@ -90,10 +91,17 @@ class ComparisonGroup:
     judgments: list[JudgmentRecord]
 
 
-def judgments_selected(options: ExportOptions, *, high_water_mark: int) -> QuerySet[Judgment]:
+def judgments_selected(
+    options: ExportOptions, *, high_water_mark: int, quality: ExportQuality | None = None
+) -> QuerySet[Judgment]:
     """The judgments an export covers: at or below the mark, never of a gold item (the `gold` export
-    lists those), and through every filter of `options`."""
+    lists those), and through every filter of `options`; the quality filters as `quality` decided them
+    (default: as of now)."""
+    if quality is None and needs_quality(options):
+        quality = export_quality(options, high_water_mark=high_water_mark)
     condition = Q(id__lte=high_water_mark, comparison__is_gold=False)
+    if quality is not None:
+        condition &= quality.condition(options)
     if options.projects:
         condition &= Q(comparison__project__slug__in=options.projects)
     if options.since:
@@ -114,16 +122,25 @@ def judgments_selected(options: ExportOptions, *, high_water_mark: int) -> Query
     return judgments
 
 
-def comparison_groups(options: ExportOptions, *, high_water_mark: int) -> Iterator[ComparisonGroup]:
+def needs_quality(options: ExportOptions) -> bool:
+    return options.exclude_suspended or options.min_gold_accuracy > 0 or options.format == "judgments"
+
+
+def comparison_groups(
+    options: ExportOptions, *, high_water_mark: int, quality: ExportQuality | None = None
+) -> Iterator[ComparisonGroup]:
     """Every comparison with at least one selected judgment, in id order, with its entries and judgments.
 
     Must run inside a transaction (the caller's `transaction.atomic()`). On PostgreSQL the connection is
-    busy with the stream until the iterator is exhausted or closed: run no other query meanwhile.
+    busy with the stream until the iterator is exhausted or closed: run no other query meanwhile (the
+    quality decisions are read before it starts).
     """
     full = options.format in FULL_JUDGMENT_FORMATS
+    if quality is None and needs_quality(options):
+        quality = export_quality(options, high_water_mark=high_water_mark)
     if connection.vendor == "postgresql":
-        return _groups_by_stream(options, high_water_mark=high_water_mark, full=full)
-    return _groups_by_orm(options, high_water_mark=high_water_mark, full=full)
+        return _groups_by_stream(options, high_water_mark=high_water_mark, full=full, quality=quality)
+    return _groups_by_orm(options, high_water_mark=high_water_mark, full=full, quality=quality)
 
 
 # --- PostgreSQL: one statement, streamed in binary ---------------------------------------------------------
@@ -159,7 +176,7 @@ _ENTRY_COLUMNS = (("position", "int4"), ("response_id", "int8"), ("text", "text"
 
 
 def _groups_by_stream(
-    options: ExportOptions, *, high_water_mark: int, full: bool
+    options: ExportOptions, *, high_water_mark: int, full: bool, quality: ExportQuality | None = None
 ) -> Iterator[ComparisonGroup]:
     """One row per comparison: its own columns, its entries as arrays, and its selected judgments as one
     array per column (grouped from the judgments in (comparison, annotator) order, which an index
@@ -169,7 +186,7 @@ def _groups_by_stream(
     from psycopg.types.json import set_json_loads
 
     judgment_columns = _JUDGMENT_COLUMNS + (_FULL_JUDGMENT_COLUMNS if full else ())
-    selected = judgments_selected(options, high_water_mark=high_water_mark).order_by(
+    selected = judgments_selected(options, high_water_mark=high_water_mark, quality=quality).order_by(
         "comparison_id", "annotator_id"
     )
     # The filters stay Django's (one definition for both sources); its SQL keeps its %s placeholders,
@@ -282,8 +299,10 @@ def _group_of(
 # --- Other backends: three ORM streams merged ----------------------------------------------------------
 
 
-def _groups_by_orm(options: ExportOptions, *, high_water_mark: int, full: bool) -> Iterator[ComparisonGroup]:
-    judgments = judgments_selected(options, high_water_mark=high_water_mark)
+def _groups_by_orm(
+    options: ExportOptions, *, high_water_mark: int, full: bool, quality: ExportQuality | None = None
+) -> Iterator[ComparisonGroup]:
+    judgments = judgments_selected(options, high_water_mark=high_water_mark, quality=quality)
     comparison_ids = judgments.values("comparison_id")
     comparisons = _rows(
         Comparison.objects.filter(id__in=comparison_ids).order_by("id"),

@@ -31,8 +31,9 @@ import orjson
 from django.db import transaction
 
 from feedback.export.options import RATED_FORMATS, ExportOptions
+from feedback.export.quality import ExportQuality, export_quality, quality_card_section, removed_by_quality
 from feedback.export.rows import PromptTexts, Row, comparison_agreement, group_rows, split_of
-from feedback.export.source import ComparisonGroup, comparison_groups
+from feedback.export.source import ComparisonGroup, comparison_groups, needs_quality
 from feedback.models import Project, canonical_json
 
 # Rows per Arrow batch, which is also a Parquet row group. 2,048 keeps a Parquet export's peak memory
@@ -46,8 +47,17 @@ ARCHIVE_DATE = (1980, 1, 1, 0, 0, 0)
 COPY_BUFFER_BYTES = 1 << 20
 
 
-def snapshot_digest(options: ExportOptions, high_water_mark: int) -> str:
-    payload = canonical_json({"options": options.to_dict(), "high_water_mark": high_water_mark})
+def snapshot_digest(
+    options: ExportOptions, high_water_mark: int, *, standing_mark: int = 0, quality_mark: int = 0
+) -> str:
+    payload = canonical_json(
+        {
+            "options": options.to_dict(),
+            "high_water_mark": high_water_mark,
+            "standing_mark": standing_mark,
+            "quality_mark": quality_mark,
+        }
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -81,6 +91,7 @@ class ExportStats:
     agreement_count: int = 0
     agreement_min: float = 1.0
     comparisons_dropped: int = 0
+    removed: dict[str, int] = field(default_factory=dict)  # judgments each quality filter left out
 
 
 def export_row_groups(
@@ -89,15 +100,20 @@ def export_row_groups(
     high_water_mark: int,
     axes: tuple[str, ...] | None = None,
     stats: ExportStats | None = None,
+    quality: ExportQuality | None = None,
 ) -> Iterator[tuple[str, list[Row]]]:
     """(split, rows) for every comparison that gives rows, in the export's order; `stats` counts every
-    comparison. Run it inside a transaction."""
+    comparison; `quality` decides the quality filters (default: as of now). Run it inside a transaction."""
     if axes is None:
         axes = rating_axes(options)
+    if quality is None and needs_quality(options):
+        quality = export_quality(options, high_water_mark=high_water_mark)
     prompt_texts = PromptTexts()
-    for group in comparison_groups(options, high_water_mark=high_water_mark):
+    for group in comparison_groups(options, high_water_mark=high_water_mark, quality=quality):
         agreement = comparison_agreement(group, group.judgments)
-        rows = group_rows(group, options, axes, agreement=agreement, prompt_texts=prompt_texts)
+        rows = group_rows(
+            group, options, axes, agreement=agreement, prompt_texts=prompt_texts, quality=quality
+        )
         if stats is not None:
             _count(stats, group, len(rows), agreement)
         if rows:
@@ -280,8 +296,16 @@ def _split_names(options: ExportOptions) -> tuple[str, ...]:
     return ("train", "test") if options.test_fraction > 0 else ("train",)
 
 
-def export_write(options: ExportOptions, *, high_water_mark: int, directory: Path) -> dict[str, Any]:
+def export_write(
+    options: ExportOptions,
+    *,
+    high_water_mark: int,
+    directory: Path,
+    standing_mark: int | None = None,
+    quality_mark: int | None = None,
+) -> dict[str, Any]:
     """Write the export's data files and card into `directory` (created; must be empty or absent).
+    Suspensions and quality figures are read as of the marks (default: now; see feedback.export.quality).
 
     Returns the manifest: the snapshot digest, row counts per split, and each file's SHA-256 and size.
     """
@@ -291,9 +315,14 @@ def export_write(options: ExportOptions, *, high_water_mark: int, directory: Pat
     directory.mkdir(parents=True, exist_ok=True)
     if any(directory.iterdir()):
         raise FileExistsError(f"{directory} is not empty")
-    digest = snapshot_digest(options, high_water_mark)
+    quality = export_quality(
+        options, high_water_mark=high_water_mark, standing_mark=standing_mark, quality_mark=quality_mark
+    )
+    digest = snapshot_digest(
+        options, high_water_mark, standing_mark=quality.standing_mark, quality_mark=quality.quality_mark
+    )
     splits = _split_names(options)
-    stats = ExportStats()
+    stats = ExportStats(removed=removed_by_quality(options, high_water_mark=high_water_mark, quality=quality))
     axes = rating_axes(options)
     staging = directory / ".arrow"
     writers: dict[str, tuple[Path, _SplitWriter]] = {}  # split: (its file, its writer)
@@ -320,7 +349,7 @@ def export_write(options: ExportOptions, *, high_water_mark: int, directory: Pat
         stack.callback(background.join)
         with transaction.atomic():
             for split, rows in export_row_groups(
-                options, high_water_mark=high_water_mark, axes=axes, stats=stats
+                options, high_water_mark=high_water_mark, axes=axes, stats=stats, quality=quality
             ):
                 writers[split][1].write(rows)
                 stats.rows[split] += len(rows)
@@ -335,7 +364,8 @@ def export_write(options: ExportOptions, *, high_water_mark: int, directory: Pat
         _save_to_disk(staging, directory / "dataset", splits=nonempty, fingerprint=digest[:16])
         shutil.rmtree(staging)
     (directory / "README.md").write_text(
-        dataset_card(options, high_water_mark=high_water_mark, digest=digest, stats=stats), encoding="utf-8"
+        dataset_card(options, high_water_mark=high_water_mark, digest=digest, stats=stats, quality=quality),
+        encoding="utf-8",
     )
     hashed = {
         path: written
@@ -421,7 +451,14 @@ def stream_jsonl(
 # --- the card ---------------------------------------------------------------------------------------------
 
 
-def dataset_card(options: ExportOptions, *, high_water_mark: int, digest: str, stats: ExportStats) -> str:
+def dataset_card(
+    options: ExportOptions,
+    *,
+    high_water_mark: int,
+    digest: str,
+    stats: ExportStats,
+    quality: ExportQuality | None = None,
+) -> str:
     splits = _split_names(options)
     data_files = {
         "jsonl": "{split}.jsonl",
@@ -465,6 +502,10 @@ def dataset_card(options: ExportOptions, *, high_water_mark: int, digest: str, s
             write(f"| {bucket} | {stats.agreement_buckets[bucket]} |\n")
     else:
         write("No comparison has two or more judgments.\n")
+    if quality is not None:
+        write(
+            quality_card_section(options, quality=quality, removed=stats.removed, annotators=stats.annotators)
+        )
     write("\n## Checkpoints\n\n| checkpoint | comparisons |\n|---|---|\n")
     for name, count in sorted(stats.checkpoints.items()):
         write(f"| {_cell(name)} | {count} |\n")

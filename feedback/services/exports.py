@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from feedback.export.options import SPLITS, ExportOptions
+from feedback.export.quality import quality_marks_now
 from feedback.export.snapshot import judgment_high_water_mark
 from feedback.export.writer import archive_directory, export_write, file_digest, snapshot_digest, stream_jsonl
 from feedback.models import Export
@@ -36,17 +37,27 @@ def export_create(
 ) -> Export:
     """Record an export and enqueue its job after commit.
 
-    With `snapshot_of`, the new export covers exactly that export's judgments (its high-water mark);
-    otherwise a fresh mark is taken first, in its own short transaction (see `feedback.export.snapshot`).
+    With `snapshot_of`, the new export covers exactly that export's judgments (its high-water mark) and
+    decides its quality filters as it did (its standing and quality marks); otherwise fresh marks are
+    taken first, in its own short transaction (see `feedback.export.snapshot`).
     Returns the export as it stands once the call returns: `pending` with a broker; in the demo, with no
     broker, the job has run inline and it is `completed` or `failed`.
     """
-    mark = snapshot_of.high_water_mark if snapshot_of is not None else judgment_high_water_mark()
+    if snapshot_of is not None:
+        mark = snapshot_of.high_water_mark
+        standing_mark, quality_mark = snapshot_of.standing_mark, snapshot_of.quality_mark
+    else:
+        mark = judgment_high_water_mark()
+        standing_mark, quality_mark = quality_marks_now()
     with transaction.atomic():
         export = Export.objects.create(
             options=options.to_dict(),
             high_water_mark=mark,
-            snapshot_digest=snapshot_digest(options, mark),
+            standing_mark=standing_mark,
+            quality_mark=quality_mark,
+            snapshot_digest=snapshot_digest(
+                options, mark, standing_mark=standing_mark, quality_mark=quality_mark
+            ),
             created_by=created_by if getattr(created_by, "is_authenticated", False) else None,
         )
         send_task_on_commit(EXPORT_RUN_TASK, [export.pk])
@@ -89,7 +100,11 @@ def export_run(*, export_id: int) -> Export:
     scratch = Path(tempfile.mkdtemp(prefix=f".export-{export.pk}-", dir=root))
     try:
         manifest = export_write(
-            export_options(export), high_water_mark=export.high_water_mark, directory=scratch / "files"
+            export_options(export),
+            high_water_mark=export.high_water_mark,
+            standing_mark=export.standing_mark,
+            quality_mark=export.quality_mark,
+            directory=scratch / "files",
         )
         archive_directory(scratch / "files", root / file_name)
     except Exception as error:  # any failure: recorded for the admin and the API, logged with its trace

@@ -10,6 +10,8 @@ explanation. A file with any bad line stores nothing, and every bad line is list
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import random
 from dataclasses import dataclass
 from typing import IO, Any
@@ -25,6 +27,7 @@ from feedback.models import (
     Project,
     Prompt,
     Response,
+    canonical_json,
 )
 from feedback.quality.gold import VerdictInvalid, verdict_from_labels
 from feedback.services.prompts import (
@@ -44,8 +47,20 @@ from feedback.services.prompts import (
 GOLD_FIELDS = ("responses", "expected", "explanation")
 RESPONSE_MAX_CHARS = 50_000
 EXPLANATION_MAX_CHARS = 5_000
-# Shuffles display orders; not for secrets, but nothing about it should be guessable from outside either.
-_display_order = random.SystemRandom()
+
+
+def _display_positions(item: ParsedGold) -> list[int]:
+    """A display position per response of the line, shuffled by a generator keyed with the server's
+    secret and the item's text: reproducible (a re-import, a test), yet no annotator can work out from
+    what they see which response the file listed first (where the expected answer often is)."""
+    key = hmac.new(
+        settings.SECRET_KEY.encode(),
+        canonical_json([item.prompt.content_hash, item.responses]).encode(),
+        hashlib.sha256,
+    ).digest()
+    positions = list(range(len(item.responses)))
+    random.Random(key).shuffle(positions)  # noqa: S311 (the seed is the secret part)
+    return positions
 
 
 class GoldInvalid(ValueError):
@@ -182,8 +197,7 @@ def _gold_item_create(*, project: Project, item: ParsedGold, actor: User | None)
     comparison = Comparison.objects.create(
         project=project, prompt=prompt, is_gold=True, required_judgments=None
     )
-    positions = list(range(len(responses)))
-    _display_order.shuffle(positions)
+    positions = _display_positions(item)
     ComparisonResponse.objects.bulk_create(
         ComparisonResponse(comparison=comparison, response=response, position=position)
         for response, position in zip(responses, positions, strict=True)

@@ -57,11 +57,18 @@ class GoldAnswer:
 
 
 def gold_answers(
-    *, project_id: int, annotator_id: int | None = None, since: datetime | None = None
+    *,
+    project_id: int,
+    annotator_id: int | None = None,
+    since: datetime | None = None,
+    up_to: int | None = None,
 ) -> list[GoldAnswer]:
-    """Every judgment of a gold item of the project (optionally one annotator's, from `since` on),
-    graded against the item's verdict as it stands now. Three queries, whatever the count."""
+    """Every judgment of a gold item of the project (optionally one annotator's, from `since` on, with
+    ids up to `up_to`), graded against the item's verdict as it stands now. Three queries, whatever the
+    count."""
     judgments = Judgment.objects.filter(comparison__project_id=project_id, comparison__is_gold=True)
+    if up_to is not None:
+        judgments = judgments.filter(pk__lte=up_to)
     if annotator_id is not None:
         judgments = judgments.filter(annotator_id=annotator_id)
     if since is not None:

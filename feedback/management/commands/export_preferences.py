@@ -47,6 +47,17 @@ class Command(BaseCommand):
         flagged.add_argument("--include-flagged", dest="exclude_flagged", action="store_const", const=False)
         flagged.add_argument("--exclude-flagged", dest="exclude_flagged", action="store_const", const=True)
         parser.add_argument("--exclude-annotator", action="append", help="Username; repeat for several.")
+        suspended = parser.add_mutually_exclusive_group()
+        suspended.add_argument(
+            "--include-suspended", dest="exclude_suspended", action="store_const", const=False
+        )
+        suspended.add_argument(
+            "--exclude-suspended", dest="exclude_suspended", action="store_const", const=True
+        )
+        parser.add_argument(
+            "--min-gold-accuracy",
+            help="Only annotators with at least this gold accuracy (0–1) in their project.",
+        )
         parser.add_argument("--ties", choices=TIE_POLICIES)
         parser.add_argument("--both-bad", choices=BOTH_BAD_POLICIES)
         parser.add_argument("--kwise", choices=KWISE_EXPANSIONS)
@@ -72,6 +83,8 @@ class Command(BaseCommand):
             "min_agreement",
             "exclude_flagged",
             "exclude_annotator",
+            "exclude_suspended",
+            "min_gold_accuracy",
             "ties",
             "both_bad",
             "kwise",
@@ -90,11 +103,13 @@ class Command(BaseCommand):
                 self.stderr.write(f"{field}: {' '.join(messages)}")
             raise CommandError("The export options were refused.") from None
         mark = options["high_water_mark"]
+        standing_mark = quality_mark = None  # now, unless a recorded snapshot says otherwise
         if options["snapshot"] is not None:
             recorded = Export.objects.filter(pk=options["snapshot"]).first()
             if recorded is None:
                 raise CommandError(f"No export with id {options['snapshot']}.")
             mark = recorded.high_water_mark
+            standing_mark, quality_mark = recorded.standing_mark, recorded.quality_mark
         if mark is not None and mark < 0:
             raise CommandError("--high-water-mark cannot be negative.")
         if mark is None:
@@ -102,7 +117,13 @@ class Command(BaseCommand):
         directory: Path = options["output"]
         if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
             raise CommandError(f"{directory} exists and is not an empty directory.")
-        manifest = export_write(export_options, high_water_mark=mark, directory=directory)
+        manifest = export_write(
+            export_options,
+            high_water_mark=mark,
+            standing_mark=standing_mark,
+            quality_mark=quality_mark,
+            directory=directory,
+        )
         rows = ", ".join(f"{split} {count}" for split, count in manifest["rows"].items())
         self.stdout.write(
             self.style.SUCCESS(
