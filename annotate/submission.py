@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from feedback.models import RATIONALE_MAX_LENGTH, Judgment, JudgmentFlag, Project, position_label
+from feedback.verdicts import PAIRWISE_RANKINGS, ranking_error
 
 SUBMISSION_KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{7,63}")
 SKIP_REASON_MAX_LENGTH = 500
@@ -22,8 +23,6 @@ TIME_SPENT_MAX_MS = 24 * 60 * 60 * 1000
 PAIRWISE_CHOICES = frozenset(
     {Judgment.Choice.A, Judgment.Choice.B, Judgment.Choice.TIE, Judgment.Choice.BOTH_BAD}
 )
-# Pairwise judgments store a rank per position too, so that exports read one shape for every mode.
-PAIRWISE_RANKINGS: dict[str, list[int]] = {"a": [1, 2], "b": [2, 1], "tie": [1, 1], "both_bad": [1, 1]}
 FLAG_VALUES = frozenset(JudgmentFlag.values)
 BODY_FIELDS = frozenset(
     {"submission_key", "choice", "ranking", "strength", "ratings", "rationale", "flags", "time_spent_ms"}
@@ -155,19 +154,6 @@ def skip_reason_clean(reason: Any) -> str:
     return reason.strip()
 
 
-def _ranking_error(ranking: Sequence[int], *, size: int, allows_tie: bool) -> str | None:
-    if len(ranking) != size:
-        return f"Rank all {size} shown responses (got {len(ranking)} ranks)."
-    if any(not 1 <= rank <= size for rank in ranking):
-        return f"Ranks run from 1 (best) to {size}."
-    distinct = sorted(set(ranking))
-    if not allows_tie and len(distinct) != size:
-        return "This project does not allow ties: give each response its own rank."
-    if distinct != list(range(1, len(distinct) + 1)):
-        return "Ranks must be consecutive from 1 (tied responses share a rank, the next rank follows on)."
-    return None
-
-
 def judgment_values(
     submission: JudgmentSubmission, *, project: Project, response_ids: Sequence[int]
 ) -> dict[str, Any]:
@@ -210,7 +196,7 @@ def judgment_values(
         if submission.ranking is None:
             errors["ranking"] = f"Rank all {size} responses."
         elif (
-            message := _ranking_error(submission.ranking, size=size, allows_tie=project.allows_tie)
+            message := ranking_error(submission.ranking, size=size, allows_tie=project.allows_tie)
         ) is not None:
             errors["ranking"] = message
         values["choice"] = Judgment.Choice.RANKED

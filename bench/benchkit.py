@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import secrets
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import dj_database_url
@@ -157,3 +159,42 @@ def seed_load(
         connection.execute("CHECKPOINT")
         print(f"  CHECKPOINT: {time.perf_counter() - step:.1f} s", file=sys.stderr)
     return time.perf_counter() - started
+
+
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+
+
+def database_prepare(config: dict[str, Any], *, drop: bool, script: str) -> None:
+    """Create the database if it is missing; drop it first when `drop`."""
+    name = sql.Identifier(config["NAME"])
+    try:
+        with connect(config, dbname="postgres") as connection:
+            if drop:
+                connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+            exists = connection.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [config["NAME"]]
+            ).fetchone()
+            if not exists:
+                connection.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    except psycopg.Error as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        exit_unable(f"{script}: cannot prepare database {config['NAME']!r}: {message}")
+
+
+def django_environment() -> None:
+    """Production-like settings for this process and the children it starts (they inherit them)."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = "feedback.settings"
+    os.environ["DJANGO_DEBUG"] = "0"  # DEBUG would record every query
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
+    os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "127.0.0.1")
+    os.environ["DJANGO_LOG_LEVEL"] = "WARNING"
+    os.environ.pop("CELERY_BROKER_URL", None)
+
+
+def django_setup() -> None:
+    # Run as `python bench/NAME.py`, the script's own folder is on sys.path, not the repository.
+    sys.path.insert(0, str(REPOSITORY_ROOT))
+    django_environment()
+    import django
+
+    django.setup()

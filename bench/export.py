@@ -51,7 +51,6 @@ import os
 import platform
 import random
 import resource
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -69,8 +68,9 @@ from benchkit import (
     bench_database_config_or_exit,
     connect,
     cpu_model,
+    database_prepare,
     django_disconnect,
-    exit_unable,
+    django_setup,
     int_list,
     memory_gib,
     migrate,
@@ -302,42 +302,6 @@ def sentences_generate(count: int) -> list[str]:
 
 
 # --- Setup -----------------------------------------------------------------------------------------------
-
-
-def database_prepare(config: dict[str, Any], *, drop: bool) -> None:
-    """Create the database if it is missing; drop it first when `drop`."""
-    name = sql.Identifier(config["NAME"])
-    try:
-        with connect(config, dbname="postgres") as connection:
-            if drop:
-                connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-            exists = connection.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", [config["NAME"]]
-            ).fetchone()
-            if not exists:
-                connection.execute(sql.SQL("CREATE DATABASE {}").format(name))
-    except psycopg.Error as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        exit_unable(f"{SCRIPT}: cannot prepare database {config['NAME']!r}: {message}")
-
-
-def django_environment() -> None:
-    """Production-like settings for this process and the children it starts (they inherit them)."""
-    os.environ["DJANGO_SETTINGS_MODULE"] = "feedback.settings"
-    os.environ["DJANGO_DEBUG"] = "0"  # DEBUG would record every query
-    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
-    os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "127.0.0.1")
-    os.environ["DJANGO_LOG_LEVEL"] = "WARNING"
-    os.environ.pop("CELERY_BROKER_URL", None)
-
-
-def django_setup() -> None:
-    # Run as `python bench/export.py`, the script's own folder is on sys.path, not the repository.
-    sys.path.insert(0, str(REPOSITORY_ROOT))
-    django_environment()
-    import django
-
-    django.setup()
 
 
 def comparisons_for(judgments: int) -> int:
@@ -911,7 +875,7 @@ def main() -> int:
     )
     load_before = os.getloadavg()
     needed = max(sizes)
-    database_prepare(config, drop=arguments.reseed)
+    database_prepare(config, drop=arguments.reseed, script=SCRIPT)
     django_setup()
     migrate()
     django_disconnect()
@@ -921,7 +885,7 @@ def main() -> int:
         print(f"re-using the seeded database ({seeded:,} judgments)", file=sys.stderr)
     else:
         if not arguments.reseed:  # a smaller or other seed, or none: start from an empty database
-            database_prepare(config, drop=True)
+            database_prepare(config, drop=True, script=SCRIPT)
             migrate()
             django_disconnect()
         print(f"seeding {needed:,} judgments ...", file=sys.stderr)

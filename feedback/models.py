@@ -260,6 +260,12 @@ class Project(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(1000)],
         help_text="…once they have answered at least this many gold items.",
     )
+    review_agreement_below = models.FloatField(
+        default=0.6,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="A completed comparison whose judgments agree less than this (the share that made the "
+        "majority choice) goes to the review queue. 0 sends none for agreement.",
+    )
     bias_suspend_share = models.FloatField(
         default=0.9,
         validators=[MinValueValidator(0.5), MaxValueValidator(1.0)],
@@ -1019,6 +1025,100 @@ class AnnotatorQuality(models.Model):
         return f"{self.annotator} in {self.project}"
 
 
+class ReviewItem(models.Model):
+    """A comparison that needs a reviewer's final word, why, and the word once given.
+
+    Items enter the queue from the quality refresh (low agreement, a flag raised, a gold item most
+    annotators answered otherwise) or by a manager's pick. `feedback.services.review` is the only writer:
+    a decision locks the item, so two reviewers can never both decide it.
+    """
+
+    class Reason(models.TextChoices):
+        LOW_AGREEMENT = "low_agreement", "Low agreement"
+        FLAGGED = "flagged", "Flagged by an annotator"
+        GOLD_DISPUTED = "gold_disputed", "Gold item most annotators answered otherwise"
+        PICKED = "picked", "Picked by a manager"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for a reviewer"
+        DECIDED = "decided", "Decided"
+        SENT_BACK = "sent_back", "Sent back for more judgments"
+        RETIRED = "retired", "Retired"
+
+    comparison = models.OneToOneField(Comparison, on_delete=models.CASCADE, related_name="review")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_items")
+    reasons = models.JSONField(default=list, help_text="Why it is in the queue: Reason values.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    # The final verdict when decided, in a judgment's stored form: {"choice": …, "ranking": [rank per
+    # display position], "strength": …}.
+    verdict = models.JSONField(null=True, blank=True)
+    queued_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["queued_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "decided", "sent_back", "retired"]),
+                name="review_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="decided") | Q(verdict__isnull=False), name="review_decided_has_verdict"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["project", "queued_at", "id"],
+                name="review_pending_idx",
+                condition=Q(status="pending"),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Review of comparison {self.comparison_id} ({self.get_status_display()})"
+
+
+class ReviewDecision(models.Model):
+    """Every decision on a review item: who, when, what (decide, send back, retire, pick), the verdict,
+    the item's previous state, and why. Never updated or deleted by the application."""
+
+    class Action(models.TextChoices):
+        DECIDE = "decide", "Set the final verdict"
+        SEND_BACK = "send_back", "Send back for more judgments"
+        RETIRE = "retire", "Retire"
+        PICK = "pick", "Pick for review"
+
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="decisions")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="review_decisions"
+    )
+    action = models.CharField(max_length=16, choices=Action.choices)
+    verdict = models.JSONField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    previous_status = models.CharField(max_length=16, blank=True)
+    previous_verdict = models.JSONField(null=True, blank=True)
+    submission_key = models.CharField(max_length=64, help_text="Client-chosen idempotency key.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["reviewer", "submission_key"], name="review_decision_key_once"),
+            models.CheckConstraint(
+                condition=Q(action__in=["decide", "send_back", "retire", "pick"]), name="review_action_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(action="decide") | Q(verdict__isnull=False), name="review_decide_has_verdict"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer}: {self.action} on review {self.item_id}"
+
+
 class StandingChange(models.Model):
     """The record of a suspension, reinstatement or warning: who (none: the gold check), when, why, and
     the gold figures it was decided on. Never updated or deleted by the application."""
@@ -1168,6 +1268,7 @@ class Export(models.Model):
     # this quality report (both logs are append-only), so re-exports decide the same.
     standing_mark = models.BigIntegerField(default=0, help_text="The newest StandingChange id it reads.")
     quality_mark = models.BigIntegerField(default=0, help_text="The newest ProjectQuality id it reads.")
+    review_mark = models.BigIntegerField(default=0, help_text="The newest ReviewDecision id it reads.")
     snapshot_digest = models.CharField(
         max_length=64, help_text="SHA-256 of options and high-water mark: equal digests, equal files."
     )

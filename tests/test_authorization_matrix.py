@@ -29,6 +29,8 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from annotate.assignment import comparison_lease_next
 from feedback.export.options import ExportOptions
 from feedback.models import ApiToken, Export, Project
+from feedback.services.quality import project_quality_refresh
+from feedback.services.standing import annotator_suspend
 from feedback.services.tokens import api_token_create
 from tests.conftest import logged_in_client
 from tests.factories import (
@@ -77,7 +79,9 @@ def api(pattern: str, *, query: str = "") -> Rule:
 
 MODEL = r"admin/(auth|feedback|annotate)/[a-z]+"
 # Models whose rows only services write: nobody adds, changes or deletes them in the admin.
-READ_ONLY = r"admin/(feedback/(judgment|assignment)|annotate/annotatorstatistics)"
+READ_ONLY = (
+    r"admin/(feedback/(judgment|assignment|annotatorstanding|standingchange)|annotate/annotatorstatistics)"
+)
 
 RULES = [
     # --- the annotator's pages --------------------------------------------------------------------------
@@ -127,8 +131,12 @@ RULES = [
     staff_only("admin/feedback/prompt/import/", 200),
     staff_only("admin/feedback/generationrun/start/", 200),
     staff_only("admin/feedback/export/<int:export_id>/download/", 200),
+    staff_only("admin/feedback/project/<path:object_id>/quality/", 200),
+    staff_only("admin/feedback/comparison/import-gold/", 200),
+    staff_only("admin/feedback/comparison/<path:object_id>/gold/", 200),
+    staff_only("admin/feedback/annotatorstanding/<path:object_id>/(suspend|reinstate)/", 200),
     # --- the REST API -----------------------------------------------------------------------------------
-    api(r"api/v1/projects(/<slug:slug>(/prompts)?)?"),
+    api(r"api/v1/projects(/<slug:slug>(/(prompts|gold|quality|annotators))?)?"),
     api(r"api/v1/(checkpoints|comparisons|judgments|generation-runs|exports)(/<id:pk>)?"),
     api(r"api/v1/(generation-runs|exports)/<id:pk>/status"),
     api(r"api/v1/exports/<id:pk>/download"),
@@ -200,8 +208,13 @@ def world(db, annotator, data_engineer, admin_user, settings, tmp_path) -> World
     judgment = JudgmentFactory(comparison=comparisons[0])
     assignment = comparison_lease_next(annotator=annotator, project=project)
     assert assignment is not None
+    # Another annotator of the project, suspended: a standing change to show.
+    annotator_suspend(
+        project_id=project.pk, annotator_id=judgment.annotator_id, actor=admin_user, reason="Test."
+    )
     run = GenerationRunFactory(project=project, checkpoint=project.current_checkpoint)
     api_token_create(user=data_engineer, name="matrix")
+    project_quality_refresh(project_id=project.pk)  # figures for /quality to show
 
     settings.EXPORT_ROOT = tmp_path / "exports"
     settings.EXPORT_ROOT.mkdir()

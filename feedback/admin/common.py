@@ -1,18 +1,26 @@
 """What several admin modules share: escaped HTML for untrusted values, a service's errors by field,
-and the read-only bases for rows that only services write.
+an import's bad lines as form errors, and the read-only bases for rows that only services write.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.auth.models import User
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.http import HttpRequest
+from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+
+from feedback.services.prompts import MAX_REPORTED_ERRORS, PromptImportError
+
+# How many bad lines an upload page lists before summarising the rest.
+IMPORT_ERRORS_SHOWN = 50
 
 
 def percent(done: int, total: int) -> str:
@@ -34,11 +42,36 @@ def key_value_table(data: Mapping[str, Any]) -> SafeString:
     )
 
 
+def local_time(moment: datetime) -> str:
+    """A moment as the admin writes its own: in the site's time zone and date format."""
+    return formats.date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+
+
+def staff_user(request: HttpRequest) -> User:
+    """The user of an admin view: `admin_view` has already sent anyone but logged-in staff to the login."""
+    user = request.user
+    assert isinstance(user, User)
+    return user
+
+
 def field_errors(error: ValidationError) -> dict[str, list[str]]:
     """A service's ValidationError as field → messages (errors not tied to a field under NON_FIELD_ERRORS)."""
     if hasattr(error, "error_dict"):
         return error.message_dict
     return {NON_FIELD_ERRORS: error.messages}
+
+
+def import_error_messages(file_name: str, error: PromptImportError) -> list[str]:
+    """A refused file's form errors: what happened, then each bad line with its number (the first
+    `IMPORT_ERRORS_SHOWN`, then how many more)."""
+    shown = [str(line_error) for line_error in error.errors[:IMPORT_ERRORS_SHOWN]]
+    hidden = len(error.errors) - len(shown)
+    if hidden or error.truncated:
+        at_least = "at least " if error.truncated else ""
+        shown.append(
+            f"… and {at_least}{hidden} more bad line(s) (the first {MAX_REPORTED_ERRORS} are counted)"
+        )
+    return [f"{file_name}: {error}", *shown]
 
 
 class ReadOnlyInline(admin.TabularInline):

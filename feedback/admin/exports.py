@@ -66,10 +66,15 @@ class ExportForm(forms.Form):
     )
     min_gold_accuracy = forms.FloatField(
         initial=0.0,
+        required=False,
         min_value=0.0,
         max_value=1.0,
         help_text="Leave out annotators below this gold accuracy in their project (and, above 0, those "
         "without gold answers). 0: keep everyone.",
+    )
+    reviewed_only = forms.BooleanField(required=False, label="Only comparisons a reviewer decided")
+    adjudicated_wins = forms.BooleanField(
+        initial=True, required=False, label="Under consensus, a reviewer's verdict replaces the vote"
     )
     ties = forms.ChoiceField(choices=_choices(TIE_POLICIES), initial="drop")
     both_bad = forms.ChoiceField(
@@ -114,6 +119,7 @@ class ExportAdmin(admin.ModelAdmin):
         "options",
         "high_water_mark",
         "standing_mark",
+        "review_mark",
         "quality_mark",
         "snapshot_digest",
         "manifest",

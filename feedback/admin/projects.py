@@ -1,15 +1,19 @@
-"""Projects: settings, progress, the runs started for them, and the action that generates responses
-with the current checkpoint.
+"""Projects: settings, progress, the runs started for them, the action that generates responses with
+the current checkpoint, and the link to each project's quality page (`feedback.admin.quality`).
 """
 
 from __future__ import annotations
 
 from django.contrib import admin
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from feedback.admin.common import ReadOnlyInline, percent
 from feedback.admin.generation import run_progress, start_runs
+from feedback.admin.quality import project_quality_view
 from feedback.models import GenerationRun, PolicyCheckpoint, Project, ProjectMembership
 from feedback.selectors import projects_with_progress
 
@@ -52,6 +56,7 @@ class ProjectAdmin(admin.ModelAdmin):
         "comparison_count",
         "progress",
         "current_checkpoint",
+        "quality_link",
     )
     list_filter = ("is_active", "comparison_mode")
     search_fields = ("name", "slug")
@@ -60,6 +65,7 @@ class ProjectAdmin(admin.ModelAdmin):
     readonly_fields = ("prompt_count", "comparison_count", "progress", "checkpoints_used", "created_at")
     inlines = (ProjectMembershipInline, GenerationRunInline)
     actions = ("generate_responses",)
+    change_form_template = "admin/feedback/project/change_form.html"
     fieldsets = (
         (None, {"fields": ("name", "slug", "is_active", "guidelines")}),
         ("Progress", {"fields": ("prompt_count", "comparison_count", "progress", "checkpoints_used")}),
@@ -109,6 +115,25 @@ class ProjectAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Project]:
         return projects_with_progress(super().get_queryset(request))
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<path:object_id>/quality/",
+                self.admin_site.admin_view(self.quality_view),
+                name="feedback_project_quality",
+            ),
+            *super().get_urls(),
+        ]
+
+    def quality_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return project_quality_view(self, request, object_id)
+
+    @admin.display(description="Quality")
+    def quality_link(self, project: Project) -> SafeString:
+        return format_html(
+            '<a href="{}">Quality</a>', reverse("admin:feedback_project_quality", args=[project.pk])
+        )
 
     @admin.display(description="Prompts", ordering="prompt_total")
     def prompt_count(self, project: Project) -> int:

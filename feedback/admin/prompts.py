@@ -17,19 +17,16 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
+from feedback.admin.common import IMPORT_ERRORS_SHOWN, import_error_messages
 from feedback.admin.generation import start_runs
 from feedback.models import Project, Prompt, Response, conversation_hash
 from feedback.services.prompts import (
-    MAX_REPORTED_ERRORS,
     PromptImportError,
     conversation_clean,
     metadata_clean,
     prompt_file_format_for,
     prompts_import,
 )
-
-# How many bad lines the upload page lists before summarising the rest.
-IMPORT_ERRORS_SHOWN = 50
 
 
 class PromptImportForm(forms.Form):
@@ -160,14 +157,7 @@ class PromptAdmin(admin.ModelAdmin):
             except ValueError as error:
                 form.add_error("file_format", str(error))
             except PromptImportError as error:
-                shown = [str(line_error) for line_error in error.errors[:IMPORT_ERRORS_SHOWN]]
-                hidden = len(error.errors) - len(shown)
-                if hidden or error.truncated:
-                    at_least = "at least " if error.truncated else ""
-                    shown.append(
-                        f"… and {at_least}{hidden} more bad line(s) (the first {MAX_REPORTED_ERRORS} are counted)"
-                    )
-                form.add_error("file", [f"{upload.name}: {error}", *shown])
+                form.add_error("file", import_error_messages(upload.name, error))
             else:
                 self.message_user(
                     request, f"{upload.name} into {project}: {report.summary()}.", messages.SUCCESS

@@ -23,6 +23,7 @@ from feedback.export.options import (
     ExportOptions,
 )
 from feedback.models import (
+    AnnotatorQuality,
     Comparison,
     ComparisonResponse,
     Export,
@@ -30,8 +31,10 @@ from feedback.models import (
     Judgment,
     PolicyCheckpoint,
     Project,
+    ProjectQuality,
     Prompt,
 )
+from feedback.quality.gold import verdict_labels
 from feedback.sampling import SamplingParameters, SamplingParametersError
 from feedback.services.generation import MAX_CHUNK_SIZE
 from feedback.services.prompts import PromptConflict
@@ -372,6 +375,13 @@ class ExportOptionsSerializer(serializers.Serializer):
         max_value=1,
         help_text="Leave out annotators below this gold accuracy in their project (and those without gold).",
     )
+    reviewed_only = serializers.BooleanField(
+        required=False, help_text="Only comparisons a reviewer decided (default false)."
+    )
+    adjudicated_wins = serializers.BooleanField(
+        required=False,
+        help_text="Under consensus, a reviewer's decided verdict replaces the vote (default true).",
+    )
     ties = serializers.ChoiceField(choices=TIE_POLICIES, required=False)
     both_bad = serializers.ChoiceField(choices=BOTH_BAD_POLICIES, required=False)
     kwise = serializers.ChoiceField(choices=KWISE_EXPANSIONS, required=False)
@@ -413,6 +423,13 @@ class ExportStreamQuery(serializers.Serializer):
         min_value=0,
         max_value=1,
         help_text="Leave out annotators below this gold accuracy in their project (and those without gold).",
+    )
+    reviewed_only = serializers.BooleanField(
+        required=False, help_text="Only comparisons a reviewer decided (default false)."
+    )
+    adjudicated_wins = serializers.BooleanField(
+        required=False,
+        help_text="Under consensus, a reviewer's decided verdict replaces the vote (default true).",
     )
     ties = serializers.ChoiceField(choices=TIE_POLICIES, required=False)
     both_bad = serializers.ChoiceField(choices=BOTH_BAD_POLICIES, required=False)
@@ -475,3 +492,94 @@ class ExportSerializer(ExportStatusSerializer):
             "download_url",
         )
         read_only_fields = fields
+
+
+# --- quality ---------------------------------------------------------------------------------------------
+
+
+class GoldUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="A JSON Lines (.jsonl) file of gold items.")
+
+
+class GoldImportReportSerializer(serializers.Serializer):
+    """What a gold import did: new gold items, and lines already imported (skipped)."""
+
+    created = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+    summary = serializers.CharField()
+
+
+class GoldItemSerializer(serializers.Serializer):
+    """A gold comparison: what annotators see, the expected verdict (by label) and how often it was
+    answered."""
+
+    comparison_id = serializers.IntegerField(source="pk")
+    prompt_id = serializers.CharField(source="prompt.external_id")
+    conversation = serializers.JSONField(source="prompt.conversation")
+    category = serializers.CharField(source="prompt.category")
+    responses = serializers.SerializerMethodField()
+    expected = serializers.SerializerMethodField(help_text='The verdict by label, e.g. "A or tie".')
+    verdict = serializers.JSONField(source="gold_verdict.verdict", help_text="Stored by response id.")
+    explanation = serializers.CharField(source="gold_verdict.explanation")
+    answers = serializers.IntegerField(source="judgment_count")
+    status = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+    @extend_schema_field(
+        serializers.ListField(
+            child=serializers.DictField(),
+            help_text="In display order: {label (A is shown first), response_id, text}.",
+        )
+    )
+    def get_responses(self, comparison: Comparison) -> list[dict[str, Any]]:
+        return [
+            {"label": entry.label, "response_id": entry.response_id, "text": entry.response.text}
+            for entry in comparison.entries.all()
+        ]
+
+    def get_expected(self, comparison: Comparison) -> str:
+        shown = [entry.response_id for entry in comparison.entries.all()]
+        return verdict_labels(comparison.gold_verdict.verdict, response_ids=shown)
+
+
+class ProjectQualitySerializer(serializers.Serializer):
+    """The project's quality figures as last computed (see the README's "Quality" section): Krippendorff's
+    alpha per measure, per prompt category and over time, Cohen's kappa for every pair of annotators with
+    enough shared comparisons (annotators named), position bias, and gold answers."""
+
+    project = serializers.CharField(source="project.slug")
+    computed_at = serializers.DateTimeField()
+    seconds = serializers.FloatField(help_text="How long the computation took.")
+    high_water_mark = serializers.IntegerField(help_text="The largest judgment id the figures include.")
+    report = serializers.SerializerMethodField()
+
+    def get_report(self, quality: ProjectQuality) -> dict[str, Any]:
+        report = dict(quality.report)
+        names = self.context.get("usernames", {})
+        report["kappa"] = {
+            **report["kappa"],
+            "pairs": [
+                {**pair, "first": names.get(pair["first"], ""), "second": names.get(pair["second"], "")}
+                for pair in report["kappa"]["pairs"]
+            ],
+        }
+        return report
+
+
+class AnnotatorQualitySerializer(serializers.ModelSerializer):
+    """One annotator's figures in the project as last computed, their standing, and the anomalies they
+    show, each with its reason."""
+
+    annotator = serializers.CharField(source="annotator.username")
+    status = serializers.SerializerMethodField(help_text="active, warned or suspended.")
+    status_reason = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AnnotatorQuality
+        exclude = ("id", "project")
+
+    def get_status(self, row: AnnotatorQuality) -> str:
+        return self.context.get("standings", {}).get(row.annotator_id, ("active", ""))[0]
+
+    def get_status_reason(self, row: AnnotatorQuality) -> str:
+        return self.context.get("standings", {}).get(row.annotator_id, ("active", ""))[1]

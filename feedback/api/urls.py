@@ -37,6 +37,11 @@ v1 = [
     path("projects", views.ProjectList.as_view(), name="project-list"),
     path("projects/<slug:slug>", views.ProjectDetail.as_view(), name="project-detail"),
     path("projects/<slug:slug>/prompts", views.ProjectPrompts.as_view(), name="project-prompts"),
+    path("projects/<slug:slug>/gold", views.ProjectGold.as_view(), name="project-gold"),
+    path("projects/<slug:slug>/quality", views.ProjectQualityView.as_view(), name="project-quality"),
+    path(
+        "projects/<slug:slug>/annotators", views.ProjectAnnotatorQuality.as_view(), name="project-annotators"
+    ),
     path("checkpoints", views.CheckpointList.as_view(), name="checkpoint-list"),
     path("checkpoints/<id:pk>", views.CheckpointDetail.as_view(), name="checkpoint-detail"),
     path("generation-runs", views.GenerationRunList.as_view(), name="generation-run-list"),

@@ -7,12 +7,14 @@ attributes are empty and exist for the schema generator only.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
+from django.contrib.auth.models import User
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -50,6 +52,7 @@ from feedback.api.parsers import JsonLinesBody, JsonLinesParser
 from feedback.api.serializers import (
     EXPORT_LIST_OPTIONS,
     EXPORT_OPTION_NAMES,
+    AnnotatorQualitySerializer,
     CheckpointSerializer,
     ComparisonSerializer,
     ExportCreateSerializer,
@@ -59,7 +62,11 @@ from feedback.api.serializers import (
     GenerationRunCreateSerializer,
     GenerationRunSerializer,
     GenerationRunStatusSerializer,
+    GoldImportReportSerializer,
+    GoldItemSerializer,
+    GoldUploadSerializer,
     JudgmentSerializer,
+    ProjectQualitySerializer,
     ProjectSerializer,
     PromptImportReportSerializer,
     PromptSerializer,
@@ -67,16 +74,21 @@ from feedback.api.serializers import (
 )
 from feedback.export.options import SPLITS, ExportOptions, ExportOptionsError
 from feedback.models import (
+    AnnotatorQuality,
+    AnnotatorStanding,
     Comparison,
+    ComparisonResponse,
     Export,
     GenerationRun,
     Judgment,
     PolicyCheckpoint,
     Project,
+    ProjectQuality,
     Prompt,
 )
 from feedback.services.exports import export_archive, export_create, export_stream_jsonl
 from feedback.services.generation import generation_run_start
+from feedback.services.gold import gold_import
 from feedback.services.prompts import PromptImportError, prompt_file_format_for, prompts_import
 from feedback.views import export_archive_response
 
@@ -135,6 +147,30 @@ def _service_errors(error: DjangoValidationError) -> dict[str, list[str]]:
         ("non_field_errors" if name == NON_FIELD_ERRORS else name): messages
         for name, messages in errors.items()
     }
+
+
+def _uploaded_source(request: Request, upload_class: type[Serializer]) -> tuple[Any, dict[str, Any] | None]:
+    """The file an import reads: a JSON Lines body as it is, or the multipart `file` (with the upload's
+    other validated fields)."""
+    data = request.data
+    if isinstance(data, JsonLinesBody) or request.content_type.startswith(JsonLinesParser.media_type):
+        # DRF hands an empty body over as {}; the service then reports a file without records.
+        return (data if isinstance(data, JsonLinesBody) else io.BytesIO(b"")), None
+    upload = upload_class(data=data)
+    upload.is_valid(raise_exception=True)
+    return upload.validated_data["file"], dict(upload.validated_data)
+
+
+@contextmanager
+def _import_errors() -> Iterator[None]:
+    """A refused file (PromptImportError) as a 400 listing every bad line under `errors.file`."""
+    try:
+        yield
+    except PromptImportError as error:
+        lines = [str(line_error) for line_error in error.errors]
+        if error.truncated:
+            lines.append("… more bad lines, not listed")
+        raise InvalidInput({"file": lines}, detail=str(error)) from None
 
 
 class PassThroughNegotiation(BaseContentNegotiation):
@@ -216,26 +252,15 @@ class ProjectPrompts(ApiView, generics.ListAPIView):
     )
     def post(self, request: Request, slug: str) -> Response:
         project = self.project()
-        data = request.data
-        if isinstance(data, JsonLinesBody) or request.content_type.startswith(JsonLinesParser.media_type):
-            # DRF hands an empty body over as {}; the service then reports a file without prompts.
-            source: Any = data if isinstance(data, JsonLinesBody) else io.BytesIO(b"")
-            file_format = "jsonl"
-        else:
-            upload = PromptUploadSerializer(data=data)
-            upload.is_valid(raise_exception=True)
-            source = upload.validated_data["file"]
+        source, upload = _uploaded_source(request, PromptUploadSerializer)
+        file_format = "jsonl"
+        if upload is not None:
             try:
-                file_format = upload.validated_data.get("format") or prompt_file_format_for(source.name)
+                file_format = upload.get("format") or prompt_file_format_for(source.name)
             except ValueError as error:
                 raise InvalidInput({"format": [str(error)]}) from None
-        try:
+        with _import_errors():
             report = prompts_import(project=project, source=source, file_format=file_format)  # type: ignore[arg-type]
-        except PromptImportError as error:
-            lines = [str(line_error) for line_error in error.errors]
-            if error.truncated:
-                lines.append("… more bad lines, not listed")
-            raise InvalidInput({"file": lines}, detail=str(error)) from None
         return Response(PromptImportReportSerializer(report).data)
 
 
@@ -589,3 +614,112 @@ class ExportStream(ApiView):
         response["X-Content-Type-Options"] = "nosniff"
         response["Cache-Control"] = "private, no-store"
         return response
+
+
+# --- quality ---------------------------------------------------------------------------------------------
+
+
+class ProjectScoped(ApiView):
+    """A view under /projects/<slug>/, for readers of datasets only."""
+
+    def project(self) -> Project:
+        project = selectors.project_get_for_reader(user=self.request.user, slug=self.kwargs["slug"])
+        if project is None:
+            raise Http404("No such project.")
+        return project
+
+
+@extend_schema(tags=["quality"])
+class ProjectGold(ProjectScoped, generics.ListAPIView):
+    """A project's gold items with their expected verdicts (GET), and the import of gold items (POST)."""
+
+    queryset = Comparison.objects.none()
+    serializer_class = GoldItemSerializer
+    pagination_class = IdPagination
+    parser_classes = [MultiPartParser, JsonLinesParser]
+
+    def get_queryset(self) -> QuerySet[Comparison]:
+        return (
+            Comparison.objects.filter(project=self.project(), is_gold=True)
+            .select_related("prompt", "gold_verdict")
+            .prefetch_related(
+                Prefetch(
+                    "entries", ComparisonResponse.objects.select_related("response").order_by("position")
+                )
+            )
+        )
+
+    @extend_schema(
+        summary="Import gold items into the project",
+        description=(
+            "A JSON Lines file as multipart `file`, or a JSON Lines body (`Content-Type: application/x-ndjson`). "
+            "Each line: `prompt` (or `messages`), optionally `id`, `category`, `metadata`, then `responses` (as "
+            "many strings as the project compares), `expected` (by label, A being the first response of the "
+            'line: "A", ["A", "tie"], or for rankings "C" or {"order": ["C", "A", "B"]}) and optionally '
+            "`explanation`. All or nothing: a file with any bad line stores nothing and the 400 lists every bad "
+            "line under `errors.file`. Lines whose id is already a gold item of the project are skipped."
+        ),
+        request={"multipart/form-data": GoldUploadSerializer, "application/x-ndjson": OpenApiTypes.BINARY},
+        responses={200: GoldImportReportSerializer},
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        project = self.project()
+        source, _ = _uploaded_source(request, GoldUploadSerializer)
+        user = request.user if isinstance(request.user, User) else None
+        with _import_errors():
+            report = gold_import(project=project, source=source, actor=user)
+        return Response(GoldImportReportSerializer(report).data)
+
+
+@extend_schema(
+    tags=["quality"],
+    responses={200: ProjectQualitySerializer, 404: OpenApiResponse(description="Not computed yet.")},
+)
+class ProjectQualityView(ProjectScoped):
+    """The project's quality figures as last computed off the request path (celery beat, every few
+    minutes while judgments arrive); `computed_at` says how fresh they are."""
+
+    serializer_class = ProjectQualitySerializer
+
+    def get(self, request: Request, slug: str) -> Response:
+        project = self.project()
+        quality = (
+            ProjectQuality.objects.filter(project=project)
+            .select_related("project")
+            .order_by("-computed_at", "-pk")
+            .first()
+        )
+        if quality is None:
+            raise Http404(
+                "No quality figures for this project yet: they are computed a few minutes after its first judgments."
+            )
+        people = {pair[key] for pair in quality.report["kappa"]["pairs"] for key in ("first", "second")}
+        usernames = dict(User.objects.filter(pk__in=people).values_list("pk", "username"))
+        return Response(ProjectQualitySerializer(quality, context={"usernames": usernames}).data)
+
+
+@extend_schema(tags=["quality"])
+class ProjectAnnotatorQuality(ProjectScoped, generics.ListAPIView):
+    """Each annotator's figures in the project as last computed: gold accuracy with its Wilson interval,
+    agreement with the majority of the others, position bias, speed, standing, and anomalies with their
+    reasons."""
+
+    queryset = AnnotatorQuality.objects.none()
+    serializer_class = AnnotatorQualitySerializer
+    pagination_class = IdPagination
+
+    def get_queryset(self) -> QuerySet[AnnotatorQuality]:
+        return AnnotatorQuality.objects.filter(project=self.project()).select_related("annotator")
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = dict(super().get_serializer_context())
+        if "slug" in self.kwargs and selectors.project_get_for_reader(
+            user=self.request.user, slug=self.kwargs["slug"]
+        ):
+            context["standings"] = {
+                annotator: (status_value, reason)
+                for annotator, status_value, reason in AnnotatorStanding.objects.filter(
+                    project__slug=self.kwargs["slug"]
+                ).values_list("annotator_id", "status", "reason")
+            }
+        return context

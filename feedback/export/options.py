@@ -35,7 +35,7 @@ TIE_POLICIES = ("drop", "both-ways")
 BOTH_BAD_POLICIES = ("drop", "undesirable")
 KWISE_EXPANSIONS = ("all-pairs", "best-vs-rest")
 OUTPUTS = ("jsonl", "jsonl.gz", "parquet", "hf-dataset")
-EXTRA_COLUMNS = ("margin", "ids", "checkpoints", "category", "agreement", "votes")
+EXTRA_COLUMNS = ("margin", "ids", "checkpoints", "category", "agreement", "votes", "reviewed")
 SPLITS = ("train", "test")
 MAX_LIST_LENGTH = 200
 MAX_MARGIN_LEVELS = 10
@@ -77,6 +77,8 @@ class ExportOptions:
     # Quality: decided as of the snapshot (see feedback.export.quality).
     exclude_suspended: bool = True
     min_gold_accuracy: float = 0.0
+    reviewed_only: bool = False
+    adjudicated_wins: bool = True
     ties: str = "drop"
     both_bad: str = ""
     kwise: str = "all-pairs"
@@ -125,7 +127,7 @@ class ExportOptions:
         values["both_bad"] = both_bad
 
         is_consensus = data.get("aggregation") == "consensus" and data.get("format") != "judgments"
-        default_columns = ("agreement", "votes") if is_consensus else ()
+        default_columns = ("agreement", "votes", "reviewed") if is_consensus else ()
         for name in ("projects", "checkpoints", "exclude_annotators", "columns"):
             parsed = _string_list(data.get(name, default_columns if name == "columns" else ()))
             if parsed is None:
@@ -171,8 +173,13 @@ class ExportOptions:
                 fail(name, f"A number from {low:g} to {high:g}.")
             else:
                 values[name] = number
-        for name in ("exclude_flagged", "exclude_suspended"):
-            flag = _boolean(data.get(name, True))
+        for name, default in (
+            ("exclude_flagged", True),
+            ("exclude_suspended", True),
+            ("reviewed_only", False),
+            ("adjudicated_wins", True),
+        ):
+            flag = _boolean(data.get(name, default))
             if flag is None:
                 fail(name, "true or false.")
             else:

@@ -1,6 +1,8 @@
 """What the quality options of an export decide, frozen with its snapshot.
 
-An export leaves out, by default, the judgments of annotators suspended from their project
+An export leaves out the comparisons a reviewer retired; under `consensus` a reviewer's decided verdict
+wins over the vote (`adjudicated_wins`, default on; rows marked `reviewed`); `reviewed_only` keeps only
+reviewed comparisons. It leaves out, by default, the judgments of annotators suspended from their project
 (`exclude_suspended`), and optionally those of annotators whose gold accuracy in the project is below
 `min_gold_accuracy` (annotators with no gold answer there are left out too: nothing shows they meet it).
 Both are decided as of the snapshot, so the same snapshot gives the same files however standings change
@@ -15,19 +17,22 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from functools import reduce
 from operator import or_
+from typing import Any
 
 from django.db.models import Max, Q
 
 from feedback.export.options import ExportOptions
-from feedback.models import AnnotatorStanding, Project, ProjectQuality, StandingChange
+from feedback.models import AnnotatorStanding, Project, ProjectQuality, ReviewDecision, StandingChange
 from feedback.services.standing import gold_answers
 
 
-def quality_marks_now() -> tuple[int, int]:
-    """The newest standing change's and quality report's ids: what an export recorded now reads."""
+def quality_marks_now() -> tuple[int, int, int]:
+    """The newest standing change's, quality report's and review decision's ids: what an export recorded
+    now reads."""
     return (
         StandingChange.objects.aggregate(mark=Max("pk"))["mark"] or 0,
         ProjectQuality.objects.aggregate(mark=Max("pk"))["mark"] or 0,
+        ReviewDecision.objects.aggregate(mark=Max("pk"))["mark"] or 0,
     )
 
 
@@ -37,6 +42,13 @@ class ExportQuality:
     quality_mark: int
     project_ids: dict[str, int]  # slug → id, of the projects in scope
     reports: dict[str, ProjectQuality]  # slug → the newest quality report up to the quality mark
+    review_mark: int
+    # Comparison id → the reviewer's verdict (decided) or None (retired), as of the review mark.
+    reviews: dict[int, dict[str, Any] | None]
+
+    def decided(self, comparison_id: int) -> dict[str, Any] | None:
+        return self.reviews.get(comparison_id)
+
     suspended: dict[int, frozenset[int]]  # project id → annotators suspended there as of the mark
     gold: dict[tuple[int, int], tuple[int, int]]  # (project id, annotator) → (gold answered, correct)
 
@@ -47,6 +59,13 @@ class ExportQuality:
     def condition(self, options: ExportOptions) -> Q:
         """The filter on judgments that the quality options ask for (an empty Q when they ask nothing)."""
         condition = Q()
+        retired = sorted(pk for pk, verdict in self.reviews.items() if verdict is None)
+        if retired:
+            condition &= ~Q(comparison_id__in=retired)
+        if options.reviewed_only:
+            decided = sorted(pk for pk, verdict in self.reviews.items() if verdict is not None)
+            # An empty IN would not compile for the streaming source: id < 0 matches nothing instead.
+            condition &= Q(comparison_id__in=decided) if decided else Q(pk__lt=0)
         if options.exclude_suspended:
             for project_id, annotators in sorted(self.suspended.items()):
                 if annotators:
@@ -75,12 +94,15 @@ def export_quality(
     high_water_mark: int,
     standing_mark: int | None = None,
     quality_mark: int | None = None,
+    review_mark: int | None = None,
 ) -> ExportQuality:
-    """Suspensions as of `standing_mark`, quality figures as of `quality_mark` (both default: now) and
-    gold accuracy up to the high-water mark, for the projects the export covers."""
-    now_marks = quality_marks_now() if standing_mark is None or quality_mark is None else (0, 0)
+    """Suspensions as of `standing_mark`, quality figures as of `quality_mark`, review decisions as of
+    `review_mark` (each default: now) and gold accuracy up to the high-water mark, for the projects the
+    export covers."""
+    now_marks = quality_marks_now() if None in (standing_mark, quality_mark, review_mark) else (0, 0, 0)
     mark = now_marks[0] if standing_mark is None else standing_mark
     report_mark = now_marks[1] if quality_mark is None else quality_mark
+    decision_mark = now_marks[2] if review_mark is None else review_mark
     projects = Project.objects.all()
     if options.projects:
         projects = projects.filter(slug__in=options.projects)
@@ -106,8 +128,23 @@ def export_quality(
         answered = Counter(answer.annotator_id for answer in answers)
         correct = Counter(answer.annotator_id for answer in answers if answer.correct)
         gold.update({(project_id, person): (answered[person], correct[person]) for person in answered})
+    # Each item's state is what its newest decision up to the mark made it (the log is append-only).
+    reviews: dict[int, dict[str, Any] | None] = {}
+    for comparison_id, action, verdict in (
+        ReviewDecision.objects.filter(pk__lte=decision_mark, item__project_id__in=slug_of)
+        .order_by("pk")
+        .values_list("item__comparison_id", "action", "verdict")
+    ):
+        if action == ReviewDecision.Action.DECIDE:
+            reviews[comparison_id] = verdict
+        elif action == ReviewDecision.Action.RETIRE:
+            reviews[comparison_id] = None
+        else:  # sent back or picked again: waiting, the vote counts
+            reviews.pop(comparison_id, None)
     return ExportQuality(
         standing_mark=mark,
+        review_mark=decision_mark,
+        reviews=reviews,
         quality_mark=report_mark,
         project_ids=project_ids,
         reports=reports,

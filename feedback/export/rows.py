@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,7 @@ class Verdict:
     agreement: float
     ratings: list[dict[str, float | None]] = field(default_factory=list)
     votes: Counter[str] | None = None
+    reviewed: bool = False  # the verdict is a reviewer's final word, not the vote
 
 
 def split_of(content_hash: str, options: ExportOptions) -> str:
@@ -149,6 +150,28 @@ def consensus_verdict(
         margin=None,
         agreement=_pair_agreement(mean_ranks, rankings),
         ratings=ratings,
+    )
+
+
+def adjudicated_verdict(
+    group: ComparisonGroup,
+    judgments: Sequence[JudgmentRecord],
+    options: ExportOptions,
+    axes: Sequence[str],
+    decided: Mapping[str, Any],
+) -> Verdict:
+    """A reviewer's final verdict on the comparison, with the judgments' votes and agreement beside it."""
+    choice = decided["choice"]
+    votes = Counter(judgment.choice for judgment in judgments) if choice != "ranked" else None
+    return Verdict(
+        judgments=list(judgments),
+        choice=choice,
+        ranks=decided["ranking"],
+        margin=options.margin_for_strength(decided.get("strength")) if choice in ("a", "b") else None,
+        agreement=comparison_agreement(group, judgments),
+        ratings=_ratings(judgments, group, axes),
+        votes=votes,
+        reviewed=True,
     )
 
 
@@ -352,6 +375,8 @@ def _extras(
         if preference is not None:
             votes = preference.votes or (0, 0, 0, 0)
             row["votes_chosen"], row["votes_rejected"], row["votes_tie"], row["votes_both_bad"] = votes
+    if "reviewed" in columns:
+        row["reviewed"] = verdict.reviewed
     return row
 
 
@@ -509,6 +534,7 @@ def judgment_rows(context: RowContext, verdict: Verdict) -> list[Row]:
         "gold_accuracy": context.quality.gold_accuracy(group.project, judgment.annotator_id)
         if context.quality is not None
         else None,
+        "reviewed": context.quality is not None and context.quality.decided(group.comparison_id) is not None,
     }
     if context.axes:
         row["ratings"] = verdict.ratings
@@ -543,6 +569,11 @@ def group_rows(
     context = RowContext(group, options, axes, prompt_texts, quality)
     build = ROW_BUILDERS[options.format]
     if options.aggregation == "consensus":
+        decided = (
+            quality.decided(group.comparison_id) if quality is not None and options.adjudicated_wins else None
+        )
+        if decided is not None:
+            return build(context, adjudicated_verdict(group, judgments, options, axes, decided))
         verdict = consensus_verdict(group, judgments, options, axes)
         return build(context, verdict) if verdict is not None else []
     rows: list[Row] = []

@@ -52,6 +52,7 @@ def row_schema(options: ExportOptions, axes: tuple[str, ...]) -> Any:
             ("created_at", text),
             ("agreement", pa.float64()),
             ("gold_accuracy", pa.float64()),
+            ("reviewed", pa.bool_()),
         ]
         if axes:
             columns.append(("ratings", ratings))
@@ -109,4 +110,6 @@ def row_schema(options: ExportOptions, axes: tuple[str, ...]) -> Any:
         columns.append(("judgment_count", pa.int64()))
         if is_pair:
             columns += [(f"votes_{name}", pa.int64()) for name in ("chosen", "rejected", "tie", "both_bad")]
+    if "reviewed" in extras:
+        columns.append(("reviewed", pa.bool_()))
     return pa.schema(columns)

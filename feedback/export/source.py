@@ -95,13 +95,11 @@ def judgments_selected(
     options: ExportOptions, *, high_water_mark: int, quality: ExportQuality | None = None
 ) -> QuerySet[Judgment]:
     """The judgments an export covers: at or below the mark, never of a gold item (the `gold` export
-    lists those), and through every filter of `options`; the quality filters as `quality` decided them
-    (default: as of now)."""
-    if quality is None and needs_quality(options):
+    lists those), and through every filter of `options`; the quality and review filters as `quality`
+    decided them (default: as of now)."""
+    if quality is None:
         quality = export_quality(options, high_water_mark=high_water_mark)
-    condition = Q(id__lte=high_water_mark, comparison__is_gold=False)
-    if quality is not None:
-        condition &= quality.condition(options)
+    condition = Q(id__lte=high_water_mark, comparison__is_gold=False) & quality.condition(options)
     if options.projects:
         condition &= Q(comparison__project__slug__in=options.projects)
     if options.since:
@@ -122,10 +120,6 @@ def judgments_selected(
     return judgments
 
 
-def needs_quality(options: ExportOptions) -> bool:
-    return options.exclude_suspended or options.min_gold_accuracy > 0 or options.format == "judgments"
-
-
 def comparison_groups(
     options: ExportOptions, *, high_water_mark: int, quality: ExportQuality | None = None
 ) -> Iterator[ComparisonGroup]:
@@ -136,7 +130,7 @@ def comparison_groups(
     quality decisions are read before it starts).
     """
     full = options.format in FULL_JUDGMENT_FORMATS
-    if quality is None and needs_quality(options):
+    if quality is None:
         quality = export_quality(options, high_water_mark=high_water_mark)
     if connection.vendor == "postgresql":
         return _groups_by_stream(options, high_water_mark=high_water_mark, full=full, quality=quality)

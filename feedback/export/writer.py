@@ -33,7 +33,7 @@ from django.db import transaction
 from feedback.export.options import RATED_FORMATS, ExportOptions
 from feedback.export.quality import ExportQuality, export_quality, quality_card_section, removed_by_quality
 from feedback.export.rows import PromptTexts, Row, comparison_agreement, group_rows, split_of
-from feedback.export.source import ComparisonGroup, comparison_groups, needs_quality
+from feedback.export.source import ComparisonGroup, comparison_groups
 from feedback.models import Project, canonical_json
 
 # Rows per Arrow batch, which is also a Parquet row group. 2,048 keeps a Parquet export's peak memory
@@ -48,13 +48,19 @@ COPY_BUFFER_BYTES = 1 << 20
 
 
 def snapshot_digest(
-    options: ExportOptions, high_water_mark: int, *, standing_mark: int = 0, quality_mark: int = 0
+    options: ExportOptions,
+    high_water_mark: int,
+    *,
+    standing_mark: int = 0,
+    quality_mark: int = 0,
+    review_mark: int = 0,
 ) -> str:
     payload = canonical_json(
         {
             "options": options.to_dict(),
             "high_water_mark": high_water_mark,
             "standing_mark": standing_mark,
+            "review_mark": review_mark,
             "quality_mark": quality_mark,
         }
     )
@@ -106,7 +112,7 @@ def export_row_groups(
     comparison; `quality` decides the quality filters (default: as of now). Run it inside a transaction."""
     if axes is None:
         axes = rating_axes(options)
-    if quality is None and needs_quality(options):
+    if quality is None:
         quality = export_quality(options, high_water_mark=high_water_mark)
     prompt_texts = PromptTexts()
     for group in comparison_groups(options, high_water_mark=high_water_mark, quality=quality):
@@ -303,6 +309,7 @@ def export_write(
     directory: Path,
     standing_mark: int | None = None,
     quality_mark: int | None = None,
+    review_mark: int | None = None,
 ) -> dict[str, Any]:
     """Write the export's data files and card into `directory` (created; must be empty or absent).
     Suspensions and quality figures are read as of the marks (default: now; see feedback.export.quality).
@@ -316,10 +323,18 @@ def export_write(
     if any(directory.iterdir()):
         raise FileExistsError(f"{directory} is not empty")
     quality = export_quality(
-        options, high_water_mark=high_water_mark, standing_mark=standing_mark, quality_mark=quality_mark
+        options,
+        high_water_mark=high_water_mark,
+        standing_mark=standing_mark,
+        quality_mark=quality_mark,
+        review_mark=review_mark,
     )
     digest = snapshot_digest(
-        options, high_water_mark, standing_mark=quality.standing_mark, quality_mark=quality.quality_mark
+        options,
+        high_water_mark,
+        standing_mark=quality.standing_mark,
+        quality_mark=quality.quality_mark,
+        review_mark=quality.review_mark,
     )
     splits = _split_names(options)
     stats = ExportStats(removed=removed_by_quality(options, high_water_mark=high_water_mark, quality=quality))

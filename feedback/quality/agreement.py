@@ -31,9 +31,25 @@ class Alpha:
     values: int  # pairable values, Krippendorff's n
 
 
+# Integers spanning at most this many times their count (plus a margin) are numbered by counting, in
+# linear time: ids of a project's comparisons, codes of choices, scores. Anything else is sorted.
+DENSE_SPAN_FACTOR = 4
+
+
 def _codes(values: npt.ArrayLike) -> tuple[npt.NDArray[np.generic], npt.NDArray[np.intp]]:
-    """The sorted distinct values and each element's index among them."""
-    domain, codes = np.unique(np.asarray(values), return_inverse=True)
+    """The sorted distinct values and each element's index among them (what `np.unique(...,
+    return_inverse=True)` gives, without its sort when the values are integers in a compact range)."""
+    array = np.asarray(values).reshape(-1)
+    if array.dtype.kind in "iu" and len(array):
+        low, high = int(array.min()), int(array.max())
+        span = high - low + 1
+        if span <= DENSE_SPAN_FACTOR * len(array) + 1024:
+            offsets = (array - low).astype(np.intp)
+            present = np.zeros(span, dtype=bool)
+            present[offsets] = True
+            index = np.cumsum(present, dtype=np.intp) - 1
+            return np.flatnonzero(present).astype(array.dtype) + low, index[offsets]
+    domain, codes = np.unique(array, return_inverse=True)
     return domain, codes.reshape(-1)
 
 

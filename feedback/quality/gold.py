@@ -3,7 +3,8 @@
 A verdict is stored keyed by response id, never by display position, so it stays right whatever order
 the responses are shown in. People write it by label (A, B, … in an order they choose: the order of an
 import line's responses, or the display order on a comparison's admin page); `verdict_from_labels`
-turns that into the stored form.
+turns that into the stored form. In a form they write it as one line of text ("A", "A, tie",
+"C > A = B"): `labels_from_text` reads that, and reads back what `verdict_labels` writes.
 
 Stored forms (JSON):
 - pairwise: `{"accepted": ["<response id>", "tie", "both_bad"]}`, a non-empty subset: the outcomes that
@@ -15,6 +16,7 @@ Stored forms (JSON):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -110,6 +112,37 @@ def verdict_labels(verdict: Mapping[str, Any], *, response_ids: Sequence[int]) -
     for key, rank in verdict["ranks"].items():
         groups.setdefault(rank, []).append(label_of.get(key, "?"))
     return " > ".join(" = ".join(sorted(groups[rank])) for rank in sorted(groups))
+
+
+def labels_from_text(text: str, *, is_ranking: bool) -> str | list[str] | dict[str, list[Any]]:
+    """A verdict written as one line of text, in the structure `verdict_from_labels` takes (which checks
+    the labels against the comparison).
+
+    Pairwise: a label ("A"), or accepted outcomes separated by commas or "or" ("A, tie", "B or both
+    bad"). Ranking: the best label ("C", or "C best"), or the order best first with ">" between places
+    and "=" between tied responses ("C > A > B", "A = C > B"). Raises `VerdictInvalid`.
+    """
+    words = " ".join(text.split())
+    if not words:
+        example = '"C" or "C > A = B"' if is_ranking else '"A" or "A, tie"'
+        raise VerdictInvalid(f"Write the expected verdict, such as {example}.")
+    if not is_ranking:
+        outcomes = [_outcome_word(part) for part in re.split(r"\s*,\s*|\s+or\s+", words, flags=re.I)]
+        if "" in outcomes:
+            raise VerdictInvalid(f"{text.strip()!r} has an empty outcome between its separators.")
+        return outcomes[0] if len(outcomes) == 1 else outcomes
+    if ">" not in words and "=" not in words:
+        return re.sub(r"\s+best$", "", words, flags=re.I)
+    places = [[member.strip() for member in place.split("=")] for place in words.split(">")]
+    if any(not member for place in places for member in place):
+        raise VerdictInvalid(f"{text.strip()!r} has an empty place: write labels between > and =.")
+    return {"order": [place[0] if len(place) == 1 else place for place in places]}
+
+
+def _outcome_word(word: str) -> str:
+    """A pairwise outcome as written: "tie" and "both bad" (any case, "_" or "-" or a space) by name."""
+    normal = re.sub(r"[\s_-]+", "_", word.strip().lower())
+    return normal if normal in (TIE, BOTH_BAD) else word.strip()
 
 
 def outcome_of(choice: str, ranking: Sequence[int], *, response_ids: Sequence[int]) -> str:

@@ -46,17 +46,19 @@ def export_create(
     if snapshot_of is not None:
         mark = snapshot_of.high_water_mark
         standing_mark, quality_mark = snapshot_of.standing_mark, snapshot_of.quality_mark
+        review_mark = snapshot_of.review_mark
     else:
         mark = judgment_high_water_mark()
-        standing_mark, quality_mark = quality_marks_now()
+        standing_mark, quality_mark, review_mark = quality_marks_now()
     with transaction.atomic():
         export = Export.objects.create(
             options=options.to_dict(),
             high_water_mark=mark,
             standing_mark=standing_mark,
             quality_mark=quality_mark,
+            review_mark=review_mark,
             snapshot_digest=snapshot_digest(
-                options, mark, standing_mark=standing_mark, quality_mark=quality_mark
+                options, mark, standing_mark=standing_mark, quality_mark=quality_mark, review_mark=review_mark
             ),
             created_by=created_by if getattr(created_by, "is_authenticated", False) else None,
         )
@@ -103,6 +105,7 @@ def export_run(*, export_id: int) -> Export:
             export_options(export),
             high_water_mark=export.high_water_mark,
             standing_mark=export.standing_mark,
+            review_mark=export.review_mark,
             quality_mark=export.quality_mark,
             directory=scratch / "files",
         )

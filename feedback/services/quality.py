@@ -1,10 +1,9 @@
 """A project's quality figures, computed off the request path and stored.
 
 `project_quality_refresh` reads the project's judgments as arrays (gold items apart), grades the gold
-answers, calls `feedback.quality.report`, and in one transaction stores a `ProjectQuality` row (a
-history: the page plots alpha as it stood at each moment) and replaces every `AnnotatorQuality` row of
-the project; then it brings each annotator's standing up to date (gold accuracy and position bias may
-warn or suspend). Celery beat runs it for every active project with new judgments; the demo runs it
+answers, calls `feedback.quality.report`, brings each annotator's standing up to date (gold accuracy and
+position bias may warn or suspend), queues comparisons for review, and in one transaction stores a
+`ProjectQuality` row (a history) and replaces every `AnnotatorQuality` row of the project. Celery beat runs it for every active project with new judgments; the demo runs it
 inline. Pages and the API only read the stored rows.
 """
 
@@ -13,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -34,16 +34,33 @@ from feedback.models import (
 from feedback.quality.report import (
     CHOICES,
     NOT_TIMED,
+    AnnotatorReport,
     JudgmentArrays,
     RatingArrays,
     annotator_reports,
+    choice_values,
     project_report,
 )
-from feedback.services.standing import gold_answers, standing_evaluate
+from feedback.services.review import review_queue_refresh
+from feedback.services.standing import GoldAnswer, StandingFigures, gold_answers, standing_evaluate
 
 logger = logging.getLogger(__name__)
 
 CATEGORIES = list(PromptCategory.values)
+ROW_CHUNK = 20_000
+
+
+def _chunks(rows: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
+    chunk: list[tuple[Any, ...]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 MAX_POSITIONS = 8
 
 
@@ -101,7 +118,12 @@ def judgment_arrays(*, project: Project, high_water_mark: int) -> JudgmentArrays
             for name, column in zip(names, columns, strict=True)
         )
     )
-    data = np.array(list(rows), dtype=np.int64).reshape(-1, len(names))
+    # An array a chunk at a time: a list of a million row tuples would double the peak memory.
+    blocks = [
+        np.array(chunk, dtype=np.int64) for chunk in _chunks(rows.iterator(chunk_size=ROW_CHUNK), ROW_CHUNK)
+    ]
+    data = np.concatenate(blocks) if blocks else np.zeros((0, len(names)), dtype=np.int64)
+    del blocks
     count = len(data)
     comparison = data[:, 1]
     choice = data[:, 3].astype(np.int8)
@@ -153,8 +175,10 @@ def rating_arrays(*, project: Project, high_water_mark: int, axes: list[str]) ->
                     axis_codes.append(axis_index[key])
                     annotators.append(annotator_id)
                     scores.append(score)
+    # Units numbered 0, 1, … once here, so that each axis's alpha numbers its units by counting.
+    _, unit_codes = np.unique(np.array(units, dtype=np.int64), return_inverse=True)
     return RatingArrays(
-        unit=np.array(units, dtype=np.int64),
+        unit=unit_codes.astype(np.int64),
         axis=np.array(axis_codes, dtype=np.int16),
         annotator=np.array(annotators, dtype=np.int64),
         score=np.array(scores, dtype=np.int64),
@@ -170,6 +194,42 @@ def _timeline_times(report: dict[str, Any]) -> None:
     for point in points:
         moment: datetime = times[point.pop("last")]
         point["until"] = moment.isoformat()
+
+
+# A gold item most of whose (at least this many) answers disagree with its verdict may have it wrong.
+GOLD_DISPUTE_MIN_ANSWERS = 3
+
+
+def _review_candidates(
+    project: Project, table: JudgmentArrays, graded: list[GoldAnswer], *, is_ranking: bool
+) -> tuple[list[int], list[int], list[int]]:
+    """Comparisons for the review queue: agreement below the project's threshold (the share of judgments
+    that made the majority choice), a flag raised, a gold item most annotators answered otherwise."""
+    low: list[int] = []
+    if len(table) and project.review_agreement_below > 0:
+        units, unit_codes = np.unique(table.comparison, return_inverse=True)
+        _, value_codes = np.unique(choice_values(table, is_ranking=is_ranking), return_inverse=True)
+        width = int(value_codes.max()) + 1
+        counts = np.bincount(unit_codes * width + value_codes, minlength=len(units) * width).reshape(
+            -1, width
+        )
+        totals = counts.sum(axis=1)
+        low = units[(totals >= 2) & (counts.max(axis=1) < project.review_agreement_below * totals)].tolist()
+    flagged = list(
+        Judgment.objects.filter(comparison__project=project)
+        .exclude(flags=[])
+        .values_list("comparison_id", flat=True)
+        .distinct()
+    )
+    answers: dict[int, list[bool]] = {}
+    for answer in graded:
+        answers.setdefault(answer.comparison_id, []).append(answer.correct)
+    disputed = [
+        comparison_id
+        for comparison_id, correct in answers.items()
+        if len(correct) >= GOLD_DISPUTE_MIN_ANSWERS and sum(correct) * 2 < len(correct)
+    ]
+    return low, flagged, disputed
 
 
 def project_quality_refresh(*, project_id: int) -> ProjectQuality | None:
@@ -210,33 +270,57 @@ def project_quality_refresh(*, project_id: int) -> ProjectQuality | None:
         gold_min_answers=project.gold_min_answers,
         gold_warn_accuracy=project.gold_warn_accuracy,
     )
-    now = timezone.now()
-    with transaction.atomic():
-        quality = ProjectQuality.objects.create(
-            project=project,
-            computed_at=now,
-            seconds=time.perf_counter() - started,
-            high_water_mark=high_water_mark,
-            report=report,
-        )
-        AnnotatorQuality.objects.filter(project=project).delete()
-        AnnotatorQuality.objects.bulk_create(
-            AnnotatorQuality(
-                project=project,
-                annotator_id=entry.annotator,
-                computed_at=now,
-                anomalies=[{"code": anomaly.code, "reason": anomaly.reason} for anomaly in entry.anomalies],
-                **{
-                    name: value
-                    for name, value in vars(entry).items()
-                    if name not in ("annotator", "anomalies")
-                },
-            )
-            for entry in annotators
-        )
+    # Standings from the figures in hand: the gold answers and first-position counts of every annotator
+    # never reinstated (one read each otherwise: their counts start at the reinstatement).
     for entry in annotators:
-        standing_evaluate(project_id=project.pk, annotator_id=entry.annotator)
+        standing_evaluate(
+            project_id=project.pk,
+            annotator_id=entry.annotator,
+            figures=StandingFigures(
+                gold_answered=entry.gold_answered,
+                gold_correct=entry.gold_correct,
+                first=entry.first_chosen,
+                decisive=entry.decisive,
+            ),
+        )
+    low, flagged, disputed = _review_candidates(project, table, graded, is_ranking=is_ranking)
+    review_queue_refresh(project=project, low_agreement=low, flagged=flagged, gold_disputed=disputed)
+    quality = quality_store(
+        project=project,
+        report=report,
+        annotators=annotators,
+        high_water_mark=high_water_mark,
+        seconds=time.perf_counter() - started,
+    )
     logger.info("Quality of project %s: %d judgments in %.2f s", project.slug, len(table), quality.seconds)
+    return quality
+
+
+@transaction.atomic
+def quality_store(
+    *,
+    project: Project,
+    report: dict[str, Any],
+    annotators: list[AnnotatorReport],
+    high_water_mark: int,
+    seconds: float,
+) -> ProjectQuality:
+    """Add the project's figures to its history and replace every annotator's, in one transaction."""
+    now = timezone.now()
+    quality = ProjectQuality.objects.create(
+        project=project, computed_at=now, seconds=seconds, high_water_mark=high_water_mark, report=report
+    )
+    AnnotatorQuality.objects.filter(project=project).delete()
+    AnnotatorQuality.objects.bulk_create(
+        AnnotatorQuality(
+            project=project,
+            annotator_id=entry.annotator,
+            computed_at=now,
+            anomalies=[{"code": anomaly.code, "reason": anomaly.reason} for anomaly in entry.anomalies],
+            **{name: value for name, value in vars(entry).items() if name not in ("annotator", "anomalies")},
+        )
+        for entry in annotators
+    )
     return quality
 
 

@@ -103,6 +103,18 @@ def gold_answers(
     ]
 
 
+@dataclass(frozen=True)
+class StandingFigures:
+    """An annotator's figures in a project over all their judgments, as the quality refresh counted them:
+    `standing_evaluate` takes them instead of reading them again, unless the annotator was reinstated
+    (their counts then start at the reinstatement)."""
+
+    gold_answered: int
+    gold_correct: int
+    first: int  # judgments of ordinary comparisons putting the response shown first ahead, alone
+    decisive: int  # judgments of ordinary comparisons putting one response ahead, alone
+
+
 def _standing_locked(*, project_id: int, annotator_id: int) -> AnnotatorStanding:
     standings = AnnotatorStanding.objects.select_for_update().filter(
         project_id=project_id, annotator_id=annotator_id
@@ -212,7 +224,11 @@ def _position_bias_reason(project: Project, first: int, decisive: int) -> str | 
 
 @transaction.atomic
 def standing_evaluate(
-    *, project_id: int, annotator_id: int, now: datetime | None = None
+    *,
+    project_id: int,
+    annotator_id: int,
+    figures: StandingFigures | None = None,
+    now: datetime | None = None,
 ) -> AnnotatorStanding:
     """Grade the annotator's gold answers and position bias in the project (since their last
     reinstatement) and warn, suspend, or lift a warning as the project's thresholds say. A suspension is
@@ -223,31 +239,35 @@ def standing_evaluate(
     standing = _standing_locked(project_id=project_id, annotator_id=annotator_id)
     if standing.status == AnnotatorStanding.Status.SUSPENDED:
         return standing
-    answers = gold_answers(project_id=project_id, annotator_id=annotator_id, since=standing.counts_since)
-    answered, correct = len(answers), sum(answer.correct for answer in answers)
-    first, decisive = position_figures(
-        project=project, annotator_id=annotator_id, since=standing.counts_since
-    )
+    if figures is not None and standing.counts_since is None:
+        answered, correct = figures.gold_answered, figures.gold_correct
+        first, decisive = figures.first, figures.decisive
+    else:
+        answers = gold_answers(project_id=project_id, annotator_id=annotator_id, since=standing.counts_since)
+        answered, correct = len(answers), sum(answer.correct for answer in answers)
+        first, decisive = position_figures(
+            project=project, annotator_id=annotator_id, since=standing.counts_since
+        )
     biased = _position_bias_reason(project, first, decisive)
     status = standing.status
     if answered >= project.gold_min_answers:
         accuracy = wilson(correct, answered)
         share, high = accuracy.share or 0.0, accuracy.high or 0.0
-        figures = f"gold accuracy {_percent(share)} ({correct} of {answered} gold items)"
+        described = f"gold accuracy {_percent(share)} ({correct} of {answered} gold items)"
         if high < project.gold_suspend_accuracy:
             status = AnnotatorStanding.Status.SUSPENDED
             reason = (
-                f"Your {figures}, at most {_percent(high)} with 95% confidence, is below the "
+                f"Your {described}, at most {_percent(high)} with 95% confidence, is below the "
                 f"{_percent(project.gold_suspend_accuracy)} this project requires."
             )
         elif share < project.gold_warn_accuracy:
             status = AnnotatorStanding.Status.WARNED
             reason = (
-                f"Your {figures} is below the {_percent(project.gold_warn_accuracy)} this project expects."
+                f"Your {described} is below the {_percent(project.gold_warn_accuracy)} this project expects."
             )
         else:
             status = AnnotatorStanding.Status.ACTIVE
-            reason = f"Your {figures} is at or above the {_percent(project.gold_warn_accuracy)} this project expects."
+            reason = f"Your {described} is at or above the {_percent(project.gold_warn_accuracy)} this project expects."
     if biased is not None and status != AnnotatorStanding.Status.SUSPENDED:
         status, reason = AnnotatorStanding.Status.SUSPENDED, biased
     if status == standing.status:

@@ -12,18 +12,22 @@ from django.urls import reverse
 
 from feedback.export.options import ExportOptions
 from feedback.models import (
+    AnnotatorStanding,
     Assignment,
     Comparison,
     Judgment,
     PolicyCheckpoint,
     Project,
     Prompt,
+    StandingChange,
     conversation_hash,
 )
 from feedback.services.exports import export_create, export_run
 from feedback.services.prompts import prompts_import
+from feedback.services.standing import annotator_suspend
 from feedback.services.tokens import api_token_create
 from tests.factories import (
+    AdminFactory,
     AssignmentFactory,
     ComparisonFactory,
     JudgmentFactory,
@@ -40,10 +44,16 @@ FEEDBACK_MODELS = [model for model in admin.site._registry if model._meta.app_la
 @pytest.fixture
 def one_of_everything(settings, tmp_path):
     """A project with a prompt, a comparison (two responses, a run, a checkpoint), a lease, a judgment,
-    an API token and a finished export."""
+    a suspended annotator (their standing and its change), an API token and a finished export."""
     settings.EXPORT_ROOT = tmp_path / "exports"
     judgment = JudgmentFactory()
     AssignmentFactory(comparison=judgment.comparison)
+    annotator_suspend(
+        project_id=judgment.comparison.project_id,
+        annotator_id=judgment.annotator_id,
+        actor=AdminFactory(),
+        reason="Clicks A.",
+    )
     api_token_create(user=judgment.annotator, name="nightly pull")
     export = export_create(options=ExportOptions.from_mapping({"format": "preference"}))
     export_run(export_id=export.pk)
@@ -56,6 +66,7 @@ def admin_url(model, view, *args):
 
 def test_every_feedback_model_is_in_the_admin():
     assert sorted(model.__name__ for model in FEEDBACK_MODELS) == [
+        "AnnotatorStanding",
         "ApiToken",
         "Assignment",
         "Comparison",
@@ -66,6 +77,7 @@ def test_every_feedback_model_is_in_the_admin():
         "Project",
         "Prompt",
         "Response",
+        "StandingChange",
     ]
 
 
@@ -76,8 +88,10 @@ def test_staff_see_the_list_and_change_pages_of_every_model(admin_client, one_of
     assert admin_client.get(admin_url(model, "changelist")).status_code == 200
     assert admin_client.get(admin_url(model, "changelist"), {"q": "a"}).status_code == 200
     assert admin_client.get(admin_url(model, "change", instance.pk)).status_code == 200
-    # Judgments, comparisons and leases are written by the services only (annotation and generation).
-    expected_add = 403 if model in (Judgment, Comparison, Assignment) else 200
+    # Judgments, comparisons, leases and standings are written by the services only.
+    expected_add = (
+        403 if model in (Judgment, Comparison, Assignment, AnnotatorStanding, StandingChange) else 200
+    )
     assert admin_client.get(admin_url(model, "add")).status_code == expected_add
 
 

@@ -1,16 +1,37 @@
-"""`make demo`'s seed: users for each role, the demo project and its bundled prompts, repeatable."""
+"""`make demo`'s seed: users for each role, the demo project with its bundled prompts and gold items, and a
+simulated crowd's judgments with the quality figures they give; all repeatable, nothing made twice."""
 
 import json
 import re
 import sqlite3
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
 
-from feedback.models import Project, Prompt
-from feedback.services.demo import DEMO_PROMPTS
+from feedback.models import (
+    AnnotatorQuality,
+    AnnotatorStanding,
+    Assignment,
+    Comparison,
+    GoldVerdict,
+    Judgment,
+    Project,
+    ProjectQuality,
+    Prompt,
+    StandingChange,
+)
+from feedback.services.demo import (
+    DEMO_CROWD,
+    DEMO_GOLD,
+    DEMO_LEFT_OPEN,
+    DEMO_PROMPTS,
+    demo_seed,
+    demo_simulate,
+)
+from tests.factories import ComparisonFactory
 from tests.processes import manage
 
 pytestmark = pytest.mark.django_db
@@ -44,6 +65,9 @@ def snapshot() -> dict:
         "projects": list(Project.objects.values_list("slug", flat=True)),
         "prompts": list(Prompt.objects.order_by("external_id").values_list("external_id", "content_hash")),
         "members": sorted(Project.objects.get(slug="demo").members.values_list("username", flat=True)),
+        "gold": sorted(
+            GoldVerdict.objects.values_list("comparison__prompt__external_id", "verdict", "explanation")
+        ),
     }
 
 
@@ -61,6 +85,9 @@ def test_seeding_twice_gives_the_same_rows_and_the_same_working_passwords(capsys
     ]
     assert first["members"] == ["annotator1", "annotator2"]
     assert len(first["prompts"]) >= 40
+    assert [external_id for external_id, _, _ in first["gold"]] == [
+        f"demo-gold-{number}" for number in range(1, 9)
+    ]
     for username, password in first_logins.items():
         assert authenticate(username=username, password=password) is not None, username
     assert json.loads((var_dir / "demo-credentials.json").read_text()) == first_logins
@@ -79,7 +106,7 @@ def test_a_lost_credentials_file_gets_fresh_passwords_that_work(capsys, var_dir)
 
 def test_the_bundled_prompts_cover_the_instruction_kinds_and_multi_turn(capsys):
     seed(capsys)
-    prompts = Prompt.objects.filter(project__slug="demo")
+    prompts = Prompt.objects.filter(project__slug="demo", is_gold=False)
     categories = Counter(prompts.values_list("category", flat=True))
     assert {"list", "summarize", "explain", "write", "other"} <= set(categories)
     assert min(categories[name] for name in ("list", "summarize", "explain", "write", "other")) >= 5
@@ -87,6 +114,11 @@ def test_the_bundled_prompts_cover_the_instruction_kinds_and_multi_turn(capsys):
     assert len(multi_turn) >= 8
     assert any(prompt.conversation[0]["role"] == "system" for prompt in prompts)
     assert prompts.count() == sum(1 for line in DEMO_PROMPTS.read_text().splitlines() if line.strip())
+    gold = Comparison.objects.filter(project__slug="demo", is_gold=True)
+    assert gold.count() == sum(1 for line in DEMO_GOLD.read_text().splitlines() if line.strip()) == 8
+    # The right answers are plain, and half of them are the second response of their line.
+    lines = [json.loads(line) for line in DEMO_GOLD.read_text().splitlines()]
+    assert sorted(line["expected"] for line in lines) == ["A"] * 4 + ["B"] * 4
 
 
 def test_make_demo_seeding_on_its_own_sqlite_database_is_repeatable(tmp_path):
@@ -113,32 +145,161 @@ def test_make_demo_seeding_on_its_own_sqlite_database_is_repeatable(tmp_path):
         outputs[1][0]
         == f"Demo project 'demo': prompts 0 imported, {count} unchanged, 0 conflict(s) of {count} prompt(s)."
     )
+    assert outputs[0][1] == "Gold items: 8 gold item(s) imported, 0 already there."
+    assert outputs[1][1] == "Gold items: 0 gold item(s) imported, 8 already there."
     generated = re.fullmatch(
-        rf"Generation run 1: completed, {count} of {count} prompts, (\d+) comparisons\.", outputs[0][1]
+        rf"Generation run 1: completed, {count} of {count} prompts, (\d+) comparisons\.", outputs[0][2]
     )
-    assert generated, outputs[0][1]
-    assert outputs[1][1] == "Responses: already generated."
-    assert outputs[0][2:] == outputs[1][2:]  # the same logins, still valid
+    assert generated, outputs[0][2]
+    made = int(generated.group(1))
+    assert made >= count - 4  # random weights rarely repeat a text
+    judged_by_crowd = made - DEMO_LEFT_OPEN
+    # Each comparison by 5 of the 6, gold: 4 answers each from the two who log in, 8 from the others.
+    simulated = 5 * judged_by_crowd + 2 * 4 + 4 * 8
+    assert outputs[0][3] == (
+        f"Simulated crowd: {simulated} judgments by 6 annotators of {judged_by_crowd} comparisons and 8 gold "
+        "items; quality figures computed."
+    )
+    assert outputs[1][2:4] == ["Responses: already generated.", "Simulated crowd: nothing new to judge."]
+    assert outputs[0][4:] == outputs[1][4:]  # the same logins, still valid
 
     database = sqlite3.connect(tmp_path / "rankwise.sqlite3")
-    comparisons = database.execute(
-        "SELECT count(*) FROM feedback_comparison WHERE status = 'open'"
-    ).fetchone()[0]
-    responses = database.execute("SELECT count(*) FROM feedback_response").fetchone()[0]
+
+    def one(sql):
+        return database.execute(sql).fetchone()
+
     checkpoint_row = database.execute(
         "SELECT validation_status, source FROM feedback_policycheckpoint"
     ).fetchall()
-    assert comparisons == int(generated.group(1)) >= count - 4  # random weights rarely repeat a text
-    assert responses == 2 * count
+    assert one("SELECT count(*) FROM feedback_comparison WHERE is_gold = 0") == (made,)
+    # Left open for the people trying the demo: untouched comparisons, and the gold items.
+    assert one("SELECT count(*) FROM feedback_comparison WHERE status = 'open' AND is_gold = 0") == (
+        DEMO_LEFT_OPEN,
+    )
+    assert one("SELECT count(*) FROM feedback_comparison WHERE status = 'open' AND is_gold = 1") == (8,)
+    assert one("SELECT count(*) FROM feedback_response WHERE source = 'model'") == (2 * count,)
     assert checkpoint_row == [("valid", str(checkpoint.resolve()))]
+    # Seeded twice, stored once: the crowd's judgments and leases, the figures and the standings' changes.
+    assert one("SELECT count(*) FROM feedback_judgment") == (simulated,)
+    assert one("SELECT count(*) FROM feedback_assignment WHERE state = 'submitted'") == (simulated,)
+    assert one("SELECT count(*) FROM feedback_projectquality") == (1,)
+    # One change (by the gold check) for each annotator it warned or suspended, however often seeded.
+    changed = one("SELECT count(*) FROM feedback_annotatorstanding WHERE status != 'active'")[0]
+    assert changed >= 1
+    assert one("SELECT count(*), max(changed_by_id) FROM feedback_standingchange") == (changed, None)
 
     # The demo's annotators judge on SQLite through the real pages: lease, reload, submit, next.
     judged = manage_ok("shell", "-v", "0", "-c", ANNOTATE_ON_SQLITE).split()
     assert judged == ["annotator1", "2", "annotator2", "2"]
-    assert database.execute(
-        "SELECT count(*), count(DISTINCT comparison_id), min(choice), max(choice) FROM feedback_judgment"
-    ).fetchone() == (4, 2, "a", "a")
-    assert database.execute("SELECT sum(lease_count) FROM feedback_comparison").fetchone() == (2,)
+    assert one(
+        "SELECT count(*), count(DISTINCT comparison_id), min(choice), max(choice) FROM feedback_judgment "
+        "WHERE submission_key NOT LIKE 'demo-simulated-%'"
+    ) == (4, 2, "a", "a")
+    assert one("SELECT sum(lease_count) FROM feedback_comparison") == (2,)
+
+
+@pytest.fixture
+def demo_comparisons(capsys):
+    """The seeded demo project with 40 comparisons, made by factories instead of the tiny model."""
+    seed(capsys)
+    project = Project.objects.get(slug="demo")
+    return [
+        ComparisonFactory(prompt__project=project, required_judgments=project.judgments_per_comparison)
+        for _ in range(40)
+    ]
+
+
+def test_the_simulated_crowd_judges_all_but_a_few_comparisons_and_its_figures_are_computed(
+    capsys, demo_comparisons, admin_client
+):
+    project = Project.objects.get(slug="demo")
+    result = demo_simulate()
+    assert result is not None
+    assert (result.judgments, result.comparisons, result.gold_items, result.annotators) == (190, 30, 8, 6)
+    simulated, untouched = demo_comparisons[:30], demo_comparisons[30:]
+    counts = {
+        row["pk"]: (row["judgment_count"], row["status"])
+        for row in Comparison.objects.filter(is_gold=False).values("pk", "judgment_count", "status")
+    }
+    assert {counts[comparison.pk] for comparison in simulated} == {(5, "completed")}
+    assert {counts[comparison.pk] for comparison in untouched} == {(0, "open")}
+    assert Judgment.objects.count() == Assignment.objects.filter(state="submitted").count() == 190
+    assert not Judgment.objects.filter(comparison__in=untouched).exists()
+    gold_answers = Judgment.objects.filter(comparison__is_gold=True)
+    assert sorted(Counter(gold_answers.values_list("annotator__username", flat=True)).values()) == [
+        4,
+        4,
+        8,
+        8,
+        8,
+        8,
+    ]
+    # As the engine leaves them: a standing's counts are the leases served, of which gold.
+    for standing in AnnotatorStanding.objects.filter(project=project).select_related("annotator"):
+        served = Assignment.objects.filter(annotator=standing.annotator, comparison__project=project)
+        assert (standing.leases, standing.gold_leases, standing.gold_slots) == (
+            served.count(),
+            served.filter(comparison__is_gold=True).count(),
+            served.filter(comparison__is_gold=True).count(),
+        )
+    # Spread over the past days, in id order.
+    times = list(Judgment.objects.order_by("pk").values_list("created_at", flat=True))
+    assert times == sorted(times)
+    assert timedelta(days=5) < times[-1] - times[0] < timedelta(days=6)
+
+    crowd = {member.username for member in DEMO_CROWD}
+    assert set(project.members.values_list("username", flat=True)) == crowd
+    for user in get_user_model().objects.filter(username__startswith="demo-"):
+        assert not user.has_usable_password()  # simulated: nobody logs in as them
+
+    quality = ProjectQuality.objects.get(project=project)
+    assert quality.report["judgments"] == 150
+    assert len(quality.report["kappa"]["pairs"]) == 15  # every pair shares enough comparisons
+    anomalies = {
+        row.annotator.username: {anomaly["code"] for anomaly in row.anomalies}
+        for row in AnnotatorQuality.objects.filter(project=project).select_related("annotator")
+    }
+    assert {"one_choice", "position_bias"} <= anomalies["demo-dee"]  # always the left response
+    assert "low_agreement" in anomalies["demo-cy"]  # clicks anything
+    statuses = dict(
+        AnnotatorStanding.objects.filter(project=project).values_list("annotator__username", "status")
+    )
+    assert statuses["demo-cy"] == "suspended"
+    # A careful annotator may be warned by an unlucky draw, never suspended.
+    assert "suspended" not in {
+        statuses[name] for name in ("annotator1", "annotator2", "demo-ada", "demo-ben")
+    }
+    assert StandingChange.objects.get(annotator__username="demo-cy").changed_by is None  # the gold check
+
+    page = admin_client.get(f"/admin/feedback/project/{project.pk}/quality/").content.decode()
+    assert page.count('<svg role="img"') == 4
+
+
+def test_simulating_again_or_reseeding_adds_nothing(capsys, demo_comparisons):
+    def stored():
+        return (
+            Judgment.objects.count(),
+            Assignment.objects.count(),
+            ProjectQuality.objects.count(),
+            StandingChange.objects.count(),
+            get_user_model().objects.count(),
+            list(AnnotatorStanding.objects.order_by("pk").values_list("leases", "gold_leases", "status")),
+            list(Comparison.objects.order_by("pk").values_list("judgment_count", "status")),
+        )
+
+    demo_simulate()
+    before = stored()
+    assert demo_simulate() is None
+    demo_seed()
+    assert demo_simulate() is None
+    assert stored() == before
+
+
+def test_without_comparisons_the_crowd_has_nothing_to_judge(capsys):
+    seed(capsys)
+    assert demo_simulate() is None
+    assert not Judgment.objects.exists()
+    assert not ProjectQuality.objects.exists()
 
 
 ANNOTATE_ON_SQLITE = """

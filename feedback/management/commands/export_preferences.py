@@ -103,13 +103,14 @@ class Command(BaseCommand):
                 self.stderr.write(f"{field}: {' '.join(messages)}")
             raise CommandError("The export options were refused.") from None
         mark = options["high_water_mark"]
-        standing_mark = quality_mark = None  # now, unless a recorded snapshot says otherwise
+        standing_mark = quality_mark = review_mark = None  # now, unless a recorded snapshot says otherwise
         if options["snapshot"] is not None:
             recorded = Export.objects.filter(pk=options["snapshot"]).first()
             if recorded is None:
                 raise CommandError(f"No export with id {options['snapshot']}.")
             mark = recorded.high_water_mark
             standing_mark, quality_mark = recorded.standing_mark, recorded.quality_mark
+            review_mark = recorded.review_mark
         if mark is not None and mark < 0:
             raise CommandError("--high-water-mark cannot be negative.")
         if mark is None:
@@ -121,6 +122,7 @@ class Command(BaseCommand):
             export_options,
             high_water_mark=mark,
             standing_mark=standing_mark,
+            review_mark=review_mark,
             quality_mark=quality_mark,
             directory=directory,
         )

@@ -1,5 +1,6 @@
-"""`manage.py seed_demo [--checkpoint DIR]`: the demo's users, project, prompts and, given a checkpoint
-directory, its responses and comparisons; prints the logins. Safe to re-run."""
+"""`manage.py seed_demo [--checkpoint DIR]`: the demo's users, project, prompts, gold items and, given a
+checkpoint directory, its responses and comparisons and a simulated crowd's judgments of them (with the
+quality figures they give); prints the logins. Safe to re-run."""
 
 from pathlib import Path
 from typing import Any
@@ -7,14 +8,21 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from feedback.services.demo import DEMO_ACCOUNTS, demo_credentials_path, demo_generate, demo_seed
+from feedback.services.demo import (
+    DEMO_ACCOUNTS,
+    demo_credentials_path,
+    demo_generate,
+    demo_seed,
+    demo_simulate,
+)
 
 
 class Command(BaseCommand):
     help = (
-        "Create (or bring up to date) the demo users, project and bundled prompts, and print the logins. "
-        "With --checkpoint, register that model directory (made by make_tiny_checkpoint) as the demo "
-        "project's checkpoint and generate its responses and comparisons, once."
+        "Create (or bring up to date) the demo users, project, bundled prompts and gold items, and print the "
+        "logins. With --checkpoint, register that model directory (made by make_tiny_checkpoint) as the demo "
+        "project's checkpoint, generate its responses and comparisons, and have a simulated crowd judge "
+        "most of them, once."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -27,6 +35,7 @@ class Command(BaseCommand):
             )
         result = demo_seed()
         self.stdout.write(f"Demo project {result.project.slug!r}: prompts {result.prompts.summary()}.")
+        self.stdout.write(f"Gold items: {result.gold.summary()}.")
         if checkpoint is not None:
             try:
                 run = demo_generate(checkpoint_path=checkpoint)
@@ -42,6 +51,11 @@ class Command(BaseCommand):
                 )
                 if run.error:
                     raise CommandError(f"Generation failed: {run.error}")
+            simulated = demo_simulate()
+            if simulated is None:
+                self.stdout.write("Simulated crowd: nothing new to judge.")
+            else:
+                self.stdout.write(f"Simulated crowd: {simulated.summary()}; quality figures computed.")
         self.stdout.write(f"Demo logins (kept in {demo_credentials_path()}):")
         for account in DEMO_ACCOUNTS:
             password = result.credentials[account.username]

@@ -18,7 +18,7 @@ def test_defaults_and_canonical_round_trip():
     assert options.to_dict()["since"] == "2026-11-01T09:00:00Z"
     assert ExportOptions.from_mapping(options.to_dict()) == options
     consensus = ExportOptions.from_mapping({"format": "preference", "aggregation": "consensus"})
-    assert consensus.columns == ("agreement", "votes")
+    assert consensus.columns == ("agreement", "reviewed", "votes")
     assert consensus.both_bad == "drop"
 
 
@@ -61,7 +61,7 @@ def test_defaults_and_canonical_round_trip():
             {"format": "sft", "columns": "ids,colour"},
             {
                 "columns": [
-                    "Unknown columns colour; choose from margin, ids, checkpoints, category, agreement, votes."
+                    "Unknown columns colour; choose from margin, ids, checkpoints, category, agreement, votes, reviewed."
                 ]
             },
         ),

@@ -187,7 +187,7 @@ def test_admin_export_page_creates_runs_and_downloads(corpus, export_root, admin
     export = Export.objects.get()
     assert created.status_code == 302
     assert export.options["projects"] == ["chat"]
-    assert export.options["columns"] == ["agreement", "votes"]
+    assert export.options["columns"] == ["agreement", "reviewed", "votes"]
     export_run(export_id=export.pk)
     listing = admin_client.get(reverse("admin:feedback_export_changelist")).content.decode()
     assert export.file_name in listing

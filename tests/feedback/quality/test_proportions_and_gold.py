@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from feedback.quality.gold import VerdictInvalid, gold_correct, verdict_from_labels, verdict_labels
+from feedback.quality.gold import (
+    VerdictInvalid,
+    gold_correct,
+    labels_from_text,
+    verdict_from_labels,
+    verdict_labels,
+)
 from feedback.quality.proportions import position_bias, wilson
 
 
@@ -122,3 +128,47 @@ def test_ranking_order_verdict_needs_the_exact_order_with_its_ties():
 def test_bad_ranking_verdicts_say_why(expected, allows_tie, message):
     with pytest.raises(VerdictInvalid, match=message):
         verdict_from_labels(expected, response_ids=RANKED, is_ranking=True, allows_tie=allows_tie)
+
+
+@pytest.mark.parametrize(
+    ("text", "is_ranking", "expected", "readable"),
+    [
+        ("A", False, "A", "A"),
+        (" b ", False, "b", "B"),
+        ("A, tie", False, ["A", "tie"], "A or tie"),
+        ("B or Both bad", False, ["B", "both_bad"], "B or both bad"),
+        ("both_bad,TIE", False, ["both_bad", "tie"], "both bad or tie"),
+        ("C", True, "C", "C best"),
+        ("c best", True, "c", "C best"),
+        ("C > A > B", True, {"order": ["C", "A", "B"]}, "C > A > B"),
+        ("A = C > B", True, {"order": [["A", "C"], "B"]}, "A = C > B"),
+        ("A=C>B", True, {"order": [["A", "C"], "B"]}, "A = C > B"),
+    ],
+)
+def test_a_verdict_written_as_text_reads_as_labels_and_back(text, is_ranking, expected, readable):
+    assert labels_from_text(text, is_ranking=is_ranking) == expected
+    response_ids = RANKED if is_ranking else PAIR
+    verdict = verdict_from_labels(expected, response_ids=response_ids, is_ranking=is_ranking, allows_tie=True)
+    assert verdict_labels(verdict, response_ids=response_ids) == readable
+    # What the page shows reads back as the same verdict.
+    again = labels_from_text(readable, is_ranking=is_ranking)
+    assert (
+        verdict_from_labels(again, response_ids=response_ids, is_ranking=is_ranking, allows_tie=True)
+        == verdict
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "is_ranking", "message"),
+    [
+        ("  ", False, 'Write the expected verdict, such as "A" or "A, tie".'),
+        ("", True, 'Write the expected verdict, such as "C" or "C > A = B".'),
+        ("A,,tie", False, "'A,,tie' has an empty outcome between its separators."),
+        ("A > > B", True, "'A > > B' has an empty place: write labels between > and =."),
+        ("C > A =", True, "'C > A =' has an empty place: write labels between > and =."),
+    ],
+)
+def test_a_verdict_text_that_cannot_be_read_says_why(text, is_ranking, message):
+    with pytest.raises(VerdictInvalid) as error:
+        labels_from_text(text, is_ranking=is_ranking)
+    assert str(error.value) == message
