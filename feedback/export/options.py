@@ -25,6 +25,7 @@ FORMATS = (
     "rankings",
     "sft",
     "judgments",
+    "gold",
 )
 # Formats whose rows are (chosen, rejected) pairs: the ones with a margin and per-pair vote counts.
 PREFERENCE_FORMATS = frozenset({"preference", "preference-conversational", "hh-rlhf"})
@@ -234,6 +235,13 @@ def _check_combination(values: dict[str, Any], fail: Any) -> None:
     export_format = values["format"]
     if export_format == "judgments" and values["aggregation"] != "raw":
         fail("aggregation", "The judgments format is one row per judgment: use aggregation 'raw'.")
+    if export_format == "gold" and values["aggregation"] != "raw":
+        fail(
+            "aggregation",
+            "The gold format is one row per gold item with every answer: use aggregation 'raw'.",
+        )
+    if export_format == "gold" and values["columns"]:
+        fail("columns", "The gold format carries its own fields; extra columns do not apply.")
     if export_format == "unpaired" and values["ties"] == "both-ways":
         fail("ties", "A tie says nothing about desirability: unpaired exports drop ties.")
     if values["both_bad"] == "undesirable" and export_format != "unpaired":

@@ -22,7 +22,14 @@ from typing import Any
 from django.db.models import Max, Q
 
 from feedback.export.options import ExportOptions
-from feedback.models import AnnotatorStanding, Project, ProjectQuality, ReviewDecision, StandingChange
+from feedback.models import (
+    AnnotatorStanding,
+    GoldVerdict,
+    Project,
+    ProjectQuality,
+    ReviewDecision,
+    StandingChange,
+)
 from feedback.services.standing import gold_answers
 
 
@@ -51,6 +58,9 @@ class ExportQuality:
 
     suspended: dict[int, frozenset[int]]  # project id → annotators suspended there as of the mark
     gold: dict[tuple[int, int], tuple[int, int]]  # (project id, annotator) → (gold answered, correct)
+
+    # Gold comparison id → (its verdict, its explanation), for the `gold` format.
+    verdicts: dict[int, tuple[dict[str, Any], str]]
 
     def gold_accuracy(self, project_slug: str, annotator_id: int) -> float | None:
         answered, correct = self.gold.get((self.project_ids.get(project_slug, -1), annotator_id), (0, 0))
@@ -145,6 +155,14 @@ def export_quality(
         standing_mark=mark,
         review_mark=decision_mark,
         reviews=reviews,
+        verdicts={
+            comparison_id: (verdict, explanation)
+            for comparison_id, verdict, explanation in GoldVerdict.objects.filter(
+                comparison__project_id__in=slug_of
+            ).values_list("comparison_id", "verdict", "explanation")
+        }
+        if options.format == "gold"
+        else {},
         quality_mark=report_mark,
         project_ids=project_ids,
         reports=reports,

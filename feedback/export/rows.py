@@ -24,6 +24,7 @@ from feedback.export.quality import ExportQuality
 from feedback.export.source import ComparisonGroup, JudgmentRecord
 from feedback.models import position_label
 from feedback.prompting import completion_prompt_render
+from feedback.quality.gold import gold_correct, verdict_labels
 
 Row = dict[str, Any]
 
@@ -541,6 +542,57 @@ def judgment_rows(context: RowContext, verdict: Verdict) -> list[Row]:
     return [row]
 
 
+def gold_row(context: RowContext) -> Row:
+    """One gold item: what annotators were shown, the expected verdict (by the labels shown), and every
+    answer with whether it was right."""
+    group = context.group
+    verdict, explanation = (
+        context.quality.verdicts.get(group.comparison_id, ({}, "")) if context.quality else ({}, "")
+    )
+    shown = [entry.response_id for entry in group.entries]
+    answers = []
+    for judgment in group.judgments:
+        correct = (
+            gold_correct(verdict, choice=judgment.choice, ranking=judgment.ranking, response_ids=shown)
+            if verdict
+            else None
+        )
+        answers.append(
+            {
+                "judgment_id": judgment.id,
+                "annotator_id": judgment.annotator_id,
+                "annotator": judgment.annotator,
+                "choice": judgment.choice,
+                "ranking": list(judgment.ranking),
+                "correct": correct,
+                "created_at": judgment.created_at.isoformat().replace("+00:00", "Z")
+                if judgment.created_at
+                else None,
+            }
+        )
+    return {
+        "comparison_id": group.comparison_id,
+        "project": group.project,
+        "prompt_id": group.prompt_id,
+        "conversation": _messages(group.conversation),
+        "category": group.category,
+        "responses": [
+            {
+                "response_id": entry.response_id,
+                "position": entry.position,
+                "label": position_label(entry.position),
+                "text": entry.text,
+            }
+            for entry in group.entries
+        ],
+        "expected": verdict_labels(verdict, response_ids=shown) if verdict else None,
+        "explanation": explanation,
+        "answered": len(answers),
+        "correct": sum(bool(answer["correct"]) for answer in answers),
+        "answers": answers,
+    }
+
+
 ROW_BUILDERS: dict[str, Callable[[RowContext, Verdict], list[Row]]] = {
     "preference": pair_rows,
     "preference-conversational": pair_rows,
@@ -567,6 +619,8 @@ def group_rows(
     if len(judgments) < options.min_judgments or agreement < options.min_agreement:
         return []
     context = RowContext(group, options, axes, prompt_texts, quality)
+    if options.format == "gold":
+        return [gold_row(context)]
     build = ROW_BUILDERS[options.format]
     if options.aggregation == "consensus":
         decided = (

@@ -18,6 +18,49 @@ def row_schema(options: ExportOptions, axes: tuple[str, ...]) -> Any:
     integers = pa.list_(pa.int64())
     export_format = options.format
     columns: list[tuple[str, Any]]
+    if export_format == "gold":
+        return pa.schema(
+            [
+                ("comparison_id", pa.int64()),
+                ("project", text),
+                ("prompt_id", text),
+                ("conversation", messages),
+                ("category", text),
+                (
+                    "responses",
+                    pa.list_(
+                        pa.struct(
+                            [
+                                ("response_id", pa.int64()),
+                                ("position", pa.int64()),
+                                ("label", text),
+                                ("text", text),
+                            ]
+                        )
+                    ),
+                ),
+                ("expected", text),
+                ("explanation", text),
+                ("answered", pa.int64()),
+                ("correct", pa.int64()),
+                (
+                    "answers",
+                    pa.list_(
+                        pa.struct(
+                            [
+                                ("judgment_id", pa.int64()),
+                                ("annotator_id", pa.int64()),
+                                ("annotator", text),
+                                ("choice", text),
+                                ("ranking", integers),
+                                ("correct", pa.bool_()),
+                                ("created_at", text),
+                            ]
+                        )
+                    ),
+                ),
+            ]
+        )
     if export_format == "judgments":
         columns = [
             ("judgment_id", pa.int64()),

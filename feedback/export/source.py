@@ -47,7 +47,7 @@ CHUNK_SIZE = 2_000
 STREAM_ROWS = 100
 
 # Formats whose rows carry more of a judgment than its verdict (the judgments audit; rankings' ratings).
-FULL_JUDGMENT_FORMATS = frozenset({"rankings", "judgments"})
+FULL_JUDGMENT_FORMATS = frozenset({"rankings", "judgments", "gold"})
 
 
 @dataclass(slots=True)
@@ -94,20 +94,23 @@ class ComparisonGroup:
 def judgments_selected(
     options: ExportOptions, *, high_water_mark: int, quality: ExportQuality | None = None
 ) -> QuerySet[Judgment]:
-    """The judgments an export covers: at or below the mark, never of a gold item (the `gold` export
-    lists those), and through every filter of `options`; the quality and review filters as `quality`
-    decided them (default: as of now)."""
-    if quality is None:
-        quality = export_quality(options, high_water_mark=high_water_mark)
-    condition = Q(id__lte=high_water_mark, comparison__is_gold=False) & quality.condition(options)
+    """The judgments an export covers: at or below the mark, never of a gold item (the `gold` format
+    lists those, with every answer, whoever gave it), and through every filter of `options`; the quality
+    and review filters as `quality` decided them (default: as of now)."""
+    if options.format == "gold":
+        condition = Q(id__lte=high_water_mark, comparison__is_gold=True)
+    else:
+        if quality is None:
+            quality = export_quality(options, high_water_mark=high_water_mark)
+        condition = Q(id__lte=high_water_mark, comparison__is_gold=False) & quality.condition(options)
+        if options.exclude_flagged:
+            condition &= Q(flags=[])
     if options.projects:
         condition &= Q(comparison__project__slug__in=options.projects)
     if options.since:
         condition &= Q(created_at__gte=options.since)
     if options.until:
         condition &= Q(created_at__lt=options.until)
-    if options.exclude_flagged:
-        condition &= Q(flags=[])
     if options.exclude_annotators:
         condition &= ~Q(annotator__username__in=options.exclude_annotators)
     judgments = Judgment.objects.filter(condition)
@@ -266,7 +269,8 @@ def _group_of(
     slug, template, labels = projects[project_id]
     positions, response_ids, texts, checkpoint_ids = row[_ENTRIES_AT:_JUDGMENTS_AT]
     entries = [
-        Entry(position, response_id, text, checkpoints[checkpoint_id])
+        # Imported responses (gold items) have no checkpoint.
+        Entry(position, response_id, text, checkpoints.get(checkpoint_id, ""))
         for position, response_id, text, checkpoint_id in zip(
             positions, response_ids, texts, checkpoint_ids, strict=True
         )

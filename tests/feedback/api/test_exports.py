@@ -73,6 +73,7 @@ def judged():
                             "rankings",
                             "sft",
                             "judgments",
+                            "gold",
                         ]
                     )
                     + "."

@@ -30,7 +30,7 @@ def test_defaults_and_canonical_round_trip():
             {"format": "csv"},
             {
                 "format": [
-                    "'csv' is not one of: preference, preference-conversational, unpaired, hh-rlhf, rankings, sft, judgments."
+                    "'csv' is not one of: preference, preference-conversational, unpaired, hh-rlhf, rankings, sft, judgments, gold."
                 ]
             },
         ),

@@ -34,14 +34,16 @@ def same(value):
 
 @pytest.mark.parametrize("export_format", FORMATS)
 def test_parquet_and_datasets_directory_hold_the_jsonl_rows(corpus, tmp_path, export_format):
-    aggregation = "raw" if export_format == "judgments" else "consensus"
+    if export_format == "gold":
+        _gold_answered(corpus)
+    aggregation = "raw" if export_format in ("judgments", "gold") else "consensus"
     common = {
         "format": export_format,
         "aggregation": aggregation,
         "exclude_flagged": False,
         "test_fraction": 0.5,
     }
-    if export_format != "judgments":
+    if export_format not in ("judgments", "gold"):
         common["columns"] = "ids,checkpoints,category,agreement,votes"
     write(tmp_path, "jsonl", output="jsonl", **common)
     write(tmp_path, "gz", output="jsonl.gz", **common)
@@ -65,6 +67,36 @@ def test_parquet_and_datasets_directory_hold_the_jsonl_rows(corpus, tmp_path, ex
     assert counts  # something was exported
     loaded = load_dataset("parquet", data_dir=str(tmp_path / "parquet"))
     assert {split: len(rows) for split, rows in loaded.items()} == counts
+
+
+def _gold_answered(corpus) -> None:
+    """Two gold items of the corpus's pairwise project, answered by two of its raters."""
+    import io
+
+    from feedback.models import Comparison, Project
+    from feedback.services.gold import gold_import
+    from tests.factories import JudgmentFactory
+
+    project = Project.objects.get(slug="chat")
+    lines = [
+        {
+            "id": f"g{n}",
+            "prompt": f"Gold {n}, «quoted»?",
+            "responses": [f"yes {n}", f"no {n}"],
+            "expected": ["A", "tie"],
+        }
+        for n in range(2)
+    ]
+    gold_import(project=project, source=io.BytesIO("\n".join(map(json.dumps, lines)).encode()))
+    for comparison in Comparison.objects.filter(project=project, is_gold=True):
+        for username, choice, ranking in (("rater-0", "a", [1, 2]), ("rater-1", "tie", [1, 1])):
+            JudgmentFactory(
+                comparison=comparison,
+                annotator=AnnotatorFactory(username=username),
+                choice=choice,
+                ranking=ranking,
+                strength=1 if choice == "a" else None,
+            )
 
 
 def test_splits_keep_each_prompt_on_one_side_and_are_fixed_by_the_salt(db, tmp_path):

@@ -121,3 +121,27 @@ def test_the_same_snapshot_decides_the_same_after_a_reinstatement(world, setting
     assert export_path(again).read_bytes() == export_path(first).read_bytes()
     assert again.manifest["annotators"] == 2
     assert fresh.manifest["annotators"] == 3
+
+
+@pytest.mark.parametrize("output", ["jsonl", "parquet"])
+def test_the_gold_format_lists_each_gold_item_with_every_answer(world, tmp_path, output):
+    """Suspended bob's answer is there too: the gold export shows what graded everyone."""
+    import pyarrow.parquet as pq
+
+    options = ExportOptions.from_mapping({"format": "gold", "output": output})
+    manifest = export_write(options, high_water_mark=10**9, directory=tmp_path / "out")
+    if output == "jsonl":
+        rows = [json.loads(line) for line in (tmp_path / "out" / "train.jsonl").read_text().splitlines()]
+    else:
+        rows = pq.read_table(tmp_path / "out" / "train.parquet").to_pylist()
+    (row,) = rows
+    right = next(response["label"] for response in row["responses"] if response["text"] == "right")
+    assert (row["expected"], row["answered"], row["correct"]) == (right, 3, 2)
+    assert {answer["annotator"]: answer["correct"] for answer in row["answers"]} == {
+        "ann": True,
+        "bob": True,
+        "cy": False,
+    }
+    assert manifest["rows"] == {"train": 1}
+    with pytest.raises(Exception, match="aggregation"):
+        ExportOptions.from_mapping({"format": "gold", "aggregation": "consensus"})
