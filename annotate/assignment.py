@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -42,6 +41,8 @@ from annotate.selectors import assignment_get_for_annotator
 from annotate.submission import JudgmentSubmission, SubmissionInvalid, judgment_values, skip_reason_clean
 from feedback.models import AnnotatorStanding, Assignment, Comparison, Judgment, Project
 from feedback.services.generation import send_task_on_commit
+from feedback.services.leases import leases_return
+from feedback.services.standing import standing_locked
 
 if TYPE_CHECKING:  # django-stubs is a development dependency
     from django_stubs_ext import WithAnnotations
@@ -100,14 +101,7 @@ def leases_expire(*, now: datetime | None = None, limit: int = EXPIRY_SWEEP_LIMI
         )
         if not overdue:
             return 0
-        Assignment.objects.filter(pk__in=[pk for pk, _ in overdue]).update(
-            state=Assignment.State.EXPIRED, finished_at=now
-        )
-        freed = Counter(comparison_id for _, comparison_id in overdue)
-        for comparison_id in sorted(freed):
-            Comparison.objects.filter(pk=comparison_id).update(
-                lease_count=F("lease_count") - freed[comparison_id]
-            )
+        leases_return(leases=overdue, now=now)
     logger.info("Expired %d leases", len(overdue))
     return len(overdue)
 
@@ -179,16 +173,6 @@ def gold_draw(*, project_id: int, annotator_id: int, leases: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def _standing_locked(*, annotator: User, project: Project) -> AnnotatorStanding:
-    """The annotator's standing in the project, row-locked (created on their first claim)."""
-    standings = AnnotatorStanding.objects.select_for_update().filter(project=project, annotator=annotator)
-    standing = standings.first()
-    if standing is None:
-        AnnotatorStanding.objects.get_or_create(project=project, annotator=annotator)
-        standing = standings.get()
-    return standing
-
-
 def suspension_message(standing: AnnotatorStanding) -> str:
     return (
         f"You are suspended from {standing.project}: {standing.reason} It gives you no more comparisons "
@@ -212,7 +196,7 @@ def comparison_lease_next(
     with transaction.atomic():
         # One claim per annotator and project at a time: two tabs, or a double click, must not take two
         # places; the row also holds the counts gold is served by.
-        standing = _standing_locked(annotator=annotator, project=project)
+        standing = standing_locked(project_id=project.pk, annotator_id=annotator.pk)
         if standing.status == AnnotatorStanding.Status.SUSPENDED:
             standing.project = project
             raise AnnotatorSuspended(suspension_message(standing))

@@ -14,15 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from feedback.models import RATIONALE_MAX_LENGTH, Judgment, JudgmentFlag, Project, position_label
+from feedback.verdicts import PAIRWISE_CHOICES as VERDICT_CHOICES
 from feedback.verdicts import PAIRWISE_RANKINGS, ranking_error
 
 SUBMISSION_KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{7,63}")
 SKIP_REASON_MAX_LENGTH = 500
 # A day: longer is a clock or client error, not time spent judging.
 TIME_SPENT_MAX_MS = 24 * 60 * 60 * 1000
-PAIRWISE_CHOICES = frozenset(
-    {Judgment.Choice.A, Judgment.Choice.B, Judgment.Choice.TIE, Judgment.Choice.BOTH_BAD}
-)
+PAIRWISE_CHOICES = frozenset(VERDICT_CHOICES)
 FLAG_VALUES = frozenset(JudgmentFlag.values)
 BODY_FIELDS = frozenset(
     {"submission_key", "choice", "ranking", "strength", "ratings", "rationale", "flags", "time_spent_ms"}

@@ -216,7 +216,7 @@ def quality_card_section(
         for slug, report in sorted(quality.reports.items()):
             for measure, alpha in sorted(report.report.get("alpha", {}).items()):
                 lines.append(
-                    f"| {_cell(slug)} | {_cell(measure)} | {_figure(alpha.get('value'))} | {alpha.get('units', 0)} | "
+                    f"| {markdown_cell(slug)} | {markdown_cell(measure)} | {_figure(alpha.get('value'))} | {alpha.get('units', 0)} | "
                     f"{report.computed_at:%Y-%m-%d %H:%M} UTC, judgments up to id {report.high_water_mark} |\n"
                 )
     else:
@@ -244,5 +244,6 @@ def quality_card_section(
     return "".join(lines)
 
 
-def _cell(text: str) -> str:
+def markdown_cell(text: str) -> str:
+    """Text as one cell of a Markdown table: no column breaks, no line breaks."""
     return str(text).replace("|", "\\|").replace("\n", " ")

@@ -508,16 +508,7 @@ def judgment_rows(context: RowContext, verdict: Verdict) -> list[Row]:
         "prompt_id": group.prompt_id,
         "conversation": _messages(group.conversation),
         "category": group.category,
-        "responses": [
-            {
-                "response_id": entry.response_id,
-                "position": entry.position,
-                "label": position_label(entry.position),
-                "checkpoint": entry.checkpoint,
-                "text": entry.text,
-            }
-            for entry in group.entries
-        ],
+        "responses": _shown_responses(group, checkpoint=True),
         "annotator_id": judgment.annotator_id,
         "annotator": judgment.annotator,
         "choice": judgment.choice,
@@ -540,6 +531,20 @@ def judgment_rows(context: RowContext, verdict: Verdict) -> list[Row]:
     if context.axes:
         row["ratings"] = verdict.ratings
     return [row]
+
+
+def _shown_responses(group: ComparisonGroup, *, checkpoint: bool) -> list[dict[str, Any]]:
+    """The responses as shown, in display order; with the checkpoint that wrote each, or without."""
+    return [
+        {
+            "response_id": entry.response_id,
+            "position": entry.position,
+            "label": position_label(entry.position),
+            **({"checkpoint": entry.checkpoint} if checkpoint else {}),
+            "text": entry.text,
+        }
+        for entry in group.entries
+    ]
 
 
 def gold_row(context: RowContext) -> Row:
@@ -576,15 +581,7 @@ def gold_row(context: RowContext) -> Row:
         "prompt_id": group.prompt_id,
         "conversation": _messages(group.conversation),
         "category": group.category,
-        "responses": [
-            {
-                "response_id": entry.response_id,
-                "position": entry.position,
-                "label": position_label(entry.position),
-                "text": entry.text,
-            }
-            for entry in group.entries
-        ],
+        "responses": _shown_responses(group, checkpoint=False),
         "expected": verdict_labels(verdict, response_ids=shown) if verdict else None,
         "explanation": explanation,
         "answered": len(answers),

@@ -31,7 +31,13 @@ import orjson
 from django.db import transaction
 
 from feedback.export.options import RATED_FORMATS, ExportOptions
-from feedback.export.quality import ExportQuality, export_quality, quality_card_section, removed_by_quality
+from feedback.export.quality import (
+    ExportQuality,
+    export_quality,
+    markdown_cell,
+    quality_card_section,
+    removed_by_quality,
+)
 from feedback.export.rows import PromptTexts, Row, comparison_agreement, group_rows, split_of
 from feedback.export.source import ComparisonGroup, comparison_groups
 from feedback.models import Project, canonical_json
@@ -523,19 +529,15 @@ def dataset_card(
         )
     write("\n## Checkpoints\n\n| checkpoint | comparisons |\n|---|---|\n")
     for name, count in sorted(stats.checkpoints.items()):
-        write(f"| {_cell(name)} | {count} |\n")
+        write(f"| {markdown_cell(name)} | {count} |\n")
     write("\n## Categories\n\n| category | comparisons |\n|---|---|\n")
     for name, count in sorted(stats.categories.items()):
-        write(f"| {_cell(name)} | {count} |\n")
+        write(f"| {markdown_cell(name)} | {count} |\n")
     write("\n## Options\n\nFilters, aggregation and shape, exactly as given to the export:\n\n```json\n")
     write(orjson.dumps(options.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
     write("\n```\n\n")
     write(FORMAT_NOTES)
     return "\n".join(front) + body.getvalue()
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 FORMAT_NOTES = """## Format notes

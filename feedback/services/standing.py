@@ -16,19 +16,17 @@ order: the order the assignment engine's claim and expiry sweep take them in.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from feedback.models import (
     AnnotatorStanding,
     Assignment,
-    Comparison,
     ComparisonResponse,
     GoldVerdict,
     Judgment,
@@ -37,6 +35,7 @@ from feedback.models import (
 )
 from feedback.quality.gold import gold_correct
 from feedback.quality.proportions import position_bias, wilson
+from feedback.services.leases import leases_return
 
 REASON_MAX_LENGTH = 1_000
 # Position bias suspends only on this much evidence, and beyond chance at this level.
@@ -115,7 +114,8 @@ class StandingFigures:
     decisive: int  # judgments of ordinary comparisons putting one response ahead, alone
 
 
-def _standing_locked(*, project_id: int, annotator_id: int) -> AnnotatorStanding:
+def standing_locked(*, project_id: int, annotator_id: int) -> AnnotatorStanding:
+    """The annotator's standing in the project, row-locked; created on first use (their first claim)."""
     standings = AnnotatorStanding.objects.select_for_update().filter(
         project_id=project_id, annotator_id=annotator_id
     )
@@ -126,24 +126,14 @@ def _standing_locked(*, project_id: int, annotator_id: int) -> AnnotatorStanding
     return standing
 
 
-def _leases_release(*, project_id: int, annotator_id: int, now: datetime) -> int:
+def _leases_release(*, project_id: int, annotator_id: int, now: datetime) -> None:
     """Expire the annotator's live leases in the project and give their places back, as the sweep does."""
     live = list(
         Assignment.objects.select_for_update()
         .filter(annotator_id=annotator_id, comparison__project_id=project_id, state=Assignment.State.LEASED)
         .values_list("pk", "comparison_id")
     )
-    if not live:
-        return 0
-    Assignment.objects.filter(pk__in=[pk for pk, _ in live]).update(
-        state=Assignment.State.EXPIRED, finished_at=now
-    )
-    freed = Counter(comparison_id for _, comparison_id in live)
-    for comparison_id in sorted(freed):
-        Comparison.objects.filter(pk=comparison_id).update(
-            lease_count=F("lease_count") - freed[comparison_id]
-        )
-    return len(live)
+    leases_return(leases=live, now=now)
 
 
 def _change(
@@ -236,7 +226,7 @@ def standing_evaluate(
     changes nothing."""
     now = now or timezone.now()
     project = Project.objects.get(pk=project_id)
-    standing = _standing_locked(project_id=project_id, annotator_id=annotator_id)
+    standing = standing_locked(project_id=project_id, annotator_id=annotator_id)
     if standing.status == AnnotatorStanding.Status.SUSPENDED:
         return standing
     if figures is not None and standing.counts_since is None:
@@ -290,7 +280,7 @@ def annotator_suspend(
     """Suspend an annotator from a project by hand: no more work there, live leases returned."""
     reason = _reason_clean(reason)
     now = now or timezone.now()
-    standing = _standing_locked(project_id=project_id, annotator_id=annotator_id)
+    standing = standing_locked(project_id=project_id, annotator_id=annotator_id)
     if standing.status == AnnotatorStanding.Status.SUSPENDED:
         raise StandingChangeInvalid("This annotator is already suspended from the project.")
     return _change(standing, status=AnnotatorStanding.Status.SUSPENDED, reason=reason, actor=actor, now=now)
@@ -303,7 +293,7 @@ def annotator_reinstate(
     """Give a suspended annotator work again. Their gold count starts afresh from now."""
     reason = _reason_clean(reason)
     now = now or timezone.now()
-    standing = _standing_locked(project_id=project_id, annotator_id=annotator_id)
+    standing = standing_locked(project_id=project_id, annotator_id=annotator_id)
     if standing.status != AnnotatorStanding.Status.SUSPENDED:
         raise StandingChangeInvalid("This annotator is not suspended from the project.")
     changed = _change(standing, status=AnnotatorStanding.Status.ACTIVE, reason=reason, actor=actor, now=now)
