@@ -51,7 +51,8 @@ logger = logging.getLogger(__name__)
 
 EXPIRY_SWEEP_LIMIT = 500
 STANDING_TASK = "annotate.evaluate_standing"
-# SQLite has no row locks: a claim may lose its candidate to a concurrent one and try the next.
+# SQLite has no row locks: a claim may lose its candidate to a concurrent one and try the next. Under
+# PostgreSQL a claim that found every candidate locked waits for one (`candidate_wait`) and tries again.
 CLAIM_ATTEMPTS = 5
 KEY_REUSED = (
     "This submission key was already used for a different judgment; send a new key for a new judgment."
@@ -152,6 +153,26 @@ def claim_next(*, annotator_id: int, project_id: int) -> QuerySet[WithAnnotation
     )
 
 
+def candidate_wait(*, annotator_id: int, project_id: int) -> bool:
+    """For a claim that found every candidate locked: wait until the first one (as last committed) is
+    released, and say whether there was one; False means nothing is left for the annotator.
+
+    A row locked by a submission or another claim in flight is not a row without room: skipping it near the
+    end of a pool would send the annotator away from work still open. The wait takes the row's lock in a
+    savepoint rolled back at once, so a waiting claim holds no comparison, and two waiting claims can never
+    each hold what the other waits for."""
+    first = claim_candidates(annotator_id=annotator_id, project_id=project_id).values_list("pk", flat=True)
+    waited_for = first.first()
+    if waited_for is None:
+        return False
+    savepoint = transaction.savepoint()
+    try:
+        list(Comparison.objects.select_for_update().filter(pk=waited_for).values_list("pk", flat=True))
+    finally:
+        transaction.savepoint_rollback(savepoint)
+    return True
+
+
 def gold_due(*, rate: float, leases: int, gold_slots: int, draw: float) -> bool:
     """Whether the annotator's next comparison is to be gold, given `leases` served so far in the project,
     `gold_slots` of them when gold was due, and a uniform `draw` in [0, 1).
@@ -218,7 +239,9 @@ def comparison_lease_next(
         for _ in range(CLAIM_ATTEMPTS):
             candidate = claim.first()
             if candidate is None:
-                return None
+                if not candidate_wait(annotator_id=annotator.pk, project_id=project.pk):
+                    return None
+                continue
             comparison: Comparison = candidate
             revive = candidate.revive
             is_gold_slot = bool(project.gold_rate) and gold_due(

@@ -6,7 +6,7 @@ import uuid
 from collections import Counter
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 
 from annotate.assignment import comparison_lease_next, judgment_submit
 from annotate.submission import JudgmentSubmission
@@ -181,3 +181,53 @@ def test_gold_under_fifty_annotators_is_never_served_twice_nor_over_the_rate():
     assert set(gold_rows.values_list("status", "lease_count")) == {("open", 0)}
     assert sum(gold_rows.values_list("judgment_count", flat=True)) == gold_total
     assert gold_total >= GOLD_RATE * 600 * OVERLAP * 0.8  # gold really flowed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_waits_for_the_last_open_comparison_when_another_transaction_holds_it():
+    """A row locked by a submission in flight is not a row without room: the claim that finds every
+    candidate locked waits for the holder, then takes the place, instead of telling the annotator that
+    nothing is left (which, at the end of a pool, sent every annotator home with a comparison unfinished)."""
+    project = ProjectFactory(judgments_per_comparison=OVERLAP, slug="last-one")
+    holder, claimer = AnnotatorFactory(username="holder"), AnnotatorFactory(username="claimer")
+    project.members.add(holder, claimer)
+    comparisons_bulk_create(project, 1)
+    last = Comparison.objects.get(project=project)
+    locked, release = threading.Event(), threading.Event()
+    leases: list[Assignment | None] = []
+    failures: list[BaseException] = []
+
+    def hold() -> None:  # what judgment_submit does to the row: lock it until its transaction commits
+        try:
+            with transaction.atomic():
+                Comparison.objects.select_for_update().get(pk=last.pk)
+                locked.set()
+                release.wait(timeout=30)
+        except BaseException as error:
+            failures.append(error)
+        finally:
+            connections.close_all()
+
+    def claim() -> None:
+        try:
+            leases.append(comparison_lease_next(annotator=claimer, project=project))
+        except BaseException as error:
+            failures.append(error)
+        finally:
+            connections.close_all()
+
+    holding = threading.Thread(target=hold)
+    holding.start()
+    assert locked.wait(timeout=30)
+    claiming = threading.Thread(target=claim)
+    claiming.start()
+    claiming.join(timeout=1)
+    assert claiming.is_alive()  # waiting on the lock, not answering "nothing left"
+    release.set()
+    holding.join(timeout=30)
+    claiming.join(timeout=30)
+    assert failures == []
+    assert len(leases) == 1
+    lease = leases[0]
+    assert isinstance(lease, Assignment)
+    assert lease.comparison_id == last.pk
