@@ -12,7 +12,15 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from annotate.progress import projects_progress
-from feedback.models import Assignment, Comparison, Judgment, Project
+from feedback.models import (
+    Assignment,
+    Comparison,
+    Judgment,
+    Project,
+    ProjectMembership,
+    ProjectRole,
+    ReviewItem,
+)
 from feedback.selectors import projects_open_to
 
 
@@ -106,7 +114,8 @@ def annotator_judgments_today(*, annotator: User, project_id: int) -> int:
 
 
 def annotator_project_summaries(*, user: User, projects: QuerySet[Project]) -> list[dict[str, Any]]:
-    """For the project list: each project with the user's judgments (all and today) and its completion."""
+    """For the project list: each project with the user's judgments (all and today), its completion and,
+    where the user reviews, the items waiting for review (`reviews`; None where they do not)."""
     ordered = list(projects.order_by("name"))
     counts: dict[int, tuple[int, int]] = {
         project_id: (mine, today)
@@ -119,12 +128,30 @@ def annotator_project_summaries(*, user: User, projects: QuerySet[Project]) -> l
         .order_by()
     }
     progress = projects_progress(project_ids=[project.pk for project in ordered])
+    # Staff review everywhere (as `feedback.services.review.may_review` says); others where their role is.
+    reviewing = (
+        {project.pk for project in ordered}
+        if user.is_staff
+        else set(
+            ProjectMembership.objects.filter(
+                user=user, project__in=ordered, role__in=(ProjectRole.REVIEWER, ProjectRole.MANAGER)
+            ).values_list("project_id", flat=True)
+        )
+    )
+    waiting = dict(
+        ReviewItem.objects.filter(project_id__in=reviewing, status=ReviewItem.Status.PENDING)
+        .values("project")
+        .annotate(total=Count("pk"))
+        .values_list("project", "total")
+        .order_by()
+    )
     return [
         {
             "project": project,
             "mine": counts.get(project.pk, (0, 0))[0],
             "today": counts.get(project.pk, (0, 0))[1],
             "progress": progress[project.pk],
+            "reviews": waiting.get(project.pk, 0) if project.pk in reviewing else None,
         }
         for project in ordered
     ]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotate import views
+from annotate import review_views, views
 
 app_name = "annotate"
 
@@ -15,5 +15,13 @@ urlpatterns = [
     ),
     path(
         "projects/<slug:slug>/assignments/<int:assignment_id>/skip", views.assignment_skip_view, name="skip"
+    ),
+    path("projects/<slug:slug>/review", review_views.review_queue, name="review_queue"),
+    path("projects/<slug:slug>/review/next", review_views.review_next, name="review_next"),
+    path("projects/<slug:slug>/review/<int:item_id>", review_views.review_item, name="review_item"),
+    path(
+        "projects/<slug:slug>/review/<int:item_id>/decision",
+        review_views.review_decision,
+        name="review_decision",
     ),
 ]

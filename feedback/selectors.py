@@ -1,21 +1,31 @@
 """Reads that need care: what a user may see, and aggregate figures, are decided here once."""
 
+import base64
+import hashlib
+import hmac
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import Count, Model, OuterRef, QuerySet, Subquery, Value
+from django.db.models import Count, Model, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from feedback.models import (
     AnnotatorQuality,
     AnnotatorStanding,
     Comparison,
+    GoldVerdict,
     Judgment,
     Project,
     ProjectMembership,
     ProjectQuality,
     Prompt,
+    ReviewDecision,
+    ReviewItem,
 )
+from feedback.quality.gold import gold_correct, verdict_labels
 
 
 def _count_per_project(model: type[Model], **filters: Any) -> Coalesce:
@@ -81,3 +91,132 @@ def annotator_quality_rows(*, project: Project) -> QuerySet[AnnotatorQuality]:
 def project_judgments_after(*, project: Project, high_water_mark: int) -> int:
     """How many of the project's judgments (gold answers included) are newer than the mark."""
     return Judgment.objects.filter(comparison__project=project, pk__gt=high_water_mark).count()
+
+
+# --- review -------------------------------------------------------------------------------------------
+
+
+def annotator_pseudonym(*, project_id: int, annotator_id: int) -> str:
+    """How reviewers see an annotator: stable within a project (the same person reads the same everywhere
+    in it), different between projects, and not to be traced back without the server's secret."""
+    message = f"pseudonym:{project_id}:{annotator_id}".encode()
+    digest = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).digest()
+    return "Annotator " + base64.b32encode(digest[:5]).decode()[:6]
+
+
+def review_queue_items(*, project: Project) -> QuerySet[ReviewItem]:
+    """The project's items waiting for a decision, oldest first (the order reviewers take them in), each
+    with its comparison's prompt and `judgments_total`."""
+    return (
+        ReviewItem.objects.filter(project=project, status=ReviewItem.Status.PENDING)
+        .select_related("comparison__prompt")
+        .annotate(judgments_total=Count("comparison__judgments"))
+        .order_by("queued_at", "id")
+    )
+
+
+def review_next_item(*, project: Project, after: ReviewItem | None = None) -> ReviewItem | None:
+    """The next waiting item of the project: the oldest, or the oldest queued after `after` (so that a
+    reviewer who passes on an item moves on, then comes round to the start again)."""
+    waiting = ReviewItem.objects.filter(project=project, status=ReviewItem.Status.PENDING).order_by(
+        "queued_at", "id"
+    )
+    if after is not None:
+        later = waiting.filter(
+            Q(queued_at__gt=after.queued_at) | Q(queued_at=after.queued_at, id__gt=after.pk)
+        ).first()
+        if later is not None:
+            return later
+        waiting = waiting.exclude(pk=after.pk)
+    return waiting.first()
+
+
+@dataclass(frozen=True)
+class ReviewedJudgment:
+    """One judgment as a reviewer sees it: by pseudonym, in the labels of the responses shown."""
+
+    pseudonym: str
+    choice: str
+    strength: int | None
+    ranking: list[int]
+    ratings: dict[str, dict[str, int]]  # label → axis → value
+    rationale: str
+    flags: list[str]
+    time_spent_ms: int | None
+    suspended: bool  # the annotator is suspended from the project now
+    gold_correct: bool | None  # on a gold item: whether it matched the expected verdict
+
+
+@dataclass(frozen=True)
+class ReviewPage:
+    item: ReviewItem
+    project: Project
+    conversation: list[dict[str, str]]
+    responses: list[tuple[str, int, str]]  # (label, response id, text) in display order
+    judgments: list[ReviewedJudgment]
+    tally: list[tuple[str, int]]  # (outcome as shown, judgments) most first
+    expected: str | None  # a gold item's expected verdict, by label
+    explanation: str
+    decisions: list[ReviewDecision]
+
+
+def _outcome_text(choice: str, ranking: list[int], labels: list[str]) -> str:
+    if choice in ("a", "b"):
+        return f"{choice.upper()} better"
+    if choice == "tie":
+        return "Tie"
+    if choice == "both_bad":
+        return "Both bad"
+    places: dict[int, list[str]] = {}
+    for label, rank in zip(labels, ranking, strict=False):
+        places.setdefault(rank, []).append(label)
+    return " > ".join(" = ".join(places[rank]) for rank in sorted(places))
+
+
+def review_page(*, item: ReviewItem) -> ReviewPage:
+    """Everything the review page shows of an item, annotators as pseudonyms. Five queries."""
+    comparison = item.comparison
+    entries = list(comparison.entries.select_related("response").order_by("position"))
+    labels = [entry.label for entry in entries]
+    response_ids = [entry.response_id for entry in entries]
+    label_of = {str(response_id): label for response_id, label in zip(response_ids, labels, strict=True)}
+    gold = GoldVerdict.objects.filter(comparison=comparison).first() if comparison.is_gold else None
+    suspended = set(
+        AnnotatorStanding.objects.filter(
+            project_id=item.project_id, status=AnnotatorStanding.Status.SUSPENDED
+        ).values_list("annotator_id", flat=True)
+    )
+    judgments = []
+    for judgment in comparison.judgments.order_by("created_at", "id"):
+        judgments.append(
+            ReviewedJudgment(
+                pseudonym=annotator_pseudonym(project_id=item.project_id, annotator_id=judgment.annotator_id),
+                choice=_outcome_text(judgment.choice, judgment.ranking, labels),
+                strength=judgment.strength,
+                ranking=list(judgment.ranking),
+                ratings={
+                    label_of.get(key, "?"): axes for key, axes in sorted((judgment.ratings or {}).items())
+                },
+                rationale=judgment.rationale,
+                flags=list(judgment.flags or []),
+                time_spent_ms=judgment.time_spent_ms,
+                suspended=judgment.annotator_id in suspended,
+                gold_correct=None
+                if gold is None
+                else gold_correct(
+                    gold.verdict, choice=judgment.choice, ranking=judgment.ranking, response_ids=response_ids
+                ),
+            )
+        )
+    tally = Counter(judgment.choice for judgment in judgments)
+    return ReviewPage(
+        item=item,
+        project=item.project,
+        conversation=list(comparison.prompt.conversation),
+        responses=[(entry.label, entry.response_id, entry.response.text) for entry in entries],
+        judgments=judgments,
+        tally=sorted(tally.items(), key=lambda pair: (-pair[1], pair[0])),
+        expected=None if gold is None else verdict_labels(gold.verdict, response_ids=response_ids),
+        explanation="" if gold is None else gold.explanation,
+        decisions=list(item.decisions.select_related("reviewer").order_by("created_at", "id")),
+    )

@@ -133,3 +133,32 @@ class JudgmentFactory(factory.django.DjangoModelFactory):
     ranking = [1, 2]
     strength = 2
     submission_key = factory.Faker("uuid4")
+
+
+PAIRWISE_RANKINGS = {"a": [1, 2], "b": [2, 1], "tie": [1, 1], "both_bad": [1, 1]}
+
+
+def judged_comparison(
+    project: models.Project,
+    choices: list[str],
+    *,
+    flags: tuple[str, ...] = (),
+    status: str = "completed",
+    rationale: str = "",
+) -> models.Comparison:
+    """A pairwise comparison judged once per choice by annotators judge-0, judge-1, …; the first judgment
+    carries `flags`; counters and status as the engine would leave them."""
+    comparison = ComparisonFactory(prompt__project=project, with_responses=2, required_judgments=len(choices))
+    for index, choice in enumerate(choices):
+        JudgmentFactory(
+            comparison=comparison,
+            annotator=AnnotatorFactory(username=f"judge-{index}"),
+            choice=choice,
+            ranking=PAIRWISE_RANKINGS[choice],
+            strength=1 if choice in ("a", "b") else None,
+            flags=list(flags) if index == 0 else [],
+            rationale=rationale,
+        )
+    models.Comparison.objects.filter(pk=comparison.pk).update(judgment_count=len(choices), status=status)
+    comparison.refresh_from_db()
+    return comparison

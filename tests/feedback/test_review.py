@@ -18,25 +18,10 @@ from feedback.services.review import (
     review_decide,
     review_pick,
 )
-from tests.factories import AnnotatorFactory, ComparisonFactory, JudgmentFactory, ProjectFactory, UserFactory
+from tests.factories import PAIRWISE_RANKINGS as RANKINGS
+from tests.factories import AnnotatorFactory, JudgmentFactory, ProjectFactory, UserFactory, judged_comparison
 
-RANKINGS = {"a": [1, 2], "b": [2, 1], "tie": [1, 1], "both_bad": [1, 1]}
-
-
-def judged(project, choices: list[str], *, flags=(), status="completed") -> Comparison:
-    comparison = ComparisonFactory(prompt__project=project, with_responses=2, required_judgments=len(choices))
-    for index, choice in enumerate(choices):
-        JudgmentFactory(
-            comparison=comparison,
-            annotator=AnnotatorFactory(username=f"judge-{index}"),
-            choice=choice,
-            ranking=RANKINGS[choice],
-            strength=1 if choice in ("a", "b") else None,
-            flags=list(flags) if index == 0 else [],
-        )
-    Comparison.objects.filter(pk=comparison.pk).update(judgment_count=len(choices), status=status)
-    comparison.refresh_from_db()
-    return comparison
+judged = judged_comparison
 
 
 def member(project, username: str, role: str):

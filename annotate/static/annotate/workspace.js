@@ -4,9 +4,10 @@
 "use strict";
 
 (function () {
+  const { openDialog, anyDialogOpen, newKey, postJson, fieldErrors, lockForm, textFieldKeys } = window.rankwise;
   const config = JSON.parse(document.getElementById("workspace-config").textContent);
   const form = document.getElementById("judgment");
-  const statusLine = document.getElementById("status");
+  const setStatus = window.rankwise.statusLine(document.getElementById("status"));
   const submitButton = document.getElementById("submit-button");
   const rationale = document.getElementById("rationale");
   const csrfToken = form.querySelector("input[name=csrfmiddlewaretoken]").value;
@@ -19,36 +20,7 @@
   let pending = null;
   let finished = false;
 
-  function setStatus(text, kind) {
-    statusLine.textContent = text;
-    statusLine.className = "status" + (kind ? " " + kind : "");
-  }
-
-  function newKey() {
-    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
-    const bytes = new Uint8Array(16);
-    crypto.getRandomValues(bytes);
-    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-  }
-
-  // --- dialogs ----------------------------------------------------------------------------------------
-
-  function openDialog(id) {
-    const dialog = document.getElementById(id);
-    if (dialog && !dialog.open) dialog.showModal();
-    return dialog;
-  }
-
-  function anyDialogOpen() {
-    return document.querySelector("dialog[open]") !== null;
-  }
-
-  document.querySelectorAll("[data-open]").forEach((button) => {
-    button.addEventListener("click", () => openDialog(button.dataset.open));
-  });
-  document.querySelectorAll("dialog [data-close]").forEach((button) => {
-    button.addEventListener("click", () => button.closest("dialog").close());
-  });
+  window.rankwise.wireDialogs();
 
   // --- choice, strength, flags --------------------------------------------------------------------------
 
@@ -80,7 +52,7 @@
 
   form.addEventListener("change", (event) => {
     if (event.target.name === "choice") syncStrength();
-    if (event.target.matches(".rank-control select")) rankingFromSelects();
+    if (event.target.matches(".rank-control select")) ranking.fromSelects();
   });
   syncStrength();
 
@@ -124,61 +96,13 @@
     return result;
   }
 
-  // --- k-wise ranking ------------------------------------------------------------------------------------
+  // --- k-wise ranking (annotate/ranking.js) -------------------------------------------------------------
 
-  const rankSelects = Array.from(form.querySelectorAll(".rank-control select"));
-  let rankHistory = []; // labels in the order they were ranked, for Backspace
-  let tieNext = false;
-
-  function currentRanks() {
-    const ranks = {};
-    rankSelects.forEach((select) => {
-      if (select.value) ranks[select.dataset.label] = Number(select.value);
-    });
-    return ranks;
-  }
-
-  function showRanking() {
-    const summary = document.getElementById("ranking-summary");
-    if (!summary) return;
-    const ranks = currentRanks();
-    const byRank = {};
-    Object.entries(ranks).forEach(([label, rank]) => (byRank[rank] = (byRank[rank] || []).concat(label)));
-    const parts = Object.keys(byRank)
-      .map(Number)
-      .sort((x, y) => x - y)
-      .map((rank) => `${rank}. ${byRank[rank].sort().join(" = ")}`);
-    const missing = config.labels.filter((label) => !(label in ranks));
-    summary.textContent =
-      (parts.length ? parts.join("   ") : "Not ranked yet") +
-      (missing.length && parts.length ? `   (still to rank: ${missing.join(", ")})` : "") +
-      (tieNext ? "   (next one ties)" : "");
-  }
-
-  function rankingFromSelects() {
-    rankHistory = rankHistory.filter((label) => currentRanks()[label] !== undefined);
-    showRanking();
-  }
-
-  function rankNext(label) {
-    const ranks = currentRanks();
-    if (label in ranks) return;
-    const values = Object.values(ranks);
-    const top = values.length ? Math.max(...values) : 0;
-    const rank = tieNext && top > 0 ? top : top + 1;
-    tieNext = false;
-    const select = rankSelects.find((s) => s.dataset.label === label);
-    select.value = String(rank);
-    rankHistory.push(label);
-    showRanking();
-  }
-
-  function undoRank() {
-    const label = rankHistory.pop();
-    if (label) rankSelects.find((s) => s.dataset.label === label).value = "";
-    tieNext = false;
-    showRanking();
-  }
+  const ranking = window.rankwiseRanking(
+    Array.from(form.querySelectorAll(".rank-control select")),
+    config.labels,
+    document.getElementById("ranking-summary"),
+  );
 
   // --- submitting ---------------------------------------------------------------------------------------
 
@@ -191,7 +115,7 @@
       time_spent_ms: Math.round(performance.now() - startedAt),
     };
     if (isRanking) {
-      const ranks = currentRanks();
+      const ranks = ranking.ranks();
       const missing = config.labels.filter((label) => !(label in ranks));
       if (missing.length) return { error: `Rank every response first (still to rank: ${missing.join(", ")}).` };
       body.ranking = config.labels.map((label) => ranks[label]);
@@ -208,17 +132,8 @@
   }
 
   function lock(locked) {
-    form.setAttribute("aria-busy", locked ? "true" : "false");
-    form.querySelectorAll("input, select, textarea, button").forEach((control) => {
-      if (control.type !== "hidden") control.disabled = locked;
-    });
+    lockForm(form, locked);
     if (!locked) syncStrength();
-  }
-
-  function fieldErrors(errors) {
-    return Object.entries(errors || {})
-      .map(([field, messages]) => `${field === "non_field_errors" ? "" : field + ": "}${messages.join(" ")}`)
-      .join(" ");
   }
 
   function showProgress(progress) {
@@ -235,30 +150,8 @@
     window.location.assign(url || config.nextUrl);
   }
 
-  async function post(url, body) {
-    const response = await fetch(url, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken, Accept: "application/json" },
-      body: JSON.stringify(body),
-    });
-    let data = {};
-    try {
-      data = await response.json();
-    } catch (error) {
-      data = {};
-    }
-    return { status: response.status, data };
-  }
-
   async function send(attempt) {
-    let result;
-    try {
-      result = await post(config.submitUrl, pending);
-    } catch (error) {
-      result = { status: 0, data: {} };
-    }
-    const { status, data } = result;
+    const { status, data } = await postJson(config.submitUrl, pending, csrfToken);
     if (status === 200 || status === 201) {
       showProgress(data.progress);
       setStatus("Saved", "saved");
@@ -323,12 +216,7 @@
     dialog.close();
     if (pending || finished) return;
     setStatus("Skipping…", "saving");
-    let result;
-    try {
-      result = await post(config.skipUrl, { reason });
-    } catch (error) {
-      result = { status: 0, data: {} };
-    }
+    const result = await postJson(config.skipUrl, { reason }, csrfToken);
     if (result.status === 200) {
       setStatus("Skipped", "saved");
       goNext(result.data.next_url);
@@ -342,19 +230,8 @@
   document.addEventListener("keydown", (event) => {
     if (event.defaultPrevented || event.isComposing) return;
     const target = event.target;
-    const typing = target.matches && target.matches("textarea, input[type=text], input[type=number], select");
     if (anyDialogOpen()) return; // dialogs handle their own keys (Esc closes them)
-    if (typing) {
-      if (event.key === "Escape") {
-        target.blur();
-        submitButton.focus();
-        event.preventDefault();
-      } else if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && target === rationale) {
-        event.preventDefault();
-        submit();
-      }
-      return;
-    }
+    if (textFieldKeys(event, { leaveTo: submitButton, submitFrom: rationale, submit })) return;
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const key = event.key;
     if (pending || finished) {
@@ -379,12 +256,11 @@
     } else if (Object.values(config.flagKeys).includes(key)) {
       toggleFlag(Object.keys(config.flagKeys).find((flag) => config.flagKeys[flag] === key));
     } else if (isRanking && key === "=") {
-      tieNext = true;
-      showRanking();
+      ranking.tie();
     } else if (isRanking && key === "Backspace") {
-      undoRank();
+      ranking.undo();
     } else if (isRanking && config.labels.includes(key.toUpperCase()) && key.length === 1) {
-      rankNext(key.toUpperCase());
+      ranking.next(key.toUpperCase());
     } else if (!isRanking && key === "a") {
       choose("a");
     } else if (!isRanking && key === "b") {
@@ -406,6 +282,6 @@
   window.addEventListener("beforeunload", (event) => {
     if (pending && !finished) event.preventDefault(); // a judgment is still on its way
   });
-  showRanking();
+  ranking.show();
   form.dataset.ready = "true"; // for people and tests: the keyboard works from here on
 })();
