@@ -8,6 +8,9 @@ Who may do what:
 - Dataset readers see every project: datasets are built across projects, and membership of a project
   is an annotator's notion. The scoping still goes through `feedback.api.selectors`, so a view never
   looks a client-supplied id up in an unscoped queryset.
+- The review endpoints (projects/<slug>/review-queue, …/review-items/<id>/decision) also admit the
+  project's own reviewers and managers, on that project only (`ReadsReviewQueue`); deciding needs that
+  role or staff (the service checks), so data engineers read the queue without deciding it.
 - The OpenAPI schema (/api/schema/) and its Swagger UI page (/api/docs/) are open to anyone: they
   describe shapes, never data.
 

@@ -35,6 +35,12 @@ class Conflict(APIException):
     default_code = "conflict"
 
 
+class Unprocessable(APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_detail = "The request is well formed but contradicts what is stored."
+    default_code = "unprocessable"
+
+
 class Gone(APIException):
     status_code = status.HTTP_410_GONE
     default_detail = "The resource is gone."

@@ -14,7 +14,7 @@ from django.http import QueryDict
 from rest_framework import serializers
 
 from feedback.api.errors import InvalidInput
-from feedback.models import Comparison, Export, GenerationRun, PolicyCheckpoint, PromptCategory
+from feedback.models import Comparison, Export, GenerationRun, PolicyCheckpoint, PromptCategory, ReviewItem
 
 # Ids are PostgreSQL bigints; anything longer than 18 digits could overflow one, so it is refused here.
 MAX_ID = 999_999_999_999_999_999
@@ -104,3 +104,11 @@ class JudgmentQuery(serializers.Serializer):
 
 class ExportQuery(serializers.Serializer):
     status = serializers.ChoiceField(choices=Export.Status.choices, required=False)
+
+
+class ReviewQueueQuery(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=ReviewItem.Status.choices,
+        required=False,
+        help_text="Items in this state; without it, those waiting for a decision (pending).",
+    )

@@ -11,7 +11,7 @@ from typing import Any
 from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
-from feedback.api.permissions import reads_datasets
+from feedback.api.permissions import reads_datasets, reviews_project
 from feedback.models import (
     Comparison,
     ComparisonResponse,
@@ -83,3 +83,10 @@ def exports_for_reader(*, user: Any) -> QuerySet[Export]:
     if not reads_datasets(user):
         return Export.objects.none()
     return Export.objects.select_related("created_by")
+
+
+def project_get_for_review(*, user: Any, slug: str) -> Project | None:
+    """The project, for dataset readers and for its own reviewers and managers."""
+    if not (reads_datasets(user) or reviews_project(user, slug)):
+        return None
+    return Project.objects.filter(slug=slug).first()

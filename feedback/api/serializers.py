@@ -33,9 +33,11 @@ from feedback.models import (
     Project,
     ProjectQuality,
     Prompt,
+    ReviewItem,
 )
 from feedback.quality.gold import verdict_labels
 from feedback.sampling import SamplingParameters, SamplingParametersError
+from feedback.selectors import annotator_pseudonym
 from feedback.services.generation import MAX_CHUNK_SIZE
 from feedback.services.prompts import PromptConflict
 
@@ -583,3 +585,116 @@ class AnnotatorQualitySerializer(serializers.ModelSerializer):
 
     def get_status_reason(self, row: AnnotatorQuality) -> str:
         return self.context.get("standings", {}).get(row.annotator_id, ("active", ""))[1]
+
+
+class ReviewJudgmentSerializer(serializers.Serializer):
+    """A judgment as reviewers see it: the annotator as a pseudonym, stable within the project."""
+
+    annotator = serializers.CharField(help_text="A pseudonym, the same for one annotator across the project.")
+    choice = serializers.CharField()
+    ranking = serializers.ListField(child=serializers.IntegerField(), help_text="Rank per display position.")
+    strength = serializers.IntegerField(allow_null=True)
+    ratings = serializers.DictField(
+        child=serializers.DictField(child=serializers.IntegerField()),
+        help_text="By response label, then axis.",
+    )
+    rationale = serializers.CharField(allow_blank=True)
+    flags = serializers.ListField(child=serializers.CharField())
+    time_spent_ms = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class ReviewItemSerializer(serializers.Serializer):
+    """A comparison in the review queue: why it is there, what was shown, every judgment, and the decision
+    once taken."""
+
+    id = serializers.IntegerField()
+    comparison_id = serializers.IntegerField()
+    prompt_id = serializers.CharField(source="comparison.prompt.external_id")
+    category = serializers.CharField(source="comparison.prompt.category")
+    conversation = serializers.JSONField(source="comparison.prompt.conversation")
+    responses = serializers.SerializerMethodField()
+    judgments = serializers.SerializerMethodField()
+    expected = serializers.SerializerMethodField(
+        help_text="A gold item's expected verdict by label, else null."
+    )
+    reasons = serializers.ListField(child=serializers.ChoiceField(choices=ReviewItem.Reason.choices))
+    status = serializers.ChoiceField(choices=ReviewItem.Status.choices)
+    verdict = serializers.JSONField(
+        allow_null=True,
+        help_text='Once decided: {"choice", "ranking" (rank per display position), "strength"}.',
+    )
+    queued_at = serializers.DateTimeField()
+    decided_at = serializers.DateTimeField(allow_null=True)
+    decided_by = serializers.CharField(source="decided_by.username", allow_null=True, default=None)
+
+    @extend_schema_field(
+        serializers.ListField(
+            child=serializers.DictField(), help_text="In display order: {label (A is shown first), text}."
+        )
+    )
+    def get_responses(self, item: ReviewItem) -> list[dict[str, Any]]:
+        return [
+            {"label": entry.label, "text": entry.response.text} for entry in item.comparison.entries.all()
+        ]
+
+    @extend_schema_field(ReviewJudgmentSerializer(many=True))
+    def get_judgments(self, item: ReviewItem) -> list[dict[str, Any]]:
+        label_of = {str(entry.response_id): entry.label for entry in item.comparison.entries.all()}
+        return [
+            {
+                "annotator": annotator_pseudonym(
+                    project_id=item.project_id, annotator_id=judgment.annotator_id
+                ),
+                "choice": judgment.choice,
+                "ranking": judgment.ranking,
+                "strength": judgment.strength,
+                "ratings": {label_of.get(key, key): axes for key, axes in (judgment.ratings or {}).items()},
+                "rationale": judgment.rationale,
+                "flags": judgment.flags,
+                "time_spent_ms": judgment.time_spent_ms,
+                "created_at": serializers.DateTimeField().to_representation(judgment.created_at),
+            }
+            for judgment in item.comparison.judgments.all()
+        ]
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_expected(self, item: ReviewItem) -> str | None:
+        gold = getattr(item.comparison, "gold_verdict", None) if item.comparison.is_gold else None
+        if gold is None:
+            return None
+        shown = [entry.response_id for entry in item.comparison.entries.all()]
+        return verdict_labels(gold.verdict, response_ids=shown)
+
+
+class ReviewDecisionRequestSerializer(serializers.Serializer):
+    """Documents a decision's body; `feedback.services.review.review_decide` validates it."""
+
+    submission_key = serializers.CharField(
+        min_length=8,
+        max_length=64,
+        help_text="Yours, unique per decision: a retry with it is answered as a replay.",
+    )
+    action = serializers.ChoiceField(
+        choices=["decide", "send_back", "retire"],
+        help_text="decide (with verdict), send_back (more judgments; reason required) or retire (reason required).",
+    )
+    verdict = serializers.JSONField(
+        required=False,
+        help_text='Pairwise {"choice": "a"|"b"|"tie"|"both_bad", "strength"?: 1…n}; k-wise {"ranking": [rank per '
+        "display position]}.",
+    )
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class ReviewDecisionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    item = serializers.IntegerField(source="item_id")
+    reviewer = serializers.CharField(source="reviewer.username")
+    action = serializers.CharField()
+    verdict = serializers.JSONField(allow_null=True)
+    reason = serializers.CharField(allow_blank=True)
+    previous_status = serializers.CharField(allow_blank=True)
+    previous_verdict = serializers.JSONField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    replayed = serializers.BooleanField(help_text="True when this answered a retry of a stored decision.")

@@ -42,6 +42,14 @@ v1 = [
     path(
         "projects/<slug:slug>/annotators", views.ProjectAnnotatorQuality.as_view(), name="project-annotators"
     ),
+    path(
+        "projects/<slug:slug>/review-queue", views.ProjectReviewQueue.as_view(), name="project-review-queue"
+    ),
+    path(
+        "projects/<slug:slug>/review-items/<id:pk>/decision",
+        views.ReviewItemDecision.as_view(),
+        name="review-item-decision",
+    ),
     path("checkpoints", views.CheckpointList.as_view(), name="checkpoint-list"),
     path("checkpoints/<id:pk>", views.CheckpointDetail.as_view(), name="checkpoint-detail"),
     path("generation-runs", views.GenerationRunList.as_view(), name="generation-run-list"),

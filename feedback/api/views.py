@@ -20,6 +20,7 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser, MultiPartParser
 from rest_framework.renderers import BaseRenderer
@@ -28,7 +29,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer, Serializer
 
 from feedback.api import selectors
-from feedback.api.errors import Conflict, Gone, InvalidInput, field_errors
+from feedback.api.errors import Conflict, Gone, InvalidInput, Unprocessable, field_errors
 from feedback.api.filters import (
     MAX_ID,
     CheckpointQuery,
@@ -38,6 +39,7 @@ from feedback.api.filters import (
     JudgmentQuery,
     ProjectQuery,
     PromptQuery,
+    ReviewQueueQuery,
     query_parameters_check,
     query_validate,
 )
@@ -49,6 +51,7 @@ from feedback.api.pagination import (
     NewestFirstPagination,
 )
 from feedback.api.parsers import JsonLinesBody, JsonLinesParser
+from feedback.api.permissions import ReadsReviewQueue
 from feedback.api.serializers import (
     EXPORT_LIST_OPTIONS,
     EXPORT_OPTION_NAMES,
@@ -71,6 +74,9 @@ from feedback.api.serializers import (
     PromptImportReportSerializer,
     PromptSerializer,
     PromptUploadSerializer,
+    ReviewDecisionRequestSerializer,
+    ReviewDecisionSerializer,
+    ReviewItemSerializer,
 )
 from feedback.export.options import SPLITS, ExportOptions, ExportOptionsError
 from feedback.models import (
@@ -85,11 +91,19 @@ from feedback.models import (
     Project,
     ProjectQuality,
     Prompt,
+    ReviewItem,
 )
 from feedback.services.exports import export_archive, export_create, export_stream_jsonl
 from feedback.services.generation import generation_run_start
 from feedback.services.gold import gold_import
 from feedback.services.prompts import PromptImportError, prompt_file_format_for, prompts_import
+from feedback.services.review import (
+    ReviewConflict,
+    ReviewForbidden,
+    ReviewInvalid,
+    ReviewKeyReused,
+    review_decide,
+)
 from feedback.views import export_archive_response
 
 READ_METHODS = ("GET", "HEAD")
@@ -723,3 +737,104 @@ class ProjectAnnotatorQuality(ProjectScoped, generics.ListAPIView):
                 ).values_list("annotator_id", "status", "reason")
             }
         return context
+
+
+class ReviewScoped(ApiView):
+    """A review endpoint under /projects/<slug>/: data engineers and admins, and the project's own
+    reviewers and managers (others get 403, as everywhere in the API)."""
+
+    permission_classes = [ReadsReviewQueue]
+
+    def project(self) -> Project:
+        project = selectors.project_get_for_review(user=self.request.user, slug=self.kwargs["slug"])
+        if project is None:
+            raise Http404("No such project.")
+        return project
+
+
+@extend_schema(tags=["review"])
+class ProjectReviewQueue(ReviewScoped, generics.ListAPIView):
+    """The project's review queue: comparisons that need a reviewer's final word (low agreement, a flag,
+    a disputed gold item, a manager's pick), oldest first by id, each with what annotators saw and every
+    judgment under a pseudonym stable within the project. `status` lists decided, sent back or retired
+    items instead of the waiting ones."""
+
+    queryset = ReviewItem.objects.none()
+    serializer_class = ReviewItemSerializer
+    pagination_class = IdPagination
+    query_class = ReviewQueueQuery
+
+    def get_queryset(self) -> QuerySet[ReviewItem]:
+        return (
+            ReviewItem.objects.filter(
+                project=self.project(), status=self.query.get("status", ReviewItem.Status.PENDING)
+            )
+            .select_related("comparison__prompt", "comparison__gold_verdict", "decided_by")
+            .prefetch_related(
+                Prefetch(
+                    "comparison__entries",
+                    ComparisonResponse.objects.select_related("response").order_by("position"),
+                ),
+                Prefetch("comparison__judgments", Judgment.objects.order_by("created_at", "id")),
+            )
+        )
+
+
+@extend_schema(tags=["review"])
+class ReviewItemDecision(ReviewScoped):
+    """Decide a waiting item: a final verdict, send it back for more judgments, or retire it."""
+
+    serializer_class = ReviewDecisionSerializer
+
+    @extend_schema(
+        summary="Record a reviewer's decision on a review item",
+        description=(
+            "For the project's reviewers and managers (and admins); others get 403. Idempotent by "
+            "`submission_key`: a retry with the same key and body answers 200 with the stored decision. "
+            "409 when the item no longer waits (another reviewer decided it first); 422 when the key was "
+            "used for another decision."
+        ),
+        request=ReviewDecisionRequestSerializer,
+        responses={
+            201: ReviewDecisionSerializer,
+            200: ReviewDecisionSerializer,
+            404: OpenApiResponse(description="No such item in this project."),
+            409: OpenApiResponse(description="The item was already decided, sent back or retired."),
+            422: OpenApiResponse(description="The submission key was used for another decision."),
+        },
+    )
+    def post(self, request: Request, slug: str, pk: int) -> Response:
+        project = self.project()
+        if not ReviewItem.objects.filter(project=project, pk=pk).exists():
+            raise Http404("No such review item in this project.")
+        body = request.data
+        if not isinstance(body, dict):
+            raise InvalidInput({"non_field_errors": ["Send a JSON object."]})
+        unknown = sorted(set(body) - set(ReviewDecisionRequestSerializer().fields))
+        if unknown:
+            raise InvalidInput({name: ["Unknown field."] for name in unknown})
+        reviewer = request.user
+        assert isinstance(reviewer, User)
+        try:
+            result = review_decide(
+                reviewer=reviewer,
+                item_id=pk,
+                submission_key=body.get("submission_key"),
+                action=body.get("action"),
+                verdict=body.get("verdict"),
+                reason=body.get("reason", ""),
+            )
+        except ReviewInvalid as error:
+            raise InvalidInput(error.errors) from None
+        except ReviewForbidden as error:
+            raise PermissionDenied(str(error)) from None
+        except ReviewConflict as error:
+            raise Conflict(str(error)) from None
+        except ReviewKeyReused as error:
+            raise Unprocessable(str(error)) from None
+        decision = result.decision
+        decision.replayed = result.replayed  # type: ignore[attr-defined]
+        return Response(
+            ReviewDecisionSerializer(decision).data,
+            status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED,
+        )

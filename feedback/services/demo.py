@@ -30,7 +30,9 @@ from feedback.models import (
     Judgment,
     PolicyCheckpoint,
     Project,
+    ProjectMembership,
     ProjectQuality,
+    ProjectRole,
 )
 from feedback.roles import ANNOTATORS_GROUP, DATA_ENGINEERS_GROUP
 from feedback.services.generation import checkpoint_validation_request, generation_run_start
@@ -73,6 +75,7 @@ class DemoAccount:
     role: str
     is_staff: bool = False
     group: str | None = None
+    project_role: str | None = None  # their role in the demo project, for those who are not annotators
 
 
 DEMO_ACCOUNTS = (
@@ -80,6 +83,7 @@ DEMO_ACCOUNTS = (
     DemoAccount("annotator1", "annotator", group=ANNOTATORS_GROUP),
     DemoAccount("annotator2", "annotator", group=ANNOTATORS_GROUP),
     DemoAccount("engineer", "data engineer", group=DATA_ENGINEERS_GROUP),
+    DemoAccount("reviewer", "reviewer (the demo project's review queue)", project_role=ProjectRole.REVIEWER),
 )
 
 
@@ -130,6 +134,13 @@ def demo_seed() -> DemoSeedResult:
             },
         )
         project.members.add(*user_model.objects.filter(groups__name=ANNOTATORS_GROUP))
+        for account in DEMO_ACCOUNTS:
+            if account.project_role:
+                ProjectMembership.objects.update_or_create(
+                    project=project,
+                    user=user_model.objects.get(username=account.username),
+                    defaults={"role": account.project_role},
+                )
         with DEMO_PROMPTS.open("rb") as source:
             report = prompts_import(project=project, source=source, file_format="jsonl")
         with DEMO_GOLD.open("rb") as source:

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
+from django.test import Client
 
 from feedback.models import (
     AnnotatorQuality,
@@ -21,6 +22,7 @@ from feedback.models import (
     Project,
     ProjectQuality,
     Prompt,
+    ReviewItem,
     StandingChange,
 )
 from feedback.services.demo import (
@@ -82,8 +84,10 @@ def test_seeding_twice_gives_the_same_rows_and_the_same_working_passwords(capsys
         ("annotator1", False, False, ("annotators",)),
         ("annotator2", False, False, ("annotators",)),
         ("engineer", False, False, ("data engineers",)),
+        ("reviewer", False, False, ()),
     ]
-    assert first["members"] == ["annotator1", "annotator2"]
+    assert first["members"] == ["annotator1", "annotator2", "reviewer"]
+    assert Project.objects.get(slug="demo").memberships.get(user__username="reviewer").role == "reviewer"
     assert len(first["prompts"]) >= 40
     assert [external_id for external_id, _, _ in first["gold"]] == [
         f"demo-gold-{number}" for number in range(1, 9)
@@ -248,7 +252,7 @@ def test_the_simulated_crowd_judges_all_but_a_few_comparisons_and_its_figures_ar
     assert timedelta(days=5) < times[-1] - times[0] < timedelta(days=6)
 
     crowd = {member.username for member in DEMO_CROWD}
-    assert set(project.members.values_list("username", flat=True)) == crowd
+    assert set(project.members.values_list("username", flat=True)) == crowd | {"reviewer"}
     for user in get_user_model().objects.filter(username__startswith="demo-"):
         assert not user.has_usable_password()  # simulated: nobody logs in as them
 
@@ -273,6 +277,13 @@ def test_the_simulated_crowd_judges_all_but_a_few_comparisons_and_its_figures_ar
 
     page = admin_client.get(f"/admin/feedback/project/{project.pk}/quality/").content.decode()
     assert page.count('<svg role="img"') == 4
+    # The crowd's disagreements wait in the demo reviewer's queue.
+    waiting = ReviewItem.objects.filter(project=project, status="pending")
+    assert waiting.exists()
+    reviewer = Client()
+    reviewer.force_login(get_user_model().objects.get(username="reviewer"))
+    queue = reviewer.get("/projects/demo/review").content.decode()
+    assert f"Waiting for a reviewer: <strong>{waiting.count()}</strong>" in queue
 
 
 def test_simulating_again_or_reseeding_adds_nothing(capsys, demo_comparisons):
