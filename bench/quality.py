@@ -298,6 +298,18 @@ def seed_statements(axes: list[str]) -> list[tuple[str, str]]:
             """,
         ),
         (
+            "comparison characters (stored when made, as inference.pairing does)",
+            """
+            UPDATE feedback_comparison AS c SET characters = summed.total
+            FROM (
+                SELECT e.comparison_id, sum(length(r.text)) AS total
+                FROM feedback_comparisonresponse e JOIN feedback_response r ON r.id = e.response_id
+                GROUP BY e.comparison_id
+            ) AS summed
+            WHERE summed.comparison_id = c.id
+            """,
+        ),
+        (
             "gold verdicts",
             # The response shown as A is 2c − 1 + b, as B 2c − b (b: the display order's bit above).
             f"""

@@ -760,6 +760,11 @@ class Comparison(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # What an annotator has to read: its responses' characters together, set when it is made (responses
+    # never change), so the quality refresh's "too fast to read" check does not sum every text again.
+    characters = models.PositiveIntegerField(
+        null=True, blank=True, editable=False, help_text="Its responses' characters together."
+    )
 
     class Meta:
         ordering = ["id"]

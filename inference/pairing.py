@@ -148,8 +148,9 @@ def comparisons_create_for_prompts(*, run: GenerationRun, prompt_ids: Sequence[i
                     prompt_id=prompt_id,
                     generation_run=run,
                     required_judgments=project.judgments_per_comparison,
+                    characters=sum(len(candidate.text) for candidate in group),
                 )
-                for prompt_id, _ in planned
+                for prompt_id, group in planned
             ]
         )
         ComparisonResponse.objects.bulk_create(

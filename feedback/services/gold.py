@@ -195,7 +195,11 @@ def _gold_item_create(*, project: Project, item: ParsedGold, actor: User | None)
         for index, text in enumerate(item.responses)
     )
     comparison = Comparison.objects.create(
-        project=project, prompt=prompt, is_gold=True, required_judgments=None
+        project=project,
+        prompt=prompt,
+        is_gold=True,
+        required_judgments=None,
+        characters=sum(len(text) for text in item.responses),
     )
     positions = _display_positions(item)
     ComparisonResponse.objects.bulk_create(

@@ -16,12 +16,15 @@ order: the order the assignment engine's claim and expiry sweep take them in.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from feedback.models import (
@@ -52,7 +55,6 @@ class GoldAnswer:
     annotator_id: int
     comparison_id: int
     correct: bool
-    created_at: datetime
 
 
 def gold_answers(
@@ -63,8 +65,9 @@ def gold_answers(
     up_to: int | None = None,
 ) -> list[GoldAnswer]:
     """Every judgment of a gold item of the project (optionally one annotator's, from `since` on, with
-    ids up to `up_to`), graded against the item's verdict as it stands now. Three queries, whatever the
-    count."""
+    ids up to `up_to`), graded against the item's verdict as it stands now, in the order they were given.
+    Three queries, whatever the count. Answers repeat (a few outcomes per item), so each distinct one is
+    decoded and graded once."""
     judgments = Judgment.objects.filter(comparison__project_id=project_id, comparison__is_gold=True)
     if up_to is not None:
         judgments = judgments.filter(pk__lte=up_to)
@@ -74,7 +77,7 @@ def gold_answers(
         judgments = judgments.filter(created_at__gte=since)
     rows = list(
         judgments.order_by("created_at", "id").values_list(
-            "annotator_id", "comparison_id", "choice", "ranking", "created_at"
+            "annotator_id", "comparison_id", "choice", Cast("ranking", TextField())
         )
     )
     compared = {row[1] for row in rows}
@@ -88,16 +91,26 @@ def gold_answers(
         .values_list("comparison_id", "response_id")
     ):
         shown[comparison_id].append(response_id)
+    grades: dict[tuple[int, str, str], bool] = {}
+
+    def graded(comparison_id: int, choice: str, ranking: str) -> bool:
+        key = (comparison_id, choice, ranking)
+        if key not in grades:
+            grades[key] = gold_correct(
+                verdicts[comparison_id],
+                choice=choice,
+                ranking=json.loads(ranking),
+                response_ids=shown[comparison_id],
+            )
+        return grades[key]
+
     return [
         GoldAnswer(
             annotator_id=annotator,
             comparison_id=comparison_id,
-            correct=gold_correct(
-                verdicts[comparison_id], choice=choice, ranking=ranking, response_ids=shown[comparison_id]
-            ),
-            created_at=created_at,
+            correct=graded(comparison_id, choice, ranking),
         )
-        for annotator, comparison_id, choice, ranking, created_at in rows
+        for annotator, comparison_id, choice, ranking in rows
         if comparison_id in verdicts  # a gold item whose verdict is being written grades nothing yet
     ]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 
+import numpy as np
 import pytest
 
 from feedback.models import AnnotatorQuality, Comparison, Judgment, Project, ProjectQuality
@@ -179,3 +180,52 @@ def test_sqlite_gives_the_same_figures_as_postgresql(tmp_path):
     assert report["vendor"] == "sqlite"
     assert report["figures"] == expected
     assert Judgment.objects.count() == 24 + 3 + 12
+
+
+@pytest.mark.django_db
+def test_the_packed_reader_gives_every_row_in_order_and_refuses_nulls():
+    from feedback.services.quality import packed_int64_rows
+
+    source = "FROM generate_series(1, 150000) g WHERE mod(g, %s) <> 0"
+    rows = packed_int64_rows(["g", "g * %s"], source, [-(2**40), 7], block="g / 65536")
+    assert rows.dtype == np.int64
+    kept = [g for g in range(1, 150_001) if g % 7]
+    assert rows.tolist() == [[g, -(2**40) * g] for g in kept]  # three blocks, in order
+    assert packed_int64_rows(["g"], "FROM generate_series(1, 3) g WHERE false", [], block="g").shape == (
+        0,
+        1,
+    )
+    with pytest.raises(ValueError, match="NULL"):
+        packed_int64_rows(["g", "NULLIF(g, 2)"], "FROM generate_series(1, 3) g", [], block="g / 2")
+
+
+@pytest.mark.django_db
+def test_the_refresh_reads_stored_characters_and_sums_the_texts_where_none_was_stored():
+    from feedback.models import Comparison, Response
+    from feedback.services.quality import judgment_arrays
+
+    project = ProjectFactory(slug="reading")
+    stored, unstored = (ComparisonFactory(prompt__project=project, with_responses=2) for _ in range(2))
+    Response.objects.filter(comparisons=unstored).update(text="héllo wörld")  # 11 characters, 13 bytes
+    Comparison.objects.filter(pk=stored.pk).update(characters=1234)  # as pairing stores it
+    assert Comparison.objects.get(pk=unstored.pk).characters is None  # made by hand: not stored
+    for comparison in (stored, unstored):
+        JudgmentFactory(comparison=comparison, annotator=AnnotatorFactory(username=f"r{comparison.pk}"))
+    table = judgment_arrays(project=project, high_water_mark=10**9)
+    assert dict(zip(table.comparison.tolist(), table.characters.tolist(), strict=True)) == {
+        stored.pk: 1234,
+        unstored.pk: 22,
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_fills_the_characters_of_existing_comparisons():
+    from django.core.management import call_command
+
+    from feedback.models import Comparison, Response
+
+    comparison = ComparisonFactory(with_responses=2)
+    Response.objects.filter(comparisons=comparison).update(text="ça")
+    call_command("migrate", "feedback", "0008", verbosity=0)
+    call_command("migrate", "feedback", verbosity=0)
+    assert Comparison.objects.get(pk=comparison.pk).characters == 4

@@ -120,3 +120,5 @@ def test_comparisons_are_stored_with_positions_and_required_judgments():
         entries = list(ComparisonResponse.objects.filter(comparison=comparison).order_by("position"))
         assert [entry.position for entry in entries] == [0, 1]
         assert sorted(entry.response.checkpoint_id for entry in entries) == sorted([ours.pk, theirs.pk])
+        # What an annotator has to read, stored once (characters, not bytes).
+        assert comparison.characters == sum(len(entry.response.text) for entry in entries)
