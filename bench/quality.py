@@ -703,7 +703,12 @@ def parts_main(*, arrays_path: str) -> int:
 
     from feedback.models import Judgment, Project
     from feedback.quality import report as reporting
-    from feedback.quality.agreement import cohen_kappa_pairs, krippendorff_alpha, majority_agreement
+    from feedback.quality.agreement import (
+        cohen_kappa_pairs,
+        krippendorff_alpha,
+        majority_agreement,
+        nominal_alpha_prefixes,
+    )
     from feedback.services import quality as service
     from feedback.services.standing import StandingFigures, gold_answers, position_figures, standing_evaluate
 
@@ -831,12 +836,10 @@ def parts_main(*, arrays_path: str) -> int:
 
     inner.run(f"alpha per category ({len(service.CATEGORIES)})", by_category, level=1)
 
-    def over_time() -> None:
+    def over_time() -> None:  # as project_report does it: every prefix in one pass
         order = np.argsort(table.sequence, kind="stable")
         cuts = np.unique(np.linspace(0, len(order), reporting.TIMELINE_POINTS + 1).astype(np.int64)[1:])
-        for cut in cuts:
-            upto = order[:cut]
-            krippendorff_alpha(table.comparison[upto], choice[upto], level="nominal")
+        nominal_alpha_prefixes(table.comparison[order], choice[order], cuts)
 
     inner.run(f"alpha over time ({reporting.TIMELINE_POINTS} points)", over_time, level=1)
     inner.run(

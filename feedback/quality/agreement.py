@@ -115,14 +115,64 @@ def krippendorff_alpha(units: npt.ArrayLike, values: npt.ArrayLike, *, level: Le
     if pairable_values < 2:
         return Alpha(value=None, units=pairable_units, values=pairable_values)
     observed = coincidences(counts)
+    distances = _distances(domain, observed.sum(axis=0), level)
+    return _alpha_from_coincidences(observed, distances, units=pairable_units, values=pairable_values)
+
+
+def _alpha_from_coincidences(
+    observed: npt.NDArray[np.float64], distances: npt.NDArray, *, units: int, values: int
+) -> Alpha:
+    if values < 2:
+        return Alpha(value=None, units=units, values=values)
     totals = observed.sum(axis=0)
-    distances = _distances(domain, totals, level)
-    expected = (np.outer(totals, totals) - np.diag(totals)) / (pairable_values - 1.0)
+    expected = (np.outer(totals, totals) - np.diag(totals)) / (values - 1.0)
     expected_disagreement = float((expected * distances).sum())
     if expected_disagreement <= 0:
-        return Alpha(value=None, units=pairable_units, values=pairable_values)
-    value = 1.0 - float((observed * distances).sum()) / expected_disagreement
-    return Alpha(value=value, units=pairable_units, values=pairable_values)
+        return Alpha(value=None, units=units, values=values)
+    return Alpha(
+        value=1.0 - float((observed * distances).sum()) / expected_disagreement, units=units, values=values
+    )
+
+
+def _unit_coincidences(counts: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], int, int]:
+    """The coincidences of dense per-unit value counts (rows), with their pairable units and values."""
+    per_unit = counts.sum(axis=1)
+    pairable = per_unit >= 2
+    rows = counts[pairable]
+    weighted = rows / (per_unit[pairable] - 1.0)[:, None]
+    observed = weighted.T @ rows - np.diag(weighted.sum(axis=0))
+    return observed, int(pairable.sum()), int(per_unit[pairable].sum())
+
+
+def nominal_alpha_prefixes(units: npt.ArrayLike, values: npt.ArrayLike, cuts: npt.ArrayLike) -> list[Alpha]:
+    """The nominal alpha of the first `cut` answers, for each of the ascending `cuts`: what
+    `krippendorff_alpha(units[:cut], values[:cut], level="nominal")` gives (to rounding), computed in one
+    pass. The coincidences are kept up to date unit by unit: each stretch of answers between two cuts
+    takes out the contribution of the units it touches, adds their answers, and puts it back, so every
+    answer is counted once instead of once per prefix that holds it."""
+    units, values = np.asarray(units).reshape(-1), np.asarray(values).reshape(-1)
+    _, unit_codes = _codes(units)
+    domain, value_codes = _codes(values)
+    counts = np.zeros((int(unit_codes.max(initial=-1)) + 1, len(domain)), dtype=np.float64)
+    observed = np.zeros((len(domain), len(domain)))
+    distances = 1.0 - np.eye(len(domain))  # a value absent from a prefix adds nothing to either side
+    pairable_units = pairable_values = start = 0
+    result = []
+    for cut in np.asarray(cuts, dtype=np.int64).tolist():
+        touched = np.unique(unit_codes[start:cut])
+        before, units_before, values_before = _unit_coincidences(counts[touched])
+        np.add.at(counts, (unit_codes[start:cut], value_codes[start:cut]), 1.0)
+        after, units_after, values_after = _unit_coincidences(counts[touched])
+        observed += after - before
+        pairable_units += units_after - units_before
+        pairable_values += values_after - values_before
+        start = cut
+        result.append(
+            _alpha_from_coincidences(observed, distances, units=pairable_units, values=pairable_values)
+            if cut
+            else Alpha(value=None, units=0, values=0)
+        )
+    return result
 
 
 @dataclass(frozen=True)

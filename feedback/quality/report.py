@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from feedback.quality.agreement import Alpha, cohen_kappa_pairs, krippendorff_alpha, majority_agreement
+from feedback.quality.agreement import (
+    Alpha,
+    cohen_kappa_pairs,
+    krippendorff_alpha,
+    majority_agreement,
+    nominal_alpha_prefixes,
+)
 from feedback.quality.proportions import position_bias, wilson
 
 CHOICES = ("a", "b", "tie", "both_bad", "ranked")
@@ -174,9 +180,8 @@ def project_report(
     if len(table):
         order = np.argsort(table.sequence, kind="stable")
         cuts = np.unique(np.linspace(0, len(order), TIMELINE_POINTS + 1).astype(np.int64)[1:])
-        for cut in cuts:
-            upto = order[:cut]
-            alpha = krippendorff_alpha(table.comparison[upto], choice[upto], level="nominal")
+        prefixes = nominal_alpha_prefixes(table.comparison[order], choice[order], cuts)
+        for cut, alpha in zip(cuts, prefixes, strict=True):
             timeline.append(
                 {"last": int(table.sequence[order[cut - 1]]), "judgments": int(cut), **_alpha_json(alpha)}
             )

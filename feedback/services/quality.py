@@ -447,6 +447,16 @@ def quality_store(
     quality = ProjectQuality.objects.create(
         project=project, computed_at=now, seconds=seconds, high_water_mark=high_water_mark, report=report
     )
+    # Every pair's kappa is read from the newest report only (the admin's heatmap, the API): the history
+    # keeps the rest of each refresh's figures, or it would grow by megabytes a refresh (2 MB at 200
+    # annotators). `pair_count` says how many there were.
+    older = ProjectQuality.objects.filter(project=project, report__kappa__has_key="pairs").exclude(
+        pk=quality.pk
+    )
+    for previous in older:
+        kappa = previous.report["kappa"]
+        kappa["pair_count"] = len(kappa.pop("pairs"))
+        previous.save(update_fields=["report"])
     AnnotatorQuality.objects.filter(project=project).delete()
     AnnotatorQuality.objects.bulk_create(
         AnnotatorQuality(

@@ -14,6 +14,7 @@ from feedback.quality.agreement import (
     cohen_kappa_pairs,
     krippendorff_alpha,
     majority_agreement,
+    nominal_alpha_prefixes,
 )
 
 NAN = np.nan
@@ -102,6 +103,25 @@ def test_alpha_refuses_bad_input():
         krippendorff_alpha([1], [1], level="ratio")
     with pytest.raises(ValueError, match="same length"):
         krippendorff_alpha([1, 2], [1], level="nominal")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_alpha_of_every_prefix_equals_computing_each_prefix_alone(seed):
+    rng = np.random.default_rng(seed)
+    size = 3_000
+    units = rng.integers(0, 700, size=size)  # units answered 0 to many times, spread over the prefixes
+    values = rng.choice([2, 5, 7, 11], size=size, p=[0.5, 0.3, 0.15, 0.05])
+    values[units % 5 == 0] = 5  # some units agree fully
+    cuts = [0, 1, 2, 17, 400, 401, 1500, 2999, 3000]
+    prefixes = nominal_alpha_prefixes(units, values, cuts)
+    for cut, alpha in zip(cuts, prefixes, strict=True):
+        alone = krippendorff_alpha(units[:cut], values[:cut], level="nominal")
+        assert (alpha.units, alpha.values) == (alone.units, alone.values), cut
+        if alone.value is None:
+            assert alpha.value is None, cut
+        else:
+            assert alpha.value == pytest.approx(alone.value, abs=1e-12), cut
+    assert prefixes[-1].value is not None
 
 
 def test_kappa_reproduces_the_textbook_example():
