@@ -171,6 +171,8 @@ def review_decision(request: HttpRequest, slug: str, item_id: int) -> HttpRespon
     project = project_get_for_annotator(user=reviewer, slug=slug)
     if project is None or not ReviewItem.objects.filter(project=project, pk=item_id).exists():
         return error_response(404, "No such review item for you.")
+    if not may_review(user=reviewer, project=project):
+        return error_response(403, "Only the project's reviewers and managers decide its review queue.")
     try:
         body = _json_body(request)
         if not isinstance(body, dict) or set(body) - {"submission_key", "action", "verdict", "reason"}:

@@ -25,10 +25,11 @@ from django.apps import apps
 from django.contrib.contenttypes.models import ContentType
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 
 from annotate.assignment import comparison_lease_next
 from feedback.export.options import ExportOptions
-from feedback.models import ApiToken, Export, Project
+from feedback.models import ApiToken, Export, Project, ReviewItem
 from feedback.services.quality import project_quality_refresh
 from feedback.services.standing import annotator_suspend
 from feedback.services.tokens import api_token_create
@@ -101,6 +102,12 @@ RULES = [
         "post",
         '{"reason": "Other"}',
     ),
+    # The review pages: the project's reviewers and managers (staff count as managers); an annotator of
+    # the project is refused, a non-member finds nothing. The empty decision is refused as invalid.
+    Rule("projects/<slug:slug>/review", LOGIN, 403, 404, 200),
+    Rule("projects/<slug:slug>/review/next", LOGIN, 403, 404, "→ /projects/world/review/N"),
+    Rule("projects/<slug:slug>/review/<int:item_id>", LOGIN, 403, 404, 200),
+    Rule("projects/<slug:slug>/review/<int:item_id>/decision", 401, 403, 404, 400, "post", "{}"),
     Rule("healthz", 200, 200, 200, 200),
     Rule("accounts/login/", 200, 200, 200, 200),
     Rule("accounts/logout/", 405, 405, 405, 405),  # logging out takes a POST
@@ -136,7 +143,10 @@ RULES = [
     staff_only("admin/feedback/comparison/<path:object_id>/gold/", 200),
     staff_only("admin/feedback/annotatorstanding/<path:object_id>/(suspend|reinstate)/", 200),
     # --- the REST API -----------------------------------------------------------------------------------
-    api(r"api/v1/projects(/<slug:slug>(/(prompts|gold|quality|annotators))?)?"),
+    api(r"api/v1/projects(/<slug:slug>(/(prompts|gold|quality|annotators|review-queue))?)?"),
+    # Deciding takes a reviewer's or manager's role (staff have it everywhere): data engineers read the
+    # queue but are refused here.
+    Rule("api/v1/projects/<slug:slug>/review-items/<id:pk>/decision", 401, 403, 403, 400, "post", "{}"),
     api(r"api/v1/(checkpoints|comparisons|judgments|generation-runs|exports)(/<id:pk>)?"),
     api(r"api/v1/(generation-runs|exports)/<id:pk>/status"),
     api(r"api/v1/exports/<id:pk>/download"),
@@ -215,6 +225,9 @@ def world(db, annotator, data_engineer, admin_user, settings, tmp_path) -> World
     run = GenerationRunFactory(project=project, checkpoint=project.current_checkpoint)
     api_token_create(user=data_engineer, name="matrix")
     project_quality_refresh(project_id=project.pk)  # figures for /quality to show
+    item = ReviewItem.objects.create(
+        comparison=comparisons[1], project=project, reasons=["picked"], queued_at=timezone.now()
+    )
 
     settings.EXPORT_ROOT = tmp_path / "exports"
     settings.EXPORT_ROOT.mkdir()
@@ -241,6 +254,7 @@ def world(db, annotator, data_engineer, admin_user, settings, tmp_path) -> World
         project=project,
         assignment_id=assignment.pk,
         ids={
+            "projects": item.pk,  # the one id under api/v1/projects/: a review item's
             "checkpoints": project.current_checkpoint_id,
             "comparisons": comparisons[0].pk,
             "judgments": judgment.pk,
@@ -272,6 +286,7 @@ def concrete_url(route: str, world: World) -> str:
         "<id>": str(world.objects["auth.user"]),
         "<path:content_type_id>": str(ContentType.objects.get_for_model(Project).pk),
         "<int:export_id>": str(world.ids["exports"]),
+        "<int:item_id>": str(world.ids["projects"]),
     }
     if route.startswith("admin/r/"):
         values["<path:object_id>"] = str(world.project.pk)

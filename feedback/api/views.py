@@ -102,6 +102,7 @@ from feedback.services.review import (
     ReviewForbidden,
     ReviewInvalid,
     ReviewKeyReused,
+    may_review,
     review_decide,
 )
 from feedback.views import export_archive_response
@@ -807,14 +808,18 @@ class ReviewItemDecision(ReviewScoped):
         project = self.project()
         if not ReviewItem.objects.filter(project=project, pk=pk).exists():
             raise Http404("No such review item in this project.")
+        reviewer = request.user
+        assert isinstance(reviewer, User)
+        if not may_review(user=reviewer, project=project):
+            raise PermissionDenied(
+                "Only the project's reviewers and managers (and admins) decide its review queue."
+            )
         body = request.data
         if not isinstance(body, dict):
             raise InvalidInput({"non_field_errors": ["Send a JSON object."]})
         unknown = sorted(set(body) - set(ReviewDecisionRequestSerializer().fields))
         if unknown:
             raise InvalidInput({name: ["Unknown field."] for name in unknown})
-        reviewer = request.user
-        assert isinstance(reviewer, User)
         try:
             result = review_decide(
                 reviewer=reviewer,

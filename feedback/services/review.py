@@ -20,7 +20,15 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from feedback.models import Comparison, Project, ProjectMembership, ProjectRole, ReviewDecision, ReviewItem
+from feedback.models import (
+    Comparison,
+    GoldVerdict,
+    Project,
+    ProjectMembership,
+    ProjectRole,
+    ReviewDecision,
+    ReviewItem,
+)
 from feedback.verdicts import PAIRWISE_CHOICES, PAIRWISE_RANKINGS, ranking_error
 
 REASON_MAX_LENGTH = 2_000
@@ -166,6 +174,28 @@ def verdict_clean(verdict: Any, *, project: Project, size: int) -> dict[str, Any
     return {"choice": "ranked", "ranking": ranking, "strength": None}
 
 
+def _gold_verdict_set(item: ReviewItem, verdict: dict[str, Any], *, reason: str) -> None:
+    """A reviewer's final word on a gold item is its answer from now on: the stored verdict (by response
+    id) becomes the one decided, so every answer is graded against it at the next refresh. Suspensions
+    already made stand until a person reinstates (as always)."""
+    response_ids = list(item.comparison.entries.order_by("position").values_list("response_id", flat=True))
+    if verdict["choice"] in ("tie", "both_bad"):
+        gold: dict[str, Any] = {"accepted": [verdict["choice"]]}
+    elif verdict["choice"] in ("a", "b"):
+        gold = {"accepted": [str(response_ids[verdict["ranking"].index(1)])]}
+    else:  # a ranking: the ranks as decided (the judgments' own form), by response id
+        gold = {
+            "ranks": {
+                str(response_id): rank
+                for response_id, rank in zip(response_ids, verdict["ranking"], strict=True)
+            }
+        }
+    changes: dict[str, Any] = {"verdict": gold, "updated_at": timezone.now()}
+    if reason:
+        changes["explanation"] = reason
+    GoldVerdict.objects.filter(comparison_id=item.comparison_id).update(**changes)
+
+
 @dataclass(frozen=True)
 class DecisionResult:
     decision: ReviewDecision
@@ -240,6 +270,8 @@ def review_decide(
         previous_status, previous_verdict = item.status, item.verdict
         if action == ReviewDecision.Action.DECIDE:
             item.status, item.verdict = ReviewItem.Status.DECIDED, stored_verdict
+            if item.comparison.is_gold and stored_verdict is not None:
+                _gold_verdict_set(item, stored_verdict, reason=reason)
         elif action == ReviewDecision.Action.SEND_BACK:
             item.status = ReviewItem.Status.SENT_BACK
             if not item.comparison.is_gold:

@@ -318,3 +318,35 @@ def test_reviewed_only_keeps_decided_items_and_retired_ones_leave_every_export(p
         )
     assert sorted(row["comparison_id"] for row in consensus_rows()) == sorted([decided.pk, untouched.pk])
     assert [row["comparison_id"] for row in consensus_rows(reviewed_only=True)] == [decided.pk]
+
+
+@pytest.mark.django_db
+def test_deciding_a_disputed_gold_item_makes_the_decision_its_answer(project):
+    from feedback.models import GoldVerdict
+    from feedback.services.standing import gold_answers
+
+    comparison = judged(project, ["b", "b", "b"])  # every annotator put the second response shown first
+    Comparison.objects.filter(pk=comparison.pk).update(is_gold=True, required_judgments=None, status="open")
+    first, second = comparison.entries.order_by("position").values_list("response_id", flat=True)
+    GoldVerdict.objects.create(
+        comparison=comparison, verdict={"accepted": [str(first)]}, explanation="Was A."
+    )
+    assert [answer.correct for answer in gold_answers(project_id=project.pk)] == [False] * 3
+    project_quality_refresh(project_id=project.pk)
+    item = ReviewItem.objects.get(comparison=comparison)
+    assert item.reasons == ["gold_disputed"]
+    reviewer = member(project, "gold-reviewer", "reviewer")
+    review_decide(
+        reviewer=reviewer,
+        item_id=item.pk,
+        submission_key="gold-decide-1",
+        action="decide",
+        verdict={"choice": "b"},
+        reason="B is right: A misreads the question.",
+    )
+    gold = GoldVerdict.objects.get(comparison=comparison)
+    assert (gold.verdict, gold.explanation) == (
+        {"accepted": [str(second)]},
+        "B is right: A misreads the question.",
+    )
+    assert [answer.correct for answer in gold_answers(project_id=project.pk)] == [True] * 3
