@@ -4,6 +4,7 @@ binomial test. Both are scipy's (`binomtest`), not re-derived here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from scipy.stats import binomtest
 
@@ -22,6 +23,9 @@ class Proportion:
     high: float | None
 
 
+# Both are pure and cost scipy about a millisecond a call; a refresh asks the same counts twice per
+# annotator (the report, then the standing), and the results are immutable.
+@lru_cache(maxsize=8192)
 def wilson(successes: int, trials: int, *, confidence: float = CONFIDENCE) -> Proportion:
     """The share with its Wilson score interval (two-sided, `confidence`), which stays inside [0, 1] and
     is honest for small counts and shares near 0 or 1, where the normal approximation is not."""
@@ -53,6 +57,7 @@ class PositionBias:
     p_value: float | None
 
 
+@lru_cache(maxsize=8192)
 def position_bias(first: int, decisive: int, *, expected: float = 0.5) -> PositionBias:
     if not 0 <= first <= decisive:
         raise ValueError(f"need 0 <= first <= decisive, got {first} of {decisive}")

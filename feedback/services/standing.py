@@ -20,6 +20,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -50,8 +51,7 @@ class StandingChangeInvalid(ValueError):
     """A suspension or reinstatement refused (no reason, nothing to change); the message says why."""
 
 
-@dataclass(frozen=True)
-class GoldAnswer:
+class GoldAnswer(NamedTuple):  # a tuple: a refresh makes one per gold answer, 100,000 at a time
     annotator_id: int
     comparison_id: int
     correct: bool
