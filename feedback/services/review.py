@@ -90,36 +90,55 @@ def review_queue_refresh(
             reasons.setdefault(int(comparison_id), set()).add(reason)
     if not reasons:
         return 0
+    # The project's items as values, not locked: every change below is a conditional UPDATE, so a
+    # reviewer deciding an item meanwhile (who locks it) wins, and a refresh that changes nothing (the
+    # usual case) reads one list and writes nothing.
     existing = {
-        item.comparison_id: item
-        for item in ReviewItem.objects.select_for_update().filter(comparison_id__in=list(reasons))
+        comparison_id: (pk, status, set(queued_for))
+        for pk, comparison_id, status, queued_for in ReviewItem.objects.filter(project=project).values_list(
+            "pk", "comparison_id", "status", "reasons"
+        )
+    }
+    low = ReviewItem.Reason.LOW_AGREEMENT
+    # Low agreement counts once the comparison is complete (until then more judgments may settle it):
+    # asked only where it would change something.
+    asked = {
+        comparison_id
+        for comparison_id, why in reasons.items()
+        if (comparison_id not in existing and low in why)
+        or (comparison_id in existing and existing[comparison_id][1] == ReviewItem.Status.SENT_BACK)
+        or (
+            comparison_id in existing
+            and existing[comparison_id][1] == ReviewItem.Status.PENDING
+            and low in why - existing[comparison_id][2]
+        )
     }
     completed = set(
-        Comparison.objects.filter(pk__in=list(reasons), status=Comparison.Status.COMPLETED).values_list(
+        Comparison.objects.filter(pk__in=sorted(asked), status=Comparison.Status.COMPLETED).values_list(
             "pk", flat=True
         )
     )
-    # Low agreement counts once the comparison is complete: until then more judgments may settle it.
-    for comparison_id, why in list(reasons.items()):
-        if comparison_id not in completed:
-            why.discard(ReviewItem.Reason.LOW_AGREEMENT)
-            if not why:
-                del reasons[comparison_id]
     queued = 0
     new = []
     for comparison_id, why in sorted(reasons.items()):
-        item = existing.get(comparison_id)
-        if item is None:
+        if comparison_id in asked and comparison_id not in completed:
+            why = why - {low}
+        if not why:
+            continue
+        if comparison_id not in existing:
             new.append(
                 ReviewItem(comparison_id=comparison_id, project=project, reasons=sorted(why), queued_at=now)
             )
-        elif item.status == ReviewItem.Status.PENDING and not why <= set(item.reasons):
-            item.reasons = sorted(why | set(item.reasons))
-            item.save(update_fields=["reasons"])
-        elif item.status == ReviewItem.Status.SENT_BACK and comparison_id in completed:
-            item.status, item.reasons, item.queued_at = ReviewItem.Status.PENDING, sorted(why), now
-            item.save(update_fields=["status", "reasons", "queued_at"])
-            queued += 1
+            continue
+        pk, status, queued_for = existing[comparison_id]
+        if status == ReviewItem.Status.PENDING and not why <= queued_for:
+            ReviewItem.objects.filter(pk=pk, status=ReviewItem.Status.PENDING).update(
+                reasons=sorted(why | queued_for)
+            )
+        elif status == ReviewItem.Status.SENT_BACK and comparison_id in completed:
+            queued += ReviewItem.objects.filter(pk=pk, status=ReviewItem.Status.SENT_BACK).update(
+                status=ReviewItem.Status.PENDING, reasons=sorted(why), queued_at=now
+            )
     ReviewItem.objects.bulk_create(new)
     return queued + len(new)
 

@@ -350,3 +350,39 @@ def test_deciding_a_disputed_gold_item_makes_the_decision_its_answer(project):
         "B is right: A misreads the question.",
     )
     assert [answer.correct for answer in gold_answers(project_id=project.pk)] == [True] * 3
+
+
+@pytest.mark.django_db
+def test_a_refresh_adds_reasons_to_waiting_items_only_and_low_agreement_only_once_complete(project):
+    from feedback.services.review import review_queue_refresh
+
+    def item(comparison, reasons, status="pending"):
+        return ReviewItem.objects.create(
+            comparison=comparison,
+            project=project,
+            reasons=reasons,
+            status=status,
+            queued_at="2026-12-01T00:00Z",
+            verdict={"choice": "a", "ranking": [1, 2], "strength": None} if status == "decided" else None,
+        )
+
+    complete = item(judged(project, ["a", "b", "tie"]), ["flagged"])
+    still_open = item(judged(project, ["a", "b"], status="open"), ["flagged"])
+    decided = item(judged(project, ["a", "b", "b"]), ["low_agreement"], status="decided")
+    open_new = judged(project, ["a", "b"], status="open")
+    flagged_new = judged(project, ["a", "b"], status="open")
+    queued = review_queue_refresh(
+        project=project,
+        low_agreement=[complete.comparison_id, still_open.comparison_id, open_new.pk, flagged_new.pk],
+        flagged=[decided.comparison_id, flagged_new.pk],
+    )
+    assert queued == 1  # only the new flagged one
+    reasons = dict(ReviewItem.objects.values_list("comparison_id", "reasons"))
+    assert reasons == {
+        complete.comparison_id: ["flagged", "low_agreement"],
+        still_open.comparison_id: ["flagged"],  # more judgments may settle it
+        decided.comparison_id: ["low_agreement"],  # its reviewer had the last word
+        flagged_new.pk: ["flagged"],
+    }
+    assert ReviewItem.objects.get(comparison=decided.comparison).status == "decided"
+    assert review_queue_refresh(project=project, low_agreement=[complete.comparison_id]) == 0  # idempotent
