@@ -1,0 +1,204 @@
+"""Bradley–Terry scores of checkpoints from pairwise battles, with bootstrap intervals. Plain numpy: no
+ORM (see `feedback/quality/__init__.py`).
+
+The model: the response shown first wins with probability σ(s_first − s_second + δ), where s is a
+checkpoint's score in logits and δ the advantage of being shown first (estimated, and reported). A tie
+counts as half a win for each side (the convention Chatbot Arena uses); "both bad" is not a battle and is
+left out by the caller. Scores are anchored on a reference checkpoint (s = 0) and shown on an Elo-like
+scale, `ELO_BASE + ELO_SCALE · s`, so 400 points are a 10:1 odds.
+
+The fit works on battles counted per cell (first, second, outcome): there are at most 3·k² cells for k
+checkpoints, however many judgments, so a fit and each bootstrap round cost what the checkpoints cost,
+not the judgments. The bootstrap resamples the battles with replacement, which is a multinomial draw of
+the cells' counts, and fits every round at once by Newton's method on stacked (rounds × parameters)
+systems.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import sparse
+
+ELO_BASE = 1000.0
+ELO_SCALE = 400.0 / np.log(10.0)
+FIRST, SECOND, TIE = 0, 1, 2  # outcomes of a battle
+NEWTON_STEPS = 50
+NEWTON_TOLERANCE = 1e-10
+RIDGE = 1e-9  # keeps the systems solvable where a checkpoint has no battles in a round
+
+
+@dataclass(frozen=True)
+class BattleCells:
+    """Battles counted per (first, second) pair of checkpoint indexes: `first_wins`, `second_wins` and
+    `ties` for each pair that met."""
+
+    checkpoints: int
+    first: npt.NDArray[np.intp]
+    second: npt.NDArray[np.intp]
+    first_wins: npt.NDArray[np.float64]
+    second_wins: npt.NDArray[np.float64]
+    ties: npt.NDArray[np.float64]
+
+    @property
+    def battles(self) -> float:
+        return float(self.first_wins.sum() + self.second_wins.sum() + self.ties.sum())
+
+
+def battle_cells(
+    first: npt.ArrayLike, second: npt.ArrayLike, outcome: npt.ArrayLike, *, checkpoints: int
+) -> BattleCells:
+    """Count battles (parallel arrays: the checkpoint shown first, the one shown second, the outcome
+    FIRST, SECOND or TIE) per pair of checkpoints."""
+    first, second, outcome = (
+        np.asarray(array, dtype=np.intp).reshape(-1) for array in (first, second, outcome)
+    )
+    if not (len(first) == len(second) == len(outcome)):
+        raise ValueError("first, second and outcome must have the same length")
+    if len(first) and (min(first.min(), second.min()) < 0 or max(first.max(), second.max()) >= checkpoints):
+        raise ValueError(f"checkpoint indexes must lie in [0, {checkpoints})")
+    if (first == second).any():
+        raise ValueError("a checkpoint cannot battle itself")
+    if len(outcome) and not np.isin(outcome, (FIRST, SECOND, TIE)).all():
+        raise ValueError("outcomes are FIRST (0), SECOND (1) or TIE (2)")
+    pair = first * checkpoints + second
+    counts = np.bincount(pair * 3 + outcome, minlength=checkpoints * checkpoints * 3).reshape(-1, 3)
+    met = np.flatnonzero(counts.sum(axis=1))
+    return BattleCells(
+        checkpoints=checkpoints,
+        first=(met // checkpoints).astype(np.intp),
+        second=(met % checkpoints).astype(np.intp),
+        first_wins=counts[met, FIRST].astype(np.float64),
+        second_wins=counts[met, SECOND].astype(np.float64),
+        ties=counts[met, TIE].astype(np.float64),
+    )
+
+
+def _design(cells: BattleCells, reference: int) -> npt.NDArray[np.float64]:
+    """One row per cell: +1 for the first checkpoint, −1 for the second (the reference's column dropped:
+    its score is 0), and 1 for the first-position term in the last column."""
+    rows = np.arange(len(cells.first))
+    full = np.zeros((len(cells.first), cells.checkpoints + 1))
+    full[rows, cells.first] = 1.0
+    full[rows, cells.second] = -1.0
+    full[:, -1] = 1.0
+    return np.delete(full, reference, axis=1)
+
+
+def _newton(
+    design: npt.NDArray[np.float64],
+    wins: npt.NDArray[np.float64],
+    totals: npt.NDArray[np.float64],
+    start: npt.NDArray[np.float64] | None = None,
+) -> npt.NDArray[np.float64]:
+    """Maximum likelihood for each row of `wins` / `totals` (rounds × cells: the first side's wins, ties
+    counted half, and the battles), all rounds at once, from `start` (zeros by default). Returns
+    rounds × parameters."""
+    rounds, parameters = wins.shape[0], design.shape[1]
+    theta = np.zeros((rounds, parameters)) if start is None else np.tile(start, (rounds, 1))
+    ridge = RIDGE * np.eye(parameters)
+    outer = _outer_products(design)
+    for _ in range(NEWTON_STEPS):
+        p = 1.0 / (1.0 + np.exp(-(theta @ design.T)))  # rounds × cells
+        gradient = (wins - totals * p) @ design
+        weights = totals * p * (1.0 - p)
+        hessian = (outer.T @ weights.T).T.reshape(rounds, parameters, parameters) + ridge
+        step = np.linalg.solve(hessian, gradient[:, :, None])[:, :, 0]
+        theta += step
+        if np.abs(step).max() < NEWTON_TOLERANCE:
+            break
+    return theta
+
+
+def _outer_products(design: npt.NDArray[np.float64]) -> sparse.csr_array:
+    """Each cell's design row's outer product, flattened, as a sparse cells × parameters² matrix: a
+    round's Hessian is its weights times this (a row has three non-zero entries, so nine products)."""
+    cells, parameters = design.shape
+    rows, columns = np.nonzero(design)
+    per_cell = np.bincount(rows, minlength=cells)
+    starts = np.concatenate(([0], np.cumsum(per_cell)))
+    entries_rows, entries_columns, values = [], [], []
+    for cell in range(cells):
+        members = columns[starts[cell] : starts[cell + 1]]
+        first, second = np.meshgrid(members, members, indexing="ij")
+        entries_rows.append(np.full(first.size, cell))
+        entries_columns.append((first * parameters + second).reshape(-1))
+        values.append((design[cell, first] * design[cell, second]).reshape(-1))
+    return sparse.csr_array(
+        (np.concatenate(values), (np.concatenate(entries_rows), np.concatenate(entries_columns))),
+        shape=(cells, parameters * parameters),
+    )
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """Scores in logits (the reference at 0), on the Elo-like scale, with 95% bootstrap intervals and
+    ranks that respect them: a checkpoint's rank is 1 + the number of checkpoints whose interval lies
+    wholly above its own."""
+
+    reference: int
+    scores: npt.NDArray[np.float64]
+    elo: npt.NDArray[np.float64]
+    low: npt.NDArray[np.float64]  # Elo scale
+    high: npt.NDArray[np.float64]
+    ranks: npt.NDArray[np.intp]
+    first_advantage: float  # δ in logits: the odds of the response shown first, all else equal
+    first_advantage_interval: tuple[float, float]
+    battles: float
+    rounds: int
+
+
+def bradley_terry(
+    cells: BattleCells,
+    *,
+    reference: int = 0,
+    rounds: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    first_position: bool = True,
+) -> Leaderboard:
+    """Fit the scores and (unless `first_position` is False) the first-position term, and bootstrap
+    `rounds` resamples of the battles (seeded: the same data and seed give the same intervals)."""
+    if not 0 <= reference < cells.checkpoints:
+        raise ValueError(f"the reference must be a checkpoint index in [0, {cells.checkpoints})")
+    if cells.battles == 0:
+        raise ValueError("no battles to fit")
+    design = _design(cells, reference)
+    if not first_position:
+        design = design[:, :-1]
+    scored = cells.checkpoints - 1  # the parameters that are scores; the position term follows
+    wins = cells.first_wins + cells.ties / 2.0
+    totals = cells.first_wins + cells.second_wins + cells.ties
+    point = _newton(design, wins[None, :], totals[None, :])[0]
+    # Resampling battles with replacement: a multinomial draw over (cell, outcome) of the same total.
+    observed = np.stack([cells.first_wins, cells.second_wins, cells.ties], axis=1).reshape(-1)
+    generator = np.random.default_rng(seed)
+    draws = generator.multinomial(round(float(observed.sum())), observed / observed.sum(), size=rounds)
+    draws = draws.reshape(rounds, -1, 3).astype(np.float64)
+    resampled = _newton(design, draws[:, :, FIRST] + draws[:, :, TIE] / 2.0, draws.sum(axis=2), start=point)
+    scores = _with_reference(point[:scored], reference)
+    samples = np.insert(resampled[:, :scored], reference, 0.0, axis=1)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(samples, [tail, 1.0 - tail], axis=0)
+    elo_low, elo_high = ELO_BASE + ELO_SCALE * low, ELO_BASE + ELO_SCALE * high
+    ranks = 1 + (elo_low[None, :] > elo_high[:, None]).sum(axis=1)
+    position = resampled[:, scored:].reshape(rounds, -1)[:, :1] if first_position else np.zeros((rounds, 1))
+    position_low, position_high = np.quantile(position[:, 0], [tail, 1.0 - tail])
+    return Leaderboard(
+        reference=reference,
+        scores=scores,
+        elo=ELO_BASE + ELO_SCALE * scores,
+        low=elo_low,
+        high=elo_high,
+        ranks=ranks.astype(np.intp),
+        first_advantage=float(point[scored]) if first_position else 0.0,
+        first_advantage_interval=(float(position_low), float(position_high)),
+        battles=cells.battles,
+        rounds=rounds,
+    )
+
+
+def _with_reference(others: npt.NDArray[np.float64], reference: int) -> npt.NDArray[np.float64]:
+    return np.insert(others, reference, 0.0)
