@@ -99,12 +99,17 @@ def _newton(
     rounds, parameters = wins.shape[0], design.shape[1]
     theta = np.zeros((rounds, parameters)) if start is None else np.tile(start, (rounds, 1))
     ridge = RIDGE * np.eye(parameters)
-    outer = _outer_products(design)
+    # Many rounds over few cells: each round's Hessian through the cells' outer products (sparse). One
+    # round (a point estimate, possibly over every battle): one dense product.
+    outer = _outer_products(design) if rounds > 1 else None
     for _ in range(NEWTON_STEPS):
         p = 1.0 / (1.0 + np.exp(-(theta @ design.T)))  # rounds × cells
         gradient = (wins - totals * p) @ design
         weights = totals * p * (1.0 - p)
-        hessian = (outer.T @ weights.T).T.reshape(rounds, parameters, parameters) + ridge
+        if outer is None:
+            hessian = (design.T @ (weights[0][:, None] * design))[None, :, :] + ridge
+        else:
+            hessian = (outer.T @ weights.T).T.reshape(rounds, parameters, parameters) + ridge
         step = np.linalg.solve(hessian, gradient[:, :, None])[:, :, 0]
         theta += step
         if np.abs(step).max() < NEWTON_TOLERANCE:
@@ -202,3 +207,78 @@ def bradley_terry(
 
 def _with_reference(others: npt.NDArray[np.float64], reference: int) -> npt.NDArray[np.float64]:
     return np.insert(others, reference, 0.0)
+
+
+# --- length and style control -----------------------------------------------------------------------
+
+
+def style_differences(first: npt.ArrayLike, second: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Per battle and feature (columns: length in characters, headers, list items, bold spans, …), the
+    normalised difference (first − second) / (first + second), 0 where both are 0: what Chatbot Arena's
+    style control regresses on, bounded in [−1, 1] whatever the scale of the feature."""
+    first, second = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+    if first.shape != second.shape:
+        raise ValueError("first and second must have the same shape (battles × features)")
+    total = first + second
+    return np.divide(first - second, total, out=np.zeros_like(total), where=total > 0)
+
+
+@dataclass(frozen=True)
+class ControlledFit:
+    """Scores in logits with the style covariates held fixed (reference at 0), the first-position term,
+    and each covariate's coefficient: the log-odds a battle gains per unit of normalised difference."""
+
+    reference: int
+    scores: npt.NDArray[np.float64]
+    first_advantage: float
+    coefficients: npt.NDArray[np.float64]
+
+    @property
+    def elo(self) -> npt.NDArray[np.float64]:
+        return ELO_BASE + ELO_SCALE * self.scores
+
+
+def bradley_terry_controlled(
+    first: npt.ArrayLike,
+    second: npt.ArrayLike,
+    outcome: npt.ArrayLike,
+    covariates: npt.ArrayLike,
+    *,
+    checkpoints: int,
+    reference: int = 0,
+) -> ControlledFit:
+    """The Bradley–Terry fit with covariates (battles × features, e.g. `style_differences`): P(first
+    wins) = σ(s_first − s_second + δ + β·x). Covariates vary per battle, so this fit reads every battle
+    (one Newton system of checkpoints + features parameters); standardising them first keeps it well
+    conditioned, and the coefficients are reported per unit of the covariate as given."""
+    first, second, outcome = (
+        np.asarray(array, dtype=np.intp).reshape(-1) for array in (first, second, outcome)
+    )
+    covariates = np.asarray(covariates, dtype=np.float64).reshape(len(first), -1)
+    battle_cells(first, second, outcome, checkpoints=checkpoints)  # the same checks
+    if not 0 <= reference < checkpoints:
+        raise ValueError(f"the reference must be a checkpoint index in [0, {checkpoints})")
+    if len(first) == 0:
+        raise ValueError("no battles to fit")
+    spread = covariates.std(axis=0)
+    spread[spread == 0] = 1.0
+    centre = covariates.mean(axis=0)
+    rows = np.arange(len(first))
+    design = np.zeros((len(first), checkpoints + 1 + covariates.shape[1]))
+    design[rows, first] = 1.0
+    design[rows, second] = -1.0
+    design[:, checkpoints] = 1.0
+    design[:, checkpoints + 1 :] = (covariates - centre) / spread
+    design = np.delete(design, reference, axis=1)
+    wins = np.where(outcome == FIRST, 1.0, np.where(outcome == TIE, 0.5, 0.0))
+    theta = _newton(design, wins[None, :], np.ones((1, len(first))))[0]
+    scored = checkpoints - 1
+    coefficients = theta[scored + 1 :] / spread
+    # Centring moved the covariates' mean effect into the position term; put it back where it belongs.
+    first_advantage = float(theta[scored] - (theta[scored + 1 :] * centre / spread).sum())
+    return ControlledFit(
+        reference=reference,
+        scores=_with_reference(theta[:scored], reference),
+        first_advantage=first_advantage,
+        coefficients=coefficients,
+    )

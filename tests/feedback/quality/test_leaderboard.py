@@ -16,6 +16,8 @@ from feedback.quality.leaderboard import (
     TIE,
     battle_cells,
     bradley_terry,
+    bradley_terry_controlled,
+    style_differences,
 )
 
 
@@ -101,3 +103,34 @@ def test_bad_battles_are_refused():
         battle_cells([0], [1], [3], checkpoints=2)
     with pytest.raises(ValueError, match="no battles"):
         bradley_terry(battle_cells([], [], [], checkpoints=2))
+
+
+def test_length_control_removes_a_planted_length_bias():
+    """Six checkpoints of equal quality but for 0 and 1 (0 a little better); 5 writes twice as long as
+    the others, and the annotators prefer the longer answer whatever its quality. The raw fit puts 5 far
+    ahead; the length-controlled fit finds it equal to the others and the length coefficient large."""
+    rng = np.random.default_rng(7)
+    checkpoints, count = 6, 40_000
+    quality = np.array([0.3, 0.0, 0.0, 0.0, 0.0, 0.0])
+    mean_length = np.array([600.0, 600.0, 600.0, 600.0, 600.0, 1200.0])
+    first = rng.integers(0, checkpoints, size=count)
+    second = (first + rng.integers(1, checkpoints, size=count)) % checkpoints
+    lengths = rng.normal(mean_length[np.stack([first, second], axis=1)], 150.0).clip(50.0)
+    longer = style_differences(lengths[:, :1], lengths[:, 1:])[:, 0]
+    p = 1.0 / (1.0 + np.exp(-(quality[first] - quality[second] + 2.0 * longer)))
+    outcome = np.where(rng.random(count) < p, FIRST, SECOND)
+
+    raw = bradley_terry(battle_cells(first, second, outcome, checkpoints=checkpoints), reference=1, rounds=1)
+    controlled = bradley_terry_controlled(
+        first, second, outcome, longer[:, None], checkpoints=checkpoints, reference=1
+    )
+    assert raw.scores[5] > 0.5  # "better" that is only "longer"
+    assert abs(controlled.scores[5]) < 0.05
+    assert controlled.scores[0] == pytest.approx(0.3, abs=0.06)  # real quality survives the control
+    assert controlled.coefficients[0] == pytest.approx(2.0, abs=0.15)
+    assert abs(controlled.first_advantage) < 0.05
+
+
+def test_style_differences_are_normalised_and_zero_without_either():
+    differences = style_differences([[300, 0, 2], [100, 0, 0]], [[100, 0, 2], [300, 0, 1]])
+    assert differences.tolist() == [[0.5, 0.0, 0.0], [-0.5, 0.0, -1.0]]
