@@ -16,11 +16,15 @@ systems.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
 from scipy import sparse
+
+from feedback.quality.proportions import CONFIDENCE, Proportion, wilson
 
 ELO_BASE = 1000.0
 ELO_SCALE = 400.0 / np.log(10.0)
@@ -281,4 +285,58 @@ def bradley_terry_controlled(
         scores=_with_reference(theta[:scored], reference),
         first_advantage=first_advantage,
         coefficients=coefficients,
+    )
+
+
+# --- head to head -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeadToHead:
+    """Two checkpoints' battles whichever was shown first: `wins` of the first named, `losses`, `ties`
+    (and `both_bad`, counted by the caller, outside the fit). `decisive_share` is the share of wins among
+    decisive battles with its Wilson interval; `predicted` the fit's probability that the first named
+    wins, σ(s_first − s_second), position aside. `needed`: about how many more decisive battles at the
+    observed share would put the interval clear of a coin toss (0 when it already is; None when the share
+    is exactly one half, where no number would)."""
+
+    first: int
+    second: int
+    wins: int
+    losses: int
+    ties: int
+    both_bad: int
+    decisive_share: Proportion
+    predicted: float
+    needed: int | None
+
+
+def head_to_head(
+    cells: BattleCells, scores: npt.NDArray[np.float64], first: int, second: int, *, both_bad: int = 0
+) -> HeadToHead:
+    shown_first = (cells.first == first) & (cells.second == second)
+    shown_second = (cells.first == second) & (cells.second == first)
+    wins = int(cells.first_wins[shown_first].sum() + cells.second_wins[shown_second].sum())
+    losses = int(cells.second_wins[shown_first].sum() + cells.first_wins[shown_second].sum())
+    ties = int(cells.ties[shown_first].sum() + cells.ties[shown_second].sum())
+    share = wilson(wins, wins + losses)
+    needed: int | None = 0
+    if share.low is not None and share.high is not None and share.low <= 0.5 <= share.high:
+        observed = wins / (wins + losses)
+        if observed == 0.5:
+            needed = None
+        else:
+            z = NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)
+            total = z * z * observed * (1.0 - observed) / (observed - 0.5) ** 2
+            needed = max(math.ceil(total) - (wins + losses), 1)
+    return HeadToHead(
+        first=first,
+        second=second,
+        wins=wins,
+        losses=losses,
+        ties=ties,
+        both_bad=both_bad,
+        decisive_share=share,
+        predicted=float(1.0 / (1.0 + np.exp(-(scores[first] - scores[second])))),
+        needed=needed,
     )

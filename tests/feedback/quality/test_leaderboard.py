@@ -17,6 +17,7 @@ from feedback.quality.leaderboard import (
     battle_cells,
     bradley_terry,
     bradley_terry_controlled,
+    head_to_head,
     style_differences,
 )
 
@@ -134,3 +135,28 @@ def test_length_control_removes_a_planted_length_bias():
 def test_style_differences_are_normalised_and_zero_without_either():
     differences = style_differences([[300, 0, 2], [100, 0, 0]], [[100, 0, 2], [300, 0, 1]])
     assert differences.tolist() == [[0.5, 0.0, 0.0], [-0.5, 0.0, -1.0]]
+
+
+def test_head_to_head_counts_both_orders_and_says_how_many_more_battles_would_separate_them():
+    # Checkpoint 0 against 1: shown first, 0 won 20, lost 12, tied 3; shown second, 0 won 10, lost 8.
+    first = [0] * 35 + [1] * 18
+    second = [1] * 35 + [0] * 18
+    outcome = [FIRST] * 20 + [SECOND] * 12 + [TIE] * 3 + [SECOND] * 10 + [FIRST] * 8
+    cells = battle_cells(first, second, outcome, checkpoints=2)
+    board = bradley_terry(cells, rounds=1)
+    duel = head_to_head(cells, board.scores, 0, 1, both_bad=4)
+    assert (duel.wins, duel.losses, duel.ties, duel.both_bad) == (30, 20, 3, 4)
+    assert duel.decisive_share.share == 0.6
+    assert duel.decisive_share.low < 0.5 < duel.decisive_share.high  # 30 of 50 does not separate them
+    # At 0.6, about 1.96² · 0.24 / 0.01 = 92.2 decisive battles would: 43 more than the 50 there are.
+    assert duel.needed == 43
+    assert duel.predicted == pytest.approx(1 / (1 + np.exp(-(board.scores[0] - board.scores[1]))))
+    assert 0.55 < duel.predicted < 0.65
+    reverse = head_to_head(cells, board.scores, 1, 0)
+    assert (reverse.wins, reverse.losses) == (20, 30)
+    assert reverse.predicted == pytest.approx(1 - duel.predicted)
+    # Clear apart: nothing more needed; exactly even: no number would do.
+    clear = battle_cells([0] * 100, [1] * 100, [FIRST] * 80 + [SECOND] * 20, checkpoints=2)
+    assert head_to_head(clear, np.zeros(2), 0, 1).needed == 0
+    even = battle_cells([0] * 10, [1] * 10, [FIRST] * 5 + [SECOND] * 5, checkpoints=2)
+    assert head_to_head(even, np.zeros(2), 0, 1).needed is None
