@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -24,7 +23,13 @@ from django.views.decorators.http import require_GET, require_POST
 from annotate.rendering import markdown_to_safe_html
 from annotate.selectors import project_get_for_annotator
 from annotate.submission import SubmissionInvalid
-from annotate.views import _json_body, error_response, json_login_required, strict_content_security_policy
+from annotate.views import (
+    _annotator,
+    _json_body,
+    error_response,
+    json_login_required,
+    strict_content_security_policy,
+)
 from feedback.models import Project, ReviewDecision, ReviewItem
 from feedback.selectors import review_next_item, review_page, review_queue_items
 from feedback.services.review import (
@@ -40,15 +45,10 @@ QUEUE_PAGE_ITEMS = 200
 ACTION_KEYS = {ReviewDecision.Action.SEND_BACK: "s", ReviewDecision.Action.RETIRE: "r"}
 
 
-def _reviewer(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)  # the views are behind a login check
-    return request.user
-
-
 def _project_to_review(request: HttpRequest, slug: str) -> Project:
     """The project, if the user may review it: 404 when it is not theirs at all, 403 when they are in it
     but not as a reviewer or manager."""
-    user = _reviewer(request)
+    user = _annotator(request)
     project = project_get_for_annotator(user=user, slug=slug)
     if project is None:
         raise Http404("No such project for you.")
@@ -167,12 +167,10 @@ def review_item(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
 def review_decision(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
     """POST {"submission_key", "action": decide|send_back|retire, "verdict"?, "reason"?}: 201 with the
     decision (200 when it replays one already stored under the key) and where to go next."""
-    reviewer = _reviewer(request)
+    reviewer = _annotator(request)
     project = project_get_for_annotator(user=reviewer, slug=slug)
     if project is None or not ReviewItem.objects.filter(project=project, pk=item_id).exists():
         return error_response(404, "No such review item for you.")
-    if not may_review(user=reviewer, project=project):
-        return error_response(403, "Only the project's reviewers and managers decide its review queue.")
     try:
         body = _json_body(request)
         if not isinstance(body, dict) or set(body) - {"submission_key", "action", "verdict", "reason"}:

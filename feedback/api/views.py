@@ -102,7 +102,6 @@ from feedback.services.review import (
     ReviewForbidden,
     ReviewInvalid,
     ReviewKeyReused,
-    may_review,
     review_decide,
 )
 from feedback.views import export_archive_response
@@ -810,10 +809,6 @@ class ReviewItemDecision(ReviewScoped):
             raise Http404("No such review item in this project.")
         reviewer = request.user
         assert isinstance(reviewer, User)
-        if not may_review(user=reviewer, project=project):
-            raise PermissionDenied(
-                "Only the project's reviewers and managers (and admins) decide its review queue."
-            )
         body = request.data
         if not isinstance(body, dict):
             raise InvalidInput({"non_field_errors": ["Send a JSON object."]})

@@ -253,18 +253,19 @@ def review_decide(
     Raises ReviewInvalid (400), ReviewForbidden (403), ReviewConflict (409), ReviewKeyReused (422), and
     ReviewItem.DoesNotExist for an item the reviewer cannot see (404)."""
     now = now or timezone.now()
-    submission_key = _key_clean(submission_key)
-    if action not in (
-        ReviewDecision.Action.DECIDE,
-        ReviewDecision.Action.SEND_BACK,
-        ReviewDecision.Action.RETIRE,
-    ):
-        raise ReviewInvalid({"action": "One of: decide, send_back, retire."})
-    reason = _reason_clean(reason, required=action != ReviewDecision.Action.DECIDE)
     with transaction.atomic():
         item = ReviewItem.objects.select_for_update().select_related("project", "comparison").get(pk=item_id)
+        # Who may decide comes first: someone who may not is refused whatever they sent.
         if not may_review(user=reviewer, project=item.project):
             raise ReviewForbidden("Only the project's reviewers and managers decide its review queue.")
+        submission_key = _key_clean(submission_key)
+        if action not in (
+            ReviewDecision.Action.DECIDE,
+            ReviewDecision.Action.SEND_BACK,
+            ReviewDecision.Action.RETIRE,
+        ):
+            raise ReviewInvalid({"action": "One of: decide, send_back, retire."})
+        reason = _reason_clean(reason, required=action != ReviewDecision.Action.DECIDE)
         stored_verdict = None
         if action == ReviewDecision.Action.DECIDE:
             size = item.comparison.entries.count()
