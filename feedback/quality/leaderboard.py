@@ -32,6 +32,7 @@ FIRST, SECOND, TIE = 0, 1, 2  # outcomes of a battle
 NEWTON_STEPS = 50
 NEWTON_TOLERANCE = 1e-10
 RIDGE = 1e-9  # keeps the systems solvable where a checkpoint has no battles in a round
+BOOTSTRAP_CHUNK = 100  # rounds drawn at a time by the controlled fit's bootstrap
 
 
 @dataclass(frozen=True)
@@ -229,13 +230,22 @@ def style_differences(first: npt.ArrayLike, second: npt.ArrayLike) -> npt.NDArra
 
 @dataclass(frozen=True)
 class ControlledFit:
-    """Scores in logits with the style covariates held fixed (reference at 0), the first-position term,
-    and each covariate's coefficient: the log-odds a battle gains per unit of normalised difference."""
+    """Scores in logits with the style covariates held fixed (reference at 0), on the Elo-like scale with
+    95% intervals and ranks that respect them, the first-position term, and each covariate's coefficient
+    (the log-odds a battle gains per unit of normalised difference) with its interval."""
 
     reference: int
     scores: npt.NDArray[np.float64]
+    low: npt.NDArray[np.float64]  # Elo scale
+    high: npt.NDArray[np.float64]
+    ranks: npt.NDArray[np.intp]
     first_advantage: float
+    first_advantage_interval: tuple[float, float]
     coefficients: npt.NDArray[np.float64]
+    coefficients_low: npt.NDArray[np.float64]
+    coefficients_high: npt.NDArray[np.float64]
+    battles: int
+    rounds: int
 
     @property
     def elo(self) -> npt.NDArray[np.float64]:
@@ -250,11 +260,26 @@ def bradley_terry_controlled(
     *,
     checkpoints: int,
     reference: int = 0,
+    rounds: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
 ) -> ControlledFit:
-    """The Bradley–Terry fit with covariates (battles × features, e.g. `style_differences`): P(first
-    wins) = σ(s_first − s_second + δ + β·x). Covariates vary per battle, so this fit reads every battle
-    (one Newton system of checkpoints + features parameters); standardising them first keeps it well
-    conditioned, and the coefficients are reported per unit of the covariate as given."""
+    """The Bradley–Terry fit with per-battle covariates (battles × features, e.g. `style_differences`):
+    P(first wins) = σ(s_first − s_second + δ + β·x), ties half a win each.
+
+    The fit. Covariates vary per battle, so it reads every battle; but a battle's design is its cell's
+    (first, second, outcome: at most 3·k² of them) plus its covariates, so each Newton step costs
+    O(battles × features), never a battles × parameters matrix. Covariates are standardised first (well
+    conditioned); coefficients are reported per unit of the covariate as given.
+
+    The intervals: a linearised bootstrap. A refit of a resampled set of battles is, to first order,
+    θ̂ + H⁻¹·g, where H is the Hessian at the fit and g the sum of the resampled battles' scores (each
+    battle's gradient at θ̂). The battles' counts per cell are drawn exactly (a multinomial, as the raw
+    fit's bootstrap does); within a cell, the sum of the drawn battles' scores (a residual and its
+    covariate products: 1 + features numbers) is drawn from its normal limit, whose mean and covariance
+    are the cell's. So a round costs O(cells × features²) whatever the number of battles. The tests hold
+    it to the coverage the raw fit's exact bootstrap has, and `bench/leaderboard.py` to the intervals of a
+    refit-every-round bootstrap on the same data."""
     first, second, outcome = (
         np.asarray(array, dtype=np.intp).reshape(-1) for array in (first, second, outcome)
     )
@@ -264,27 +289,104 @@ def bradley_terry_controlled(
         raise ValueError(f"the reference must be a checkpoint index in [0, {checkpoints})")
     if len(first) == 0:
         raise ValueError("no battles to fit")
+    if not np.isfinite(covariates).all():
+        raise ValueError("covariates must be finite")
+    features = covariates.shape[1]
     spread = covariates.std(axis=0)
     spread[spread == 0] = 1.0
     centre = covariates.mean(axis=0)
-    rows = np.arange(len(first))
-    design = np.zeros((len(first), checkpoints + 1 + covariates.shape[1]))
-    design[rows, first] = 1.0
-    design[rows, second] = -1.0
+    z = (covariates - centre) / spread
+
+    key = (first * checkpoints + second) * 3 + outcome
+    cell_keys, cell = np.unique(key, return_inverse=True)
+    cells = len(cell_keys)
+    cell_first, cell_second = cell_keys // 3 // checkpoints, cell_keys // 3 % checkpoints
+    cell_outcome = cell_keys % 3
+    cell_y = np.where(cell_outcome == FIRST, 1.0, np.where(cell_outcome == TIE, 0.5, 0.0))
+    rows = np.arange(cells)
+    design = np.zeros((cells, checkpoints + 1))
+    design[rows, cell_first] = 1.0
+    design[rows, cell_second] = -1.0
     design[:, checkpoints] = 1.0
-    design[:, checkpoints + 1 :] = (covariates - centre) / spread
-    design = np.delete(design, reference, axis=1)
-    wins = np.where(outcome == FIRST, 1.0, np.where(outcome == TIE, 0.5, 0.0))
-    theta = _newton(design, wins[None, :], np.ones((1, len(first))))[0]
+    design = np.delete(design, reference, axis=1)  # cells × (scores + position)
+    fixed = design.shape[1]
+    parameters = fixed + features
+    y = cell_y[cell]
+
+    def per_cell(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return np.bincount(cell, weights=values, minlength=cells).astype(np.float64)
+
+    theta = np.zeros(parameters)
+    residual = np.zeros(len(first))
+    hessian = np.eye(parameters)
+    for _ in range(NEWTON_STEPS):
+        eta = (design @ theta[:fixed])[cell] + z @ theta[fixed:]
+        p = 1.0 / (1.0 + np.exp(-eta))
+        residual = y - p
+        weight = p * (1.0 - p)
+        gradient = np.concatenate((design.T @ per_cell(residual), z.T @ residual))
+        cell_weight = per_cell(weight)
+        cross = np.stack([per_cell(weight * z[:, f]) for f in range(features)], axis=1)  # cells × F
+        hessian = np.empty((parameters, parameters))
+        hessian[:fixed, :fixed] = design.T @ (cell_weight[:, None] * design)
+        hessian[:fixed, fixed:] = design.T @ cross
+        hessian[fixed:, :fixed] = hessian[:fixed, fixed:].T
+        hessian[fixed:, fixed:] = z.T @ (weight[:, None] * z)
+        hessian += RIDGE * np.eye(parameters)
+        step = np.linalg.solve(hessian, gradient)
+        theta += step
+        if np.abs(step).max() < NEWTON_TOLERANCE:
+            break
     scored = checkpoints - 1
-    coefficients = theta[scored + 1 :] / spread
+
+    # Each battle's score is its residual r times its design row (the cell's, then z): per cell, the
+    # vector (r, r·z) carries all of it. Its per-cell count, mean and covariance:
+    parts = np.concatenate((residual[:, None], residual[:, None] * z), axis=1)  # battles × (1 + F)
+    width = parts.shape[1]
+    count = np.bincount(cell, minlength=cells).astype(np.float64)
+    mean = np.stack([per_cell(parts[:, j]) for j in range(width)], axis=1) / count[:, None]
+    second_moment = np.empty((cells, width, width))
+    for i in range(width):
+        for j in range(i, width):
+            second_moment[:, i, j] = second_moment[:, j, i] = per_cell(parts[:, i] * parts[:, j])
+    covariance = second_moment / count[:, None, None] - mean[:, :, None] * mean[:, None, :]
+    values, vectors = np.linalg.eigh(covariance)
+    root = vectors * np.sqrt(values.clip(0.0))[:, None, :]  # root @ rootᵀ = covariance
+
+    generator = np.random.default_rng(seed)
+    samples = np.empty((rounds, parameters))
+    for start in range(0, rounds, BOOTSTRAP_CHUNK):  # bounded memory: chunk × cells × (1 + F) at a time
+        size = min(BOOTSTRAP_CHUNK, rounds - start)
+        drawn = generator.multinomial(len(first), count / count.sum(), size=size).astype(np.float64)
+        noise = generator.standard_normal((size, cells, width))
+        sums = drawn[:, :, None] * mean[None, :, :] + np.sqrt(drawn)[:, :, None] * np.einsum(
+            "cij,rcj->rci", root, noise
+        )
+        gradient = np.concatenate((sums[:, :, 0] @ design, sums[:, :, 1:].sum(axis=1)), axis=1)
+        samples[start : start + size] = theta[None, :] + np.linalg.solve(hessian, gradient.T).T
+
+    tail = (1.0 - confidence) / 2.0
+    score_samples = np.insert(samples[:, :scored], reference, 0.0, axis=1)
+    low, high = np.quantile(score_samples, [tail, 1.0 - tail], axis=0)
+    elo_low, elo_high = ELO_BASE + ELO_SCALE * low, ELO_BASE + ELO_SCALE * high
+    ranks = 1 + (elo_low[None, :] > elo_high[:, None]).sum(axis=1)
     # Centring moved the covariates' mean effect into the position term; put it back where it belongs.
-    first_advantage = float(theta[scored] - (theta[scored + 1 :] * centre / spread).sum())
+    position_samples = samples[:, scored] - (samples[:, fixed:] * centre / spread).sum(axis=1)
+    position_low, position_high = np.quantile(position_samples, [tail, 1.0 - tail])
+    coefficient_low, coefficient_high = np.quantile(samples[:, fixed:] / spread, [tail, 1.0 - tail], axis=0)
     return ControlledFit(
         reference=reference,
         scores=_with_reference(theta[:scored], reference),
-        first_advantage=first_advantage,
-        coefficients=coefficients,
+        low=elo_low,
+        high=elo_high,
+        ranks=ranks.astype(np.intp),
+        first_advantage=float(theta[scored] - (theta[fixed:] * centre / spread).sum()),
+        first_advantage_interval=(float(position_low), float(position_high)),
+        coefficients=theta[fixed:] / spread,
+        coefficients_low=np.atleast_1d(coefficient_low),
+        coefficients_high=np.atleast_1d(coefficient_high),
+        battles=len(first),
+        rounds=rounds,
     )
 
 
