@@ -704,6 +704,12 @@ class Response(models.Model):
     finish_reason = models.CharField(max_length=16, choices=FinishReason.choices, blank=True)
     latency_seconds = models.FloatField(null=True, blank=True, help_text="Wall time to generate, in seconds.")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Its style, what the length-controlled leaderboard regresses on (`feedback.quality.leaderboard.
+    # markdown_style`): set when generated, filled by the leaderboard's refresh where missing.
+    characters = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    markdown_headers = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    markdown_list_items = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    markdown_bold = models.PositiveIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["prompt_id", "checkpoint_id", "sample_index"]
@@ -985,6 +991,44 @@ class ProjectQuality(models.Model):
 
     def __str__(self) -> str:
         return f"Quality of {self.project} at {self.computed_at:%Y-%m-%d %H:%M}"
+
+
+class LeaderboardReport(models.Model):
+    """A project's leaderboard for one set of filters (`feedback.services.leaderboard`), as last computed:
+    one row per project and filter key, replaced by each computation, which runs on a worker. `requested_at`
+    is when a page or an API call last asked for it: the periodic refresh keeps recently asked ones fresh."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to be computed"
+        READY = "ready", "Computed"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="leaderboards")
+    key = models.CharField(max_length=64, help_text="SHA-256 of the canonical filters.")
+    filters = models.JSONField(help_text="The canonical filters (LeaderboardFilters.to_dict).")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    requested_at = models.DateTimeField()
+    computed_at = models.DateTimeField(null=True, blank=True)
+    seconds = models.FloatField(null=True, blank=True, help_text="How long the computation took.")
+    high_water_mark = models.BigIntegerField(default=0, help_text="The largest judgment id it includes.")
+    report = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["project_id", "-requested_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "key"], name="leaderboard_once_per_filters"),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "ready", "failed"]), name="leaderboard_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="ready") | Q(report__isnull=False, computed_at__isnull=False),
+                name="leaderboard_ready_has_report",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Leaderboard of {self.project} ({self.key[:8]})"
 
 
 class AnnotatorQuality(models.Model):

@@ -283,6 +283,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "feedback.refresh_quality",
         "schedule": float(env_int("RANKWISE_QUALITY_REFRESH_SECONDS", 300)),
     },
+    # Leaderboards asked for in the last week (and each project's default) that new judgments made stale.
+    "refresh-leaderboards": {
+        "task": "feedback.refresh_leaderboard",
+        "schedule": float(env_int("RANKWISE_LEADERBOARD_REFRESH_SECONDS", 300)),
+    },
 }
 
 # --- Rankwise --------------------------------------------------------------------------------------------

@@ -22,6 +22,17 @@ def export_run(export_id: int) -> str:
     return run(export_id=export_id).status
 
 
+@shared_task(name="feedback.refresh_leaderboard")
+def refresh_leaderboard(project_id: int | None = None, key: str = "") -> int:
+    """Compute one cached leaderboard or, from celery beat with no argument, every recently asked one that
+    judgments made stale (and each active project's default). Returns how many were computed."""
+    from feedback.services.leaderboard import leaderboard_refresh, leaderboards_refresh
+
+    if project_id is None:
+        return leaderboards_refresh()
+    return int(leaderboard_refresh(project_id=project_id, key=key) is not None)
+
+
 @shared_task(name="feedback.refresh_quality")
 def refresh_quality(project_id: int | None = None) -> int:
     """Compute a project's quality figures or, from celery beat with no argument, those of every active

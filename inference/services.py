@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from feedback.models import GenerationChunk, GenerationRun, PolicyCheckpoint, Response
 from feedback.sampling import SamplingParameters
+from feedback.services.battles import style_fields
 from feedback.services.generation import sample_seed
 from inference.backends.base import CheckpointSpec, GeneratedText, GenerationRequest
 from inference.pairing import comparisons_create_for_prompts
@@ -124,6 +125,7 @@ def generation_chunk_store(*, work: ChunkWork, results: Sequence[GeneratedText])
             token_count=result.token_count,
             finish_reason=result.finish_reason,
             latency_seconds=result.latency_seconds,
+            **style_fields(result.text),
         )
         for result in results
     ]

@@ -17,6 +17,7 @@ systems.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -215,6 +216,27 @@ def _with_reference(others: npt.NDArray[np.float64], reference: int) -> npt.NDAr
 
 
 # --- length and style control -----------------------------------------------------------------------
+
+# What a response's style is measured by, in `markdown_style`'s order (Chatbot Arena's style control
+# uses the same four): its length, and its markdown headers, list items and bold spans.
+STYLE_FEATURES = ("characters", "markdown_headers", "markdown_list_items", "markdown_bold")
+STYLE_LABELS = ("length", "headers", "list items", "bold")
+_FENCE = re.compile(r"^ {0,3}(```|~~~).*?(^ {0,3}\1[^\n]*$|\Z)", re.MULTILINE | re.DOTALL)
+_HEADER = re.compile(r"^ {0,3}#{1,6}(?:[ \t]|$)", re.MULTILINE)
+_LIST_ITEM = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+\S", re.MULTILINE)
+_BOLD = re.compile(r"\*\*(?=\S)(?:[^*\n]|\*(?!\*))+?\*\*|__(?=\S)[^_\n]+?__")
+
+
+def markdown_style(text: str) -> tuple[int, int, int, int]:
+    """A response's characters, and its markdown headers, list items and bold spans outside fenced code
+    (code is content, not formatting)."""
+    prose = _FENCE.sub("", text)
+    return (
+        len(text),
+        len(_HEADER.findall(prose)),
+        len(_LIST_ITEM.findall(prose)),
+        len(_BOLD.findall(prose)),
+    )
 
 
 def style_differences(first: npt.ArrayLike, second: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -422,15 +444,6 @@ def head_to_head(
     losses = int(cells.second_wins[shown_first].sum() + cells.first_wins[shown_second].sum())
     ties = int(cells.ties[shown_first].sum() + cells.ties[shown_second].sum())
     share = wilson(wins, wins + losses)
-    needed: int | None = 0
-    if share.low is not None and share.high is not None and share.low <= 0.5 <= share.high:
-        observed = wins / (wins + losses)
-        if observed == 0.5:
-            needed = None
-        else:
-            z = NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)
-            total = z * z * observed * (1.0 - observed) / (observed - 0.5) ** 2
-            needed = max(math.ceil(total) - (wins + losses), 1)
     return HeadToHead(
         first=first,
         second=second,
@@ -440,5 +453,22 @@ def head_to_head(
         both_bad=both_bad,
         decisive_share=share,
         predicted=float(1.0 / (1.0 + np.exp(-(scores[first] - scores[second])))),
-        needed=needed,
+        needed=battles_needed(wins, losses),
     )
+
+
+def battles_needed(wins: int, losses: int) -> int | None:
+    """About how many more decisive battles at the observed share of wins would put its Wilson interval
+    clear of one half: 0 when it already is, None when the share is exactly one half (or nothing was
+    decided), where no number would."""
+    share = wilson(wins, wins + losses)
+    if share.low is None or share.high is None:
+        return None
+    if not share.low <= 0.5 <= share.high:
+        return 0
+    observed = wins / (wins + losses)
+    if observed == 0.5:
+        return None
+    z = NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)
+    total = z * z * observed * (1.0 - observed) / (observed - 0.5) ** 2
+    return max(math.ceil(total) - (wins + losses), 1)

@@ -18,6 +18,7 @@ from feedback.quality.leaderboard import (
     bradley_terry,
     bradley_terry_controlled,
     head_to_head,
+    markdown_style,
     style_differences,
 )
 
@@ -213,3 +214,16 @@ def test_the_controlled_intervals_match_a_bootstrap_that_refits_every_round():
     assert (np.abs(fit.high - high)[1:] < 0.08 * width[1:]).all(), (fit.high - high, width)
     # The point estimate is the fit's, refits scatter around it.
     assert np.median(np.array(refits), axis=0)[1:] == pytest.approx(fit.elo[1:], abs=0.05 * width.max())
+
+
+def test_markdown_style_counts_headers_list_items_and_bold_outside_code():
+    text = (
+        "# Plan\n\nSome **bold** words and __more__.\n\n"
+        "1. first\n2) second\n- third\n  * nested\n\n"
+        "```python\n# not a header\n- not an item\n**not bold**\n```\n"
+        "#hashtag is no header; ** spaced ** is no bold; -dash is no item\n"
+    )
+    assert markdown_style(text) == (len(text), 1, 4, 2)
+    assert markdown_style("") == (0, 0, 0, 0)
+    # An unclosed fence runs to the end, as markdown renders it.
+    assert markdown_style("## Title\n```\n# inside\n") == (len("## Title\n```\n# inside\n"), 1, 0, 0)

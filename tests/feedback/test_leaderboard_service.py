@@ -1,0 +1,349 @@
+"""The leaderboard service: battles read from judgments (pairwise and ranked, both-bad apart, through the
+export's filters, reviewed verdicts winning), both fits and the reports over them, and the cache."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.utils import timezone
+
+from feedback import models
+from feedback.export.options import ExportOptions
+from feedback.export.source import judgments_selected
+from feedback.quality.leaderboard import FIRST, SECOND, TIE
+from feedback.services import battles as battles_module
+from feedback.services.battles import BOTH_BAD, battles_read
+from feedback.services.leaderboard import (
+    LeaderboardFilters,
+    LeaderboardFiltersError,
+    head_to_head_report,
+    leaderboard_compute,
+    leaderboard_refresh,
+    leaderboard_request,
+    leaderboards_refresh,
+)
+from feedback.services.review import review_decide
+from feedback.services.standing import annotator_suspend
+from tests.factories import (
+    AdminFactory,
+    AnnotatorFactory,
+    PolicyCheckpointFactory,
+    ProjectFactory,
+    PromptFactory,
+)
+
+pytestmark = pytest.mark.django_db(transaction=False)
+
+RANKINGS = {"a": [1, 2], "b": [2, 1], "tie": [1, 1], "both_bad": [1, 1]}
+
+
+def shown(project, checkpoints, *, category="explain", texts=None):
+    """A comparison of one response per checkpoint, in that display order."""
+    prompt = PromptFactory(project=project, category=category)
+    comparison = models.Comparison.objects.create(
+        project=project, prompt=prompt, required_judgments=50, status="completed"
+    )
+    for position, checkpoint in enumerate(checkpoints):
+        run = models.GenerationRun.objects.filter(project=project, checkpoint=checkpoint).first()
+        if run is None:
+            run = models.GenerationRun.objects.create(
+                project=project, checkpoint=checkpoint, samples_per_prompt=1
+            )
+        text = texts[position] if texts else f"Answer of {checkpoint.name} to {prompt.pk}."
+        response = models.Response.objects.create(
+            prompt=prompt, checkpoint=checkpoint, run=run, sample_index=position, text=text
+        )
+        models.ComparisonResponse.objects.create(comparison=comparison, response=response, position=position)
+    return comparison
+
+
+def judge(comparison, annotator, choice="a", *, ranking=None, ratings=None, rationale="", flags=()):
+    return models.Judgment.objects.create(
+        comparison=comparison,
+        annotator=annotator,
+        choice=choice,
+        ranking=ranking or RANKINGS[choice],
+        strength=1 if choice in ("a", "b") else None,
+        ratings=ratings or {},
+        rationale=rationale,
+        flags=list(flags),
+        submission_key=f"key-{comparison.pk}-{annotator.pk}",
+    )
+
+
+def selected(project, **filters):
+    options = ExportOptions.from_mapping({"format": "judgments", "projects": [project.slug], **filters})
+    return judgments_selected(options, high_water_mark=10**12)
+
+
+def test_battles_are_read_from_pairwise_judgments_in_display_order_with_both_bad_apart():
+    project = ProjectFactory()
+    old, new = PolicyCheckpointFactory(), PolicyCheckpointFactory()
+    people = [AnnotatorFactory() for _ in range(4)]
+    comparison = shown(project, [old, new], texts=["# Title\n- one\n- two\n**bold**", "plain"])
+    for person, choice in zip(people, ["a", "b", "tie", "both_bad"], strict=True):
+        judge(comparison, person, choice, rationale="because" if choice == "b" else "")
+    # Two samples of one checkpoint make no battle.
+    judge(shown(project, [old, old]), people[0])
+
+    battles = battles_read(selected(project))
+    assert battles.outcome.tolist() == [FIRST, SECOND, TIE, BOTH_BAD]
+    assert set(battles.first.tolist()) == {old.pk}
+    assert set(battles.second.tolist()) == {new.pk}
+    assert battles.rationale.tolist() == [False, True, False, False]
+    assert battles.same_checkpoint == 1
+    # Styles are measured (here filled, as for responses made before they were stored).
+    assert battles.first_style[0].tolist() == [len("# Title\n- one\n- two\n**bold**"), 1, 2, 1]
+    assert battles.second_style[0].tolist() == [5, 0, 0, 0]
+
+
+def test_a_ranking_is_expanded_to_every_pair_of_its_positions():
+    project = ProjectFactory(comparison_mode="ranking", responses_per_comparison=3)
+    a, b, c = PolicyCheckpointFactory(), PolicyCheckpointFactory(), PolicyCheckpointFactory()
+    judge(shown(project, [a, b, c]), AnnotatorFactory(), "ranked", ranking=[2, 1, 2])
+    battles = battles_read(selected(project))
+    pairs = sorted(
+        zip(battles.first.tolist(), battles.second.tolist(), battles.outcome.tolist(), strict=True)
+    )
+    assert pairs == sorted([(a.pk, b.pk, SECOND), (a.pk, c.pk, TIE), (b.pk, c.pk, FIRST)])
+
+
+def test_the_orm_reader_reads_what_the_postgresql_reader_reads():
+    project = ProjectFactory(comparison_mode="ranking", responses_per_comparison=3)
+    checkpoints = [PolicyCheckpointFactory() for _ in range(3)]
+    people = [AnnotatorFactory() for _ in range(3)]
+    for index, order in enumerate(itertools.permutations(checkpoints)):
+        comparison = shown(project, list(order), category=["list", "write"][index % 2])
+        for offset, person in enumerate(people):
+            judge(
+                comparison,
+                person,
+                "ranked",
+                ranking=[1 + (index + offset) % 3, 1 + (index + offset + 1) % 3, 3 - offset % 2],
+            )
+    judgments = selected(project)
+    packed = battles_module._pairs_packed(judgments.order_by().values("pk"))
+    through_orm = battles_module._pairs_orm(judgments)
+    assert len(packed) == 6 * 3 * 3
+    assert np.array_equal(packed, through_orm)
+
+
+def test_the_battles_go_through_the_exports_filters_and_a_reviewers_verdict_wins():
+    project = ProjectFactory()
+    old, new = PolicyCheckpointFactory(), PolicyCheckpointFactory()
+    good, flagged_person, suspended = AnnotatorFactory(), AnnotatorFactory(), AnnotatorFactory()
+    listed = shown(project, [old, new], category="list")
+    judge(listed, good, "a")
+    judge(listed, flagged_person, "a", flags=["harmful"])
+    judge(listed, suspended, "a")
+    annotator_suspend(project_id=project.pk, annotator_id=suspended.pk, actor=AdminFactory(), reason="Spam.")
+    written = shown(project, [old, new], category="write")
+    judge(written, good, "a")
+    # A reviewer decides "b" on the written comparison: its judgment now counts as a loss of the first.
+    item = models.ReviewItem.objects.create(
+        project=project, comparison=written, reasons=["low_agreement"], queued_at=timezone.now()
+    )
+    reviewer = AnnotatorFactory()
+    models.ProjectMembership.objects.create(project=project, user=reviewer, role="reviewer")
+    review_decide(
+        item_id=item.pk,
+        reviewer=reviewer,
+        action="decide",
+        verdict={"choice": "b"},
+        submission_key="decide-1",
+    )
+
+    everything = battles_read(selected(project, exclude_flagged=False, exclude_suspended=False))
+    assert len(everything) == 4
+    filtered = battles_read(selected(project), decided={written.pk: {"choice": "b"}})
+    assert sorted(filtered.outcome.tolist()) == [FIRST, SECOND]
+
+    report = leaderboard_compute(
+        project=project, filters=LeaderboardFilters(rounds=100), high_water_mark=10**12
+    )
+    entry = {row["name"]: row for row in report["checkpoints"]}
+    assert entry[new.name]["wins"] == 1
+    assert entry[new.name]["losses"] == 1
+    listed_only = leaderboard_compute(
+        project=project, filters=LeaderboardFilters(categories=("list",), rounds=100), high_water_mark=10**12
+    )
+    assert listed_only["battles"] == 1
+    later = LeaderboardFilters(since=timezone.now() + timedelta(hours=1), rounds=100)
+    assert leaderboard_compute(project=project, filters=later, high_water_mark=10**12)["battles"] == 0
+
+
+def planted_project(*, judgments_per_pair=60, seed=3):
+    """A base checkpoint, its instruction-tuned child and a LoRA step on that (the newest), judged by
+    six annotators who prefer the child to the base 75% of the time and the LoRA step to the child 60%;
+    every judgment rates helpfulness, some with a rationale."""
+    rng = np.random.default_rng(seed)
+    project = ProjectFactory(rating_rubric=[{"key": "helpful", "label": "Helpfulness", "min": 1, "max": 5}])
+    base = PolicyCheckpointFactory(name="base", kind="base")
+    instruct = PolicyCheckpointFactory(name="instruct", parent=base)
+    lora = PolicyCheckpointFactory(name="lora", parent=instruct, training_step=200)
+    people = [AnnotatorFactory() for _ in range(6)]
+    better = {(base.pk, instruct.pk): 0.25, (instruct.pk, lora.pk): 0.4, (base.pk, lora.pk): 0.2}
+    quality = {base.pk: 2, instruct.pk: 4, lora.pk: 5}
+    for (older, newer), p_older in better.items():
+        checkpoint = {c.pk: c for c in (base, instruct, lora)}
+        for index in range(judgments_per_pair):
+            order = [checkpoint[older], checkpoint[newer]][:: 1 if index % 2 else -1]
+            comparison = shown(project, order, category=["list", "explain"][index % 2])
+            first, second = comparison.entries.order_by("position")
+            older_wins = rng.random() < p_older
+            older_first = order[0].pk == older
+            choice = "a" if older_wins == older_first else "b"
+            judge(
+                comparison,
+                people[index % 6],
+                choice,
+                ratings={
+                    str(first.response_id): {
+                        "helpful": quality[first.response.checkpoint_id] - index % 3 // 2
+                    },
+                    str(second.response_id): {
+                        "helpful": quality[second.response.checkpoint_id] - index % 4 // 3
+                    },
+                },
+                rationale="clearer" if index % 3 == 0 else "",
+            )
+    return project, base, instruct, lora
+
+
+def test_the_leaderboard_ranks_the_checkpoints_and_reports_both_fits_categories_axes_and_pairs():
+    project, base, instruct, _lora = planted_project()
+    report = leaderboard_compute(project=project, filters=LeaderboardFilters(), high_water_mark=10**12)
+    assert report["reference"] == {"id": base.pk, "name": "base"}  # the base model, whatever its age
+    names = [entry["name"] for entry in report["checkpoints"]]
+    assert names == ["lora", "instruct", "base"]
+    entries = {entry["name"]: entry for entry in report["checkpoints"]}
+    assert entries["base"]["raw"]["elo"] == 1000.0
+    assert entries["instruct"]["raw"]["low"] > 1000.0  # separated from the base at 95%
+    # Ranks respect the intervals: 1 + the number of checkpoints significantly better.
+    assert entries["base"]["raw"]["rank"] == 3
+    assert entries["lora"]["raw"]["rank"] == 1
+    separated = entries["lora"]["raw"]["low"] > entries["instruct"]["raw"]["high"]
+    assert entries["instruct"]["raw"]["rank"] == 1 + separated
+    assert entries["lora"]["parent"] == "instruct"
+    assert entries["instruct"]["controlled"]["elo"] > 1000.0
+    assert report["battles"] == 180
+    assert report["judgments"] == 180
+    assert [row["feature"] for row in report["style"]] == ["length", "headers", "list items", "bold"]
+    assert {row["category"] for row in report["categories"]} == {"list", "explain"}
+    matrix = report["matrix"]
+    at = {pk: index for index, pk in enumerate(matrix["checkpoints"])}
+    assert matrix["battles"][at[base.pk]][at[instruct.pk]] == 60
+    assert (
+        matrix["win_rate"][at[base.pk]][at[instruct.pk]] + matrix["win_rate"][at[instruct.pk]][at[base.pk]]
+        == 1.0
+    )
+    helpful = {row["name"]: row for row in report["axes"][0]["checkpoints"]}
+    assert report["axes"][0]["label"] == "Helpfulness"
+    assert helpful["lora"]["mean"] > helpful["instruct"]["mean"] > helpful["base"]["mean"]
+    assert helpful["base"]["low"] < helpful["base"]["mean"] < helpful["base"]["high"]
+
+    forward = head_to_head_report(report, instruct.pk, base.pk)
+    backward = head_to_head_report(report, base.pk, instruct.pk)
+    assert forward["wins"] == backward["losses"]
+    assert forward["wins"] + forward["losses"] == 60
+    assert forward["predicted"] == pytest.approx(1.0 - backward["predicted"])
+    assert forward["predicted"] > 0.5
+    assert forward["decisive_low"] > 0.5
+    assert forward["needed"] == 0
+    assert sum(counts["wins"] for counts in forward["categories"].values()) == forward["wins"]
+    assert forward["axes"]["helpful"]["mean"] == pytest.approx(-backward["axes"]["helpful"]["mean"])
+    assert forward["axes"]["helpful"]["mean"] > 1.0
+    # Examples: judgments of that outcome, those with a rationale first.
+    example = models.Judgment.objects.get(pk=forward["examples"]["wins"][0])
+    assert example.rationale == "clearer"
+    assert len(forward["examples"]["wins"]) == 3
+    assert head_to_head_report(report, base.pk, 10**9) is None
+
+
+def test_a_checkpoint_the_reference_never_met_has_no_score():
+    project = ProjectFactory()
+    a, b, c, d = (PolicyCheckpointFactory() for _ in range(4))
+    person = AnnotatorFactory()
+    for choice in ["a", "b", "a"]:
+        judge(shown(project, [a, b]), AnnotatorFactory(), choice)
+        judge(shown(project, [c, d]), person if choice == "b" else AnnotatorFactory(), choice)
+    report = leaderboard_compute(
+        project=project, filters=LeaderboardFilters(rounds=100), high_water_mark=10**12
+    )
+    scored = {entry["name"]: entry["raw"] for entry in report["checkpoints"]}
+    assert scored[c.name] is None
+    assert scored[d.name] is None
+    assert scored[a.name]["elo"] == 1000.0
+    assert scored[b.name] is not None
+    assert any("never met" in note for note in report["notes"])
+
+
+def test_bad_filters_are_refused_with_a_message_per_field():
+    with pytest.raises(LeaderboardFiltersError) as caught:
+        LeaderboardFilters.from_mapping(
+            {
+                "categories": "list,poetry",
+                "since": "yesterday",
+                "min_gold_accuracy": 2,
+                "both_bad": "loss",
+                "reference": "nobody",
+                "rounds": 5,
+                "colour": "red",
+            }
+        )
+    errors = caught.value.errors
+    assert set(errors) == {
+        "categories",
+        "since",
+        "min_gold_accuracy",
+        "both_bad",
+        "reference",
+        "rounds",
+        "non_field_errors",
+    }
+    assert "poetry" in errors["categories"][0]
+    filters = LeaderboardFilters.from_mapping({"categories": "write,list", "since": "2026-01-01T00:00:00Z"})
+    assert filters.categories == ("list", "write")
+    assert filters.key == LeaderboardFilters.from_mapping(filters.to_dict()).key
+    assert filters.key != LeaderboardFilters().key
+
+
+def test_a_leaderboard_is_computed_once_then_again_when_judgments_arrive(django_capture_on_commit_callbacks):
+    project, base, _instruct, lora = planted_project(judgments_per_pair=10)
+    filters = LeaderboardFilters(rounds=200)
+    with django_capture_on_commit_callbacks() as sent:
+        row = leaderboard_request(project=project, filters=filters)
+    assert row.status == "pending"
+    assert len(sent) == 1
+    row = leaderboard_refresh(project_id=project.pk, key=filters.key)
+    assert row.status == "ready"
+    assert row.report["battles"] == 30
+    with django_capture_on_commit_callbacks() as sent:
+        row = leaderboard_request(project=project, filters=filters)
+    assert row.status == "ready"
+    assert not sent
+    judge(shown(project, [base, lora]), AnnotatorFactory(), "a")
+    with django_capture_on_commit_callbacks() as sent:
+        row = leaderboard_request(project=project, filters=filters)
+    assert len(sent) == 1
+    assert row.report["battles"] == 30  # the figures in hand are served while the new ones are computed
+    # The periodic refresh computes what is stale, including the project's default leaderboard.
+    assert leaderboards_refresh() == 2
+    assert models.LeaderboardReport.objects.get(project=project, key=filters.key).report["battles"] == 31
+    assert (
+        models.LeaderboardReport.objects.get(project=project, key=LeaderboardFilters().key).status == "ready"
+    )
+    assert leaderboards_refresh() == 0
+
+
+def test_the_orm_reads_the_ratings_the_postgresql_reader_reads():
+    project, *_ = planted_project(judgments_per_pair=4)
+    judgments = selected(project)
+    packed = battles_module._ratings_packed(judgments, ["helpful", "missing"])
+    through_orm = battles_module._ratings_orm(judgments, ["helpful", "missing"])
+    packed = packed[(packed[:, 3:] != battles_module.NO_SCORE).any(axis=1)]
+    assert len(packed) == 24
+    assert np.array_equal(packed, through_orm)
