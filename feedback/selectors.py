@@ -9,13 +9,14 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import Count, Model, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import Count, Model, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from feedback.models import (
     AnnotatorQuality,
     AnnotatorStanding,
     Comparison,
+    ComparisonResponse,
     GoldVerdict,
     Judgment,
     Project,
@@ -220,3 +221,52 @@ def review_page(*, item: ReviewItem) -> ReviewPage:
         explanation="" if gold is None else gold.explanation,
         decisions=list(item.decisions.select_related("reviewer").order_by("created_at", "id")),
     )
+
+
+def judgment_examples(*, project: Project, examples: dict[str, list[int]]) -> list[dict[str, Any]]:
+    """The judgments named per outcome (a head-to-head report's representative ones), each with what was
+    shown: the prompt, the responses in display order with their checkpoints, the verdict and the
+    rationale. Only the project's judgments; in the order given."""
+    wanted = [pk for ids in examples.values() for pk in ids]
+    judgments = {
+        judgment.pk: judgment
+        for judgment in Judgment.objects.filter(pk__in=wanted, comparison__project=project)
+        .select_related("comparison__prompt")
+        .prefetch_related(
+            Prefetch(
+                "comparison__entries",
+                ComparisonResponse.objects.select_related("response__checkpoint").order_by("position"),
+            )
+        )
+    }
+    result = []
+    for outcome, ids in examples.items():
+        for pk in ids:
+            judgment = judgments.get(pk)
+            if judgment is None:
+                continue
+            comparison = judgment.comparison
+            result.append(
+                {
+                    "outcome": outcome,
+                    "judgment": judgment.pk,
+                    "comparison": comparison.pk,
+                    "conversation": comparison.prompt.conversation,
+                    "category": comparison.prompt.category,
+                    "responses": [
+                        {
+                            "label": entry.label,
+                            "checkpoint": entry.response.checkpoint.name
+                            if entry.response.checkpoint
+                            else None,
+                            "text": entry.response.text,
+                        }
+                        for entry in comparison.entries.all()
+                    ],
+                    "choice": judgment.choice,
+                    "ranking": judgment.ranking,
+                    "rationale": judgment.rationale,
+                    "created_at": judgment.created_at,
+                }
+            )
+    return result

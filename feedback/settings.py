@@ -236,6 +236,7 @@ SPECTACULAR_SETTINGS = {
         "GenerationRunStatusEnum": "feedback.models.GenerationRun.Status",
         "ComparisonStatusEnum": "feedback.models.Comparison.Status",
         "ExportStatusEnum": "feedback.models.Export.Status",
+        "LeaderboardStatusEnum": "feedback.models.LeaderboardReport.Status",
     },
     "PATH_CONVERTER_OVERRIDES": {
         "id": {"type": "integer", "minimum": 1, "maximum": 999_999_999_999_999_999},

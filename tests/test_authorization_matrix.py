@@ -147,6 +147,16 @@ RULES = [
     # Deciding takes a reviewer's or manager's role (staff have it everywhere): data engineers read the
     # queue but are refused here.
     Rule("api/v1/projects/<slug:slug>/review-items/<id:pk>/decision", 401, 403, 403, 400, "post", "{}"),
+    # The leaderboard is computed on a worker: the first request for a set of filters is accepted (202).
+    Rule(r"api/v1/projects/<slug:slug>/leaderboard(/matrices)?", 401, 403, 202, 202),
+    Rule(
+        "api/v1/projects/<slug:slug>/leaderboard/head-to-head",
+        401,
+        403,
+        202,
+        202,
+        query="first=world-policy&second=world-policy",
+    ),
     api(r"api/v1/(checkpoints|comparisons|judgments|generation-runs|exports)(/<id:pk>)?"),
     api(r"api/v1/(generation-runs|exports)/<id:pk>/status"),
     api(r"api/v1/exports/<id:pk>/download"),
@@ -212,7 +222,7 @@ class World:
 
 @pytest.fixture
 def world(db, annotator, data_engineer, admin_user, settings, tmp_path) -> World:
-    project = ProjectFactory(slug="world", current_checkpoint=PolicyCheckpointFactory())
+    project = ProjectFactory(slug="world", current_checkpoint=PolicyCheckpointFactory(name="world-policy"))
     project.members.add(annotator)
     comparisons = [ComparisonFactory(prompt=PromptFactory(project=project)) for _ in range(3)]
     judgment = JudgmentFactory(comparison=comparisons[0])

@@ -29,6 +29,7 @@ from feedback.models import (
     Export,
     GenerationRun,
     Judgment,
+    LeaderboardReport,
     PolicyCheckpoint,
     Project,
     ProjectQuality,
@@ -698,3 +699,235 @@ class ReviewDecisionSerializer(serializers.Serializer):
     previous_verdict = serializers.JSONField(allow_null=True)
     created_at = serializers.DateTimeField()
     replayed = serializers.BooleanField(help_text="True when this answered a retry of a stored decision.")
+
+
+# --- the leaderboard ------------------------------------------------------------------------------------
+
+
+class LeaderboardQuery(serializers.Serializer):
+    """Documents the leaderboard's query parameters; `LeaderboardFilters.from_mapping` validates them (the
+    export's judgment filters, with the same names and meaning, plus categories and the fit's settings)."""
+
+    categories = serializers.CharField(required=False, help_text="Prompt categories, comma-separated.")
+    since = serializers.DateTimeField(required=False, help_text="Judgments made at or after this moment.")
+    until = serializers.DateTimeField(required=False, help_text="Judgments made before this moment.")
+    exclude_flagged = serializers.BooleanField(
+        required=False, help_text="Leave out flagged judgments (default true)."
+    )
+    exclude_suspended = serializers.BooleanField(
+        required=False, help_text="Leave out annotators suspended from the project (default true)."
+    )
+    min_gold_accuracy = serializers.FloatField(
+        required=False, min_value=0, max_value=1, help_text="Leave out annotators below this gold accuracy."
+    )
+    adjudicated_wins = serializers.BooleanField(
+        required=False,
+        help_text="A reviewer's decided verdict replaces its judgments' verdicts (default true).",
+    )
+    reviewed_only = serializers.BooleanField(required=False, help_text="Only comparisons a reviewer decided.")
+    both_bad = serializers.ChoiceField(
+        choices=("apart", "tie"),
+        required=False,
+        help_text="'apart' (default): counted, left out of the fit; 'tie': half a win each.",
+    )
+    reference = serializers.CharField(
+        required=False,
+        max_length=200,
+        help_text="The checkpoint shown at 1000 (default: the oldest base one).",
+    )
+    rounds = serializers.IntegerField(
+        required=False, min_value=100, max_value=10_000, help_text="Bootstrap rounds."
+    )
+    seed = serializers.IntegerField(
+        required=False, min_value=0, max_value=2**32 - 1, help_text="Bootstrap seed."
+    )
+
+
+class HeadToHeadQuery(LeaderboardQuery):
+    first = serializers.CharField(max_length=200, help_text="A checkpoint's name.")
+    second = serializers.CharField(max_length=200, help_text="Another checkpoint's name.")
+
+
+class LeaderboardStateSerializer(serializers.Serializer):
+    """Where a leaderboard stands: `pending` until a worker computed it (then ask again), `ready`, or
+    `failed` (with the error). `fresh` is false when judgments arrived since it was computed: the figures
+    in hand are served while the new ones are computed."""
+
+    project = serializers.CharField(source="project.slug")
+    status = serializers.ChoiceField(choices=LeaderboardReport.Status.choices)
+    fresh = serializers.BooleanField()
+    filters = serializers.DictField(help_text="The filters, canonical (defaults filled in).")
+    computed_at = serializers.DateTimeField(allow_null=True)
+    seconds = serializers.FloatField(allow_null=True, help_text="How long the computation took.")
+    high_water_mark = serializers.IntegerField(help_text="The largest judgment id the figures include.")
+    error = serializers.CharField(allow_blank=True)
+
+
+class ScoreSerializer(serializers.Serializer):
+    score = serializers.FloatField(help_text="Bradley–Terry score in logits; the reference's is 0.")
+    elo = serializers.FloatField(help_text="On the Elo-like scale: 1000 + 400·score/ln 10.")
+    low = serializers.FloatField(help_text="95% bootstrap interval, Elo scale.")
+    high = serializers.FloatField()
+    rank = serializers.IntegerField(help_text="1 + the number of checkpoints significantly better.")
+
+
+class LeaderboardCheckpointSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    parent = serializers.CharField(allow_null=True)  # type: ignore[assignment]
+    parent_id = serializers.IntegerField(allow_null=True)
+    training_step = serializers.IntegerField(allow_null=True)
+    battles = serializers.IntegerField()
+    wins = serializers.IntegerField()
+    losses = serializers.IntegerField()
+    ties = serializers.IntegerField()
+    both_bad = serializers.IntegerField()
+    raw = ScoreSerializer(allow_null=True, help_text="Null when it never met the reference's group.")
+    controlled = ScoreSerializer(allow_null=True, help_text="Length and markdown style held fixed.")
+
+
+class AdvantageSerializer(serializers.Serializer):
+    logits = serializers.FloatField()
+    low = serializers.FloatField()
+    high = serializers.FloatField()
+    win_probability = serializers.FloatField(help_text="The response shown first against an equal one.")
+
+
+class FirstAdvantageSerializer(serializers.Serializer):
+    raw = AdvantageSerializer()
+    controlled = AdvantageSerializer()
+
+
+class StyleCoefficientSerializer(serializers.Serializer):
+    feature = serializers.CharField()
+    coefficient = serializers.FloatField(help_text="Log-odds per unit of normalised difference.")
+    low = serializers.FloatField()
+    high = serializers.FloatField()
+
+
+class NamedScoreSerializer(ScoreSerializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class CategoryFitSerializer(serializers.Serializer):
+    category = serializers.CharField()
+    battles = serializers.IntegerField()
+    note = serializers.CharField(required=False)
+    checkpoints = NamedScoreSerializer(many=True)
+
+
+class MeanSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    mean = serializers.FloatField(allow_null=True)
+    low = serializers.FloatField(allow_null=True, help_text="95% Student t interval.")
+    high = serializers.FloatField(allow_null=True)
+
+
+class CheckpointMeanSerializer(MeanSerializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class AxisMeansSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]
+    checkpoints = CheckpointMeanSerializer(many=True)
+
+
+class ReferenceSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class MatrixSerializer(serializers.Serializer):
+    checkpoints = serializers.ListField(child=serializers.CharField(), help_text="Names, in row order.")
+    battles = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField()), help_text="Battles, both orders."
+    )
+    win_rate = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField(allow_null=True)),
+        help_text="The row's share of wins against the column, ties half; null where they never met.",
+    )
+
+
+class LeaderboardReportSerializer(serializers.Serializer):
+    computed_at = serializers.DateTimeField()
+    judgments = serializers.IntegerField()
+    battles = serializers.IntegerField(help_text="Battles in the fit.")
+    ties = serializers.IntegerField()
+    both_bad = serializers.IntegerField()
+    same_checkpoint = serializers.IntegerField(help_text="Pairs of one checkpoint's responses: no battle.")
+    rankings_expanded = serializers.BooleanField()
+    rounds = serializers.IntegerField()
+    seed = serializers.IntegerField()
+    reference = ReferenceSerializer(allow_null=True)
+    notes = serializers.ListField(child=serializers.CharField())
+    checkpoints = LeaderboardCheckpointSerializer(many=True)
+    first_advantage = FirstAdvantageSerializer(allow_null=True)
+    style = StyleCoefficientSerializer(many=True, allow_null=True)  # type: ignore[assignment]
+    categories = CategoryFitSerializer(many=True)
+    axes = AxisMeansSerializer(many=True)
+
+
+class LeaderboardSerializer(LeaderboardStateSerializer):
+    report = LeaderboardReportSerializer(allow_null=True)
+
+
+class LeaderboardMatricesSerializer(LeaderboardStateSerializer):
+    matrix = MatrixSerializer(allow_null=True)
+
+
+class HeadToHeadCountsSerializer(serializers.Serializer):
+    wins = serializers.IntegerField(help_text="Of the first named.")
+    losses = serializers.IntegerField()
+    ties = serializers.IntegerField()
+    both_bad = serializers.IntegerField()
+    decisive_share = serializers.FloatField(allow_null=True, help_text="Wins among wins and losses.")
+    decisive_low = serializers.FloatField(allow_null=True, help_text="Wilson 95% interval.")
+    decisive_high = serializers.FloatField(allow_null=True)
+    needed = serializers.IntegerField(
+        allow_null=True, help_text="About how many more decisive battles would separate them at 95%."
+    )
+
+
+class CategoryCountsSerializer(HeadToHeadCountsSerializer):
+    category = serializers.CharField()
+
+
+class AxisDifferenceSerializer(MeanSerializer):
+    key = serializers.CharField(help_text="The first named's score minus the other's, by the same judgment.")
+    label = serializers.CharField()  # type: ignore[assignment]
+
+
+class ExampleResponseSerializer(serializers.Serializer):
+    label = serializers.CharField()  # type: ignore[assignment]
+    checkpoint = serializers.CharField(allow_null=True)
+    text = serializers.CharField(allow_blank=True, help_text="Model output: untrusted text.")
+
+
+class ExampleSerializer(serializers.Serializer):
+    outcome = serializers.ChoiceField(choices=("wins", "losses", "ties", "both_bad"))
+    judgment = serializers.IntegerField()
+    comparison = serializers.IntegerField()
+    conversation = serializers.ListField(child=serializers.DictField())
+    category = serializers.CharField()
+    responses = ExampleResponseSerializer(many=True)
+    choice = serializers.CharField()
+    ranking = serializers.ListField(child=serializers.IntegerField())
+    rationale = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+
+
+class HeadToHeadSerializer(LeaderboardStateSerializer):
+    first = serializers.CharField()
+    second = serializers.CharField()
+    met = serializers.BooleanField(help_text="False when they never met in these judgments.")
+    overall = HeadToHeadCountsSerializer(allow_null=True)
+    predicted = serializers.FloatField(
+        allow_null=True, help_text="The raw fit's probability that the first named wins, position aside."
+    )
+    categories = CategoryCountsSerializer(many=True)
+    axes = AxisDifferenceSerializer(many=True)
+    examples = ExampleSerializer(many=True)

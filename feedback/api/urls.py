@@ -39,6 +39,17 @@ v1 = [
     path("projects/<slug:slug>/prompts", views.ProjectPrompts.as_view(), name="project-prompts"),
     path("projects/<slug:slug>/gold", views.ProjectGold.as_view(), name="project-gold"),
     path("projects/<slug:slug>/quality", views.ProjectQualityView.as_view(), name="project-quality"),
+    path("projects/<slug:slug>/leaderboard", views.ProjectLeaderboard.as_view(), name="project-leaderboard"),
+    path(
+        "projects/<slug:slug>/leaderboard/matrices",
+        views.ProjectLeaderboardMatrices.as_view(),
+        name="project-leaderboard-matrices",
+    ),
+    path(
+        "projects/<slug:slug>/leaderboard/head-to-head",
+        views.ProjectHeadToHead.as_view(),
+        name="project-head-to-head",
+    ),
     path(
         "projects/<slug:slug>/annotators", views.ProjectAnnotatorQuality.as_view(), name="project-annotators"
     ),

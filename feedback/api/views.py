@@ -68,7 +68,12 @@ from feedback.api.serializers import (
     GoldImportReportSerializer,
     GoldItemSerializer,
     GoldUploadSerializer,
+    HeadToHeadQuery,
+    HeadToHeadSerializer,
     JudgmentSerializer,
+    LeaderboardMatricesSerializer,
+    LeaderboardQuery,
+    LeaderboardSerializer,
     ProjectQualitySerializer,
     ProjectSerializer,
     PromptImportReportSerializer,
@@ -87,15 +92,25 @@ from feedback.models import (
     Export,
     GenerationRun,
     Judgment,
+    LeaderboardReport,
     PolicyCheckpoint,
     Project,
     ProjectQuality,
     Prompt,
     ReviewItem,
 )
+from feedback.selectors import judgment_examples
 from feedback.services.exports import export_archive, export_create, export_stream_jsonl
 from feedback.services.generation import generation_run_start
 from feedback.services.gold import gold_import
+from feedback.services.leaderboard import (
+    LeaderboardFilters,
+    LeaderboardFiltersError,
+    head_to_head_report,
+    is_stale,
+    leaderboard_request,
+    project_judgment_mark,
+)
 from feedback.services.prompts import PromptImportError, prompt_file_format_for, prompts_import
 from feedback.services.review import (
     ReviewConflict,
@@ -838,3 +853,152 @@ class ReviewItemDecision(ReviewScoped):
             ReviewDecisionSerializer(decision).data,
             status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED,
         )
+
+
+# --- the leaderboard --------------------------------------------------------------------------------------
+
+
+class LeaderboardScoped(ProjectScoped):
+    """A leaderboard endpoint: the filters are query parameters (`LeaderboardFilters`), the figures come
+    from the cache (`leaderboard_request`), computed on a worker: 202 with `status: pending` until they
+    exist (ask again after `Retry-After` seconds), then 200 with `fresh` saying whether judgments arrived
+    since."""
+
+    query_class: type[Serializer] | None = LeaderboardQuery
+    extra_parameters: tuple[str, ...] = ()
+
+    def parse_query(self, request: Request) -> dict[str, Any]:
+        if request.method not in READ_METHODS:
+            return super().parse_query(request)
+        assert self.query_class is not None
+        query_parameters_check(request.query_params, allowed=set(self.query_class().fields))
+        values = request.query_params.dict()
+        extra = {name: values.pop(name) for name in self.extra_parameters if name in values}
+        errors: dict[str, list[str]] = {}
+        for name in self.extra_parameters:
+            if not extra.get(name):
+                errors[name] = ["This parameter is required: a checkpoint's name."]
+            elif len(extra[name]) > 200 or "\x00" in extra[name]:
+                errors[name] = ["A checkpoint's name: at most 200 characters."]
+            elif not PolicyCheckpoint.objects.filter(name=extra[name]).exists():
+                errors[name] = [f"No checkpoint is named {extra[name]!r}."]
+        try:
+            filters = LeaderboardFilters.from_mapping(values)
+        except LeaderboardFiltersError as error:
+            errors.update(field_errors(error.errors))
+        if errors:
+            raise InvalidInput(
+                errors, detail="Invalid leaderboard parameters: fix the ones named in `errors`."
+            )
+        return {"filters": filters, **extra}
+
+    def state(self) -> tuple[Project, LeaderboardReport, dict[str, Any]]:
+        project = self.project()
+        row = leaderboard_request(project=project, filters=self.query["filters"])
+        state = {
+            "project": project,
+            "status": row.status if row.report is None else LeaderboardReport.Status.READY,
+            "fresh": row.report is not None and not is_stale(row, project_judgment_mark(project)),
+            "filters": row.filters,
+            "computed_at": row.computed_at,
+            "seconds": row.seconds,
+            "high_water_mark": row.high_water_mark,
+            "error": row.error,
+        }
+        if row.status == LeaderboardReport.Status.FAILED and row.report is None:
+            state["status"] = LeaderboardReport.Status.FAILED
+        return project, row, state
+
+    def respond(self, row: LeaderboardReport, data: dict[str, Any]) -> Response:
+        if row.report is None and row.status == LeaderboardReport.Status.PENDING:
+            return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Retry-After": "5"})
+        return Response(data)
+
+
+LEADERBOARD_RESPONSES = {
+    202: OpenApiResponse(
+        description="Not computed yet: a worker is on it; ask again after Retry-After seconds."
+    ),
+    404: OpenApiResponse(description="No such project."),
+}
+
+
+@extend_schema(tags=["leaderboard"])
+class ProjectLeaderboard(LeaderboardScoped):
+    """The project's checkpoint leaderboard: Bradley–Terry scores with 95% bootstrap intervals, raw and
+    length/style-controlled, ranks that respect the intervals, the first-position advantage, the style
+    coefficients, a raw fit per prompt category, and the mean rating per checkpoint on each rubric axis;
+    from the judgments the filters select (the export's filters, with the same names)."""
+
+    serializer_class = LeaderboardSerializer
+
+    @extend_schema(responses={200: LeaderboardSerializer, **LEADERBOARD_RESPONSES})
+    def get(self, request: Request, slug: str) -> Response:
+        _, row, state = self.state()
+        return self.respond(row, LeaderboardSerializer({**state, "report": row.report}).data)
+
+
+@extend_schema(tags=["leaderboard"])
+class ProjectLeaderboardMatrices(LeaderboardScoped):
+    """The battle matrix (battles between each two checkpoints, both orders) and the win-rate matrix (the
+    row's share of wins against the column, ties half) of the leaderboard with these filters."""
+
+    serializer_class = LeaderboardMatricesSerializer
+
+    @extend_schema(responses={200: LeaderboardMatricesSerializer, **LEADERBOARD_RESPONSES})
+    def get(self, request: Request, slug: str) -> Response:
+        _, row, state = self.state()
+        matrix = None
+        if row.report is not None:
+            matrix = dict(row.report["matrix"])
+            names = dict(
+                PolicyCheckpoint.objects.filter(pk__in=matrix["checkpoints"]).values_list("pk", "name")
+            )
+            matrix["checkpoints"] = [names.get(pk, str(pk)) for pk in matrix["checkpoints"]]
+        return self.respond(row, LeaderboardMatricesSerializer({**state, "matrix": matrix}).data)
+
+
+@extend_schema(tags=["leaderboard"])
+class ProjectHeadToHead(LeaderboardScoped):
+    """Two checkpoints head to head (`first` against `second`, by name): wins, losses, ties and both-bad
+    with the Wilson interval of the decisive share, the fit's predicted win probability, how many more
+    decisive battles would separate them at 95% if they are not yet separated, the same per prompt
+    category, the mean difference on each rubric axis by the same judgment, and a few representative
+    judgments of each outcome (with a rationale first)."""
+
+    serializer_class = HeadToHeadSerializer
+    query_class = HeadToHeadQuery
+    extra_parameters = ("first", "second")
+
+    @extend_schema(responses={200: HeadToHeadSerializer, **LEADERBOARD_RESPONSES})
+    def get(self, request: Request, slug: str) -> Response:
+        project, row, state = self.state()
+        names = (self.query["first"], self.query["second"])
+        ids = dict(PolicyCheckpoint.objects.filter(name__in=names).values_list("name", "pk"))
+        data: dict[str, Any] = {
+            **state,
+            "first": names[0],
+            "second": names[1],
+            "met": False,
+            "overall": None,
+            "predicted": None,
+            "categories": [],
+            "axes": [],
+            "examples": [],
+        }
+        found = head_to_head_report(row.report, ids[names[0]], ids[names[1]]) if row.report else None
+        if found is not None:
+            labels = {axis["key"]: axis.get("label") or axis["key"] for axis in project.rating_rubric or []}
+            counts = ("wins", "losses", "ties", "both_bad", "decisive_share", "decisive_low", "decisive_high")
+            data.update(
+                met=True,
+                overall={name: found[name] for name in (*counts, "needed")},
+                predicted=found["predicted"],
+                categories=[{"category": name, **figures} for name, figures in found["categories"].items()],
+                axes=[
+                    {"key": key, "label": labels.get(key, key), **figures}
+                    for key, figures in found["axes"].items()
+                ],
+                examples=judgment_examples(project=project, examples=found["examples"]),
+            )
+        return self.respond(row, HeadToHeadSerializer(data).data)

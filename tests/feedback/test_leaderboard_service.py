@@ -32,46 +32,12 @@ from tests.factories import (
     AnnotatorFactory,
     PolicyCheckpointFactory,
     ProjectFactory,
-    PromptFactory,
+    judge,
+    planted_project,
+    shown,
 )
 
 pytestmark = pytest.mark.django_db(transaction=False)
-
-RANKINGS = {"a": [1, 2], "b": [2, 1], "tie": [1, 1], "both_bad": [1, 1]}
-
-
-def shown(project, checkpoints, *, category="explain", texts=None):
-    """A comparison of one response per checkpoint, in that display order."""
-    prompt = PromptFactory(project=project, category=category)
-    comparison = models.Comparison.objects.create(
-        project=project, prompt=prompt, required_judgments=50, status="completed"
-    )
-    for position, checkpoint in enumerate(checkpoints):
-        run = models.GenerationRun.objects.filter(project=project, checkpoint=checkpoint).first()
-        if run is None:
-            run = models.GenerationRun.objects.create(
-                project=project, checkpoint=checkpoint, samples_per_prompt=1
-            )
-        text = texts[position] if texts else f"Answer of {checkpoint.name} to {prompt.pk}."
-        response = models.Response.objects.create(
-            prompt=prompt, checkpoint=checkpoint, run=run, sample_index=position, text=text
-        )
-        models.ComparisonResponse.objects.create(comparison=comparison, response=response, position=position)
-    return comparison
-
-
-def judge(comparison, annotator, choice="a", *, ranking=None, ratings=None, rationale="", flags=()):
-    return models.Judgment.objects.create(
-        comparison=comparison,
-        annotator=annotator,
-        choice=choice,
-        ranking=ranking or RANKINGS[choice],
-        strength=1 if choice in ("a", "b") else None,
-        ratings=ratings or {},
-        rationale=rationale,
-        flags=list(flags),
-        submission_key=f"key-{comparison.pk}-{annotator.pk}",
-    )
 
 
 def selected(project, **filters):
@@ -173,44 +139,6 @@ def test_the_battles_go_through_the_exports_filters_and_a_reviewers_verdict_wins
     assert listed_only["battles"] == 1
     later = LeaderboardFilters(since=timezone.now() + timedelta(hours=1), rounds=100)
     assert leaderboard_compute(project=project, filters=later, high_water_mark=10**12)["battles"] == 0
-
-
-def planted_project(*, judgments_per_pair=60, seed=3):
-    """A base checkpoint, its instruction-tuned child and a LoRA step on that (the newest), judged by
-    six annotators who prefer the child to the base 75% of the time and the LoRA step to the child 60%;
-    every judgment rates helpfulness, some with a rationale."""
-    rng = np.random.default_rng(seed)
-    project = ProjectFactory(rating_rubric=[{"key": "helpful", "label": "Helpfulness", "min": 1, "max": 5}])
-    base = PolicyCheckpointFactory(name="base", kind="base")
-    instruct = PolicyCheckpointFactory(name="instruct", parent=base)
-    lora = PolicyCheckpointFactory(name="lora", parent=instruct, training_step=200)
-    people = [AnnotatorFactory() for _ in range(6)]
-    better = {(base.pk, instruct.pk): 0.25, (instruct.pk, lora.pk): 0.4, (base.pk, lora.pk): 0.2}
-    quality = {base.pk: 2, instruct.pk: 4, lora.pk: 5}
-    for (older, newer), p_older in better.items():
-        checkpoint = {c.pk: c for c in (base, instruct, lora)}
-        for index in range(judgments_per_pair):
-            order = [checkpoint[older], checkpoint[newer]][:: 1 if index % 2 else -1]
-            comparison = shown(project, order, category=["list", "explain"][index % 2])
-            first, second = comparison.entries.order_by("position")
-            older_wins = rng.random() < p_older
-            older_first = order[0].pk == older
-            choice = "a" if older_wins == older_first else "b"
-            judge(
-                comparison,
-                people[index % 6],
-                choice,
-                ratings={
-                    str(first.response_id): {
-                        "helpful": quality[first.response.checkpoint_id] - index % 3 // 2
-                    },
-                    str(second.response_id): {
-                        "helpful": quality[second.response.checkpoint_id] - index % 4 // 3
-                    },
-                },
-                rationale="clearer" if index % 3 == 0 else "",
-            )
-    return project, base, instruct, lora
 
 
 def test_the_leaderboard_ranks_the_checkpoints_and_reports_both_fits_categories_axes_and_pairs():
