@@ -258,30 +258,58 @@ def _label_drops(axes: Any, labels: Sequence[tuple[float, float, str]]) -> list[
 def kappa_heatmap_svg(usernames: Sequence[str], kappas: Sequence[Sequence[float | None]]) -> SafeString:
     """Cohen's kappa of every pair of annotators as a symmetric heatmap; blank cells where a pair shares
     too few comparisons (or the diagonal)."""
-    count = len(usernames)
+    return _heatmap(
+        usernames,
+        kappas,
+        limits=(-1.0, 1.0),
+        cell_text=lambda value: f"{value:.2f}",
+        colour_label="Cohen's kappa",
+        name="kappa-heatmap",
+        label="Cohen's kappa of each pair of annotators",
+    )
+
+
+def _heatmap(
+    names: Sequence[str],
+    values_by_row: Sequence[Sequence[float | None]],
+    *,
+    limits: tuple[float, float],
+    cell_text: Any,
+    colour_label: str,
+    name: str,
+    label: str,
+    column_label: str = "",
+) -> SafeString:
+    """A square heatmap of `names` against themselves in stepped red–blue, blank (grey) cells where a value
+    is None, each cell's number written in it up to ANNOTATED_CELLS names, and a vector colour bar."""
+    count = len(names)
+    low, high = limits
     with rc_context(UNGRIDDED):
         side = min(9.0, max(3.4, 1.6 + 0.19 * count))
         figure = Figure(figsize=(side + 1.4, side), layout="constrained")
         axes = figure.add_subplot()
         values = np.array(
-            [[math.nan if kappa is None else kappa for kappa in row] for row in kappas], dtype=float
+            [[math.nan if value is None else value for value in row] for row in values_by_row], dtype=float
         ).reshape(count, count)
         cells = axes.pcolormesh(
             np.ma.masked_invalid(values),
             cmap=colormaps["RdBu"].resampled(KAPPA_STEPS),
-            vmin=-1,
-            vmax=1,
+            vmin=low,
+            vmax=high,
             edgecolors="white",
             linewidth=0.5,
         )
         axes.set_facecolor("#f2f2f2")
         positions = np.arange(count) + 0.5
-        axes.set_xticks(positions, labels=list(usernames), rotation=90, fontsize=8)
-        axes.set_yticks(positions, labels=list(usernames), fontsize=8)
+        axes.set_xticks(positions, labels=list(names), rotation=90, fontsize=8)
+        axes.set_yticks(positions, labels=list(names), fontsize=8)
         axes.set_xlim(0, count)
         axes.set_ylim(count, 0)
         axes.set_aspect("equal")
         axes.tick_params(length=0)
+        if column_label:
+            axes.set_xlabel(column_label)
+        middle, half = (low + high) / 2, (high - low) / 2
         if count <= ANNOTATED_CELLS:
             for row in range(count):
                 for column in range(count):
@@ -290,17 +318,17 @@ def kappa_heatmap_svg(usernames: Sequence[str], kappas: Sequence[Sequence[float 
                         axes.text(
                             column + 0.5,
                             row + 0.5,
-                            f"{value:.2f}",
+                            cell_text(value),
                             ha="center",
                             va="center",
                             fontsize=7,
-                            color="white" if abs(value) > 0.6 else "black",
+                            color="white" if abs(value - middle) > 0.6 * half else "black",
                         )
         colour_bar = figure.colorbar(cells, ax=axes, shrink=0.8)
-        colour_bar.set_label("Cohen's kappa")
+        colour_bar.set_label(colour_label)
         if colour_bar.solids is not None:
             colour_bar.solids.set_rasterized(False)  # vector, like the cells: no embedded image
-        return svg_markup(figure, name="kappa-heatmap", label="Cohen's kappa of each pair of annotators")
+        return svg_markup(figure, name=name, label=label)
 
 
 def first_share_svg(bars: Sequence[ShareBar], *, expected: float) -> SafeString:
@@ -327,3 +355,113 @@ def first_share_svg(bars: Sequence[ShareBar], *, expected: float) -> SafeString:
         return svg_markup(
             figure, name="first-share", label="Share of judgments putting the first-shown response ahead"
         )
+
+
+# --- the leaderboard -------------------------------------------------------------------------------------
+
+RAW_COLOUR, CONTROLLED_COLOUR = "#2f6f9f", "#d08a00"
+
+
+@dataclass(frozen=True)
+class ForestRow:
+    """A checkpoint on the forest plot: its raw and style-controlled scores (Elo scale) with their 95%
+    intervals; None where it has no score."""
+
+    name: str
+    raw: tuple[float, float, float] | None  # score, low, high
+    controlled: tuple[float, float, float] | None
+
+
+def forest_plot_svg(rows: Sequence[ForestRow], *, reference: float) -> SafeString:
+    """Each checkpoint's score with its interval, raw and length/style-controlled side by side (best at
+    the top), and the reference's score as a line."""
+    with rc_context(STYLE):
+        figure = _figure(max(2.2, 1.0 + 0.32 * len(rows)))
+        axes = figure.add_subplot()
+        positions = np.arange(len(rows), dtype=float)
+        for offset, attribute, colour, label, marker in (
+            (-0.15, "raw", RAW_COLOUR, "raw", "o"),
+            (0.15, "controlled", CONTROLLED_COLOUR, "length and style controlled", "s"),
+        ):
+            shown = [(index, getattr(row, attribute)) for index, row in enumerate(rows)]
+            shown = [(index, value) for index, value in shown if value is not None]
+            if not shown:
+                continue
+            where = np.array([index for index, _ in shown], dtype=float) + offset
+            scores = np.array([value[0] for _, value in shown])
+            lows = np.array([value[1] for _, value in shown])
+            highs = np.array([value[2] for _, value in shown])
+            axes.errorbar(
+                scores,
+                where,
+                xerr=np.vstack((scores - lows, highs - scores)),
+                fmt=marker,
+                color=colour,
+                markersize=4,
+                elinewidth=1.2,
+                capsize=2,
+                label=label,
+            )
+        axes.set_yticks(positions, labels=[row.name for row in rows], fontsize=8)
+        axes.set_ylim(len(rows) - 0.5, -0.5)
+        _reference_line(axes, reference, "reference", where="top")
+        axes.set_xlabel("score (Elo scale) with its 95% bootstrap interval")
+        axes.grid(axis="y", visible=False)
+        axes.legend(loc="lower right", fontsize=8, frameon=False)
+        return svg_markup(
+            figure, name="forest", label="Checkpoint scores with 95% intervals, raw and length-controlled"
+        )
+
+
+def win_rate_heatmap_svg(names: Sequence[str], rates: Sequence[Sequence[float | None]]) -> SafeString:
+    """The row's share of wins against the column (ties half), blank where two never met."""
+    return _heatmap(
+        names,
+        rates,
+        limits=(0.0, 1.0),
+        cell_text=lambda value: f"{value:.0%}",
+        colour_label="share of wins of the row (ties half)",
+        name="win-rate",
+        label="Share of wins of each checkpoint against each other",
+        column_label="against",
+    )
+
+
+def category_bars_svg(
+    categories: Sequence[str],
+    names: Sequence[str],
+    scores: Sequence[Sequence[tuple[float, float, float] | None]],
+) -> SafeString:
+    """Per prompt category (a group), each checkpoint's raw score above the reference (a bar) with its
+    interval; `scores[category][checkpoint]` is (score, low, high) on the Elo scale, None where absent."""
+    with rc_context(STYLE):
+        figure = _figure(max(2.6, 1.2 + 0.22 * len(categories) * max(1, len(names))))
+        axes = figure.add_subplot()
+        height = 0.8 / max(1, len(names))
+        palette = colormaps["tab20"]
+        for index, name in enumerate(names):
+            where, values, lows, highs = [], [], [], []
+            for group, row in enumerate(scores):
+                value = row[index]
+                if value is not None:
+                    where.append(group - 0.4 + height * (index + 0.5))
+                    values.append(value[0] - 1000.0)
+                    lows.append(value[0] - value[1])
+                    highs.append(value[2] - value[0])
+            if where:
+                axes.barh(
+                    where,
+                    values,
+                    height=height * 0.9,
+                    xerr=np.vstack((lows, highs)),
+                    color=palette(index % 20),
+                    error_kw={"elinewidth": 0.8, "capsize": 1.5},
+                    label=name,
+                )
+        axes.set_yticks(np.arange(len(categories)), labels=list(categories), fontsize=8)
+        axes.set_ylim(len(categories) - 0.5, -0.5)
+        axes.axvline(0, color=CHANCE_COLOUR, linewidth=0.8)
+        axes.set_xlabel("score above the reference (Elo points) with its 95% interval")
+        axes.grid(axis="y", visible=False)
+        axes.legend(loc="best", fontsize=7, frameon=False)
+        return svg_markup(figure, name="category-bars", label="Checkpoint scores per prompt category")

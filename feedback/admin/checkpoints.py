@@ -5,16 +5,19 @@ worker to validate them (its report is shown escaped, as a table).
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet, URLField
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from feedback.admin.common import key_value_table
 from feedback.models import PolicyCheckpoint
 from feedback.services.generation import checkpoint_validation_request
+from feedback.services.leaderboard import checkpoint_standings
 
 TINY_TEST_MODEL_BADGE = (
     '<span title="Random weights from make_tiny_checkpoint: its responses are noise." '
@@ -41,11 +44,25 @@ class PolicyCheckpointAdmin(admin.ModelAdmin):
     search_fields = ("name", "source", "adapter_source", "notes")
     list_select_related = ("parent",)
     autocomplete_fields = ("parent",)
-    readonly_fields = ("validation_status", "validated_at", "validation_report_display", "created_at")
+    readonly_fields = (
+        "validation_status",
+        "validated_at",
+        "validation_report_display",
+        "created_at",
+        "leaderboard_standing",
+    )
     # Serving URLs are usually plain http inside the cluster (http://vllm:8000/v1).
     formfield_overrides = {URLField: {"assume_scheme": "http"}}
     fieldsets = (
         (None, {"fields": ("name", "kind", "parent", "training_step", "notes")}),
+        (
+            "Leaderboard",
+            {
+                "fields": ("leaderboard_standing",),
+                "description": "Its score on each project's leaderboard (default filters), its parent's, and "
+                "the difference.",
+            },
+        ),
         (
             "Weights",
             {"fields": ("source_type", "source", "revision", "adapter_source", "adapter_revision", "dtype")},
@@ -76,6 +93,49 @@ class PolicyCheckpointAdmin(admin.ModelAdmin):
         if not isinstance(report, dict):
             return json.dumps(report, ensure_ascii=False)
         return key_value_table(report)
+
+    @admin.display(description="Scores")
+    def leaderboard_standing(self, checkpoint: PolicyCheckpoint) -> SafeString | str:
+        if checkpoint.pk is None:
+            return "—"
+        standings = checkpoint_standings(checkpoint)
+        if not standings:
+            return "Not on any project's leaderboard yet."
+
+        def score(value: dict[str, Any] | None) -> str:
+            return "—" if value is None else f"{value['elo']:.0f} [{value['low']:.0f}, {value['high']:.0f}]"
+
+        def verdict(pair: dict[str, Any] | None) -> str:
+            if pair is None:
+                return "never met its parent"
+            if pair["needed"] == 0:
+                return f"separated at 95% ({pair['wins']} wins, {pair['losses']} losses)"
+            if pair["needed"]:
+                return f"not separated yet: about {pair['needed']} more decisive battles"
+            return "not separated: even"
+
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td class="number">{}</td><td class="number">{}</td>'
+            '<td class="number">{}</td><td>{}</td></tr>',
+            (
+                (
+                    reverse("admin:feedback_project_leaderboard", args=[entry["project"].pk]),
+                    entry["project"],
+                    score(entry["score"]),
+                    score(entry["parent"]),
+                    "—" if entry["difference"] is None else f"{entry['difference']:+.0f}",
+                    verdict(entry["head_to_head"]) if checkpoint.parent_id else "no parent",
+                )
+                for entry in standings
+            ),
+        )
+        return format_html(
+            '<table id="checkpoint-leaderboard"><thead><tr><th>Project</th><th class="number">Score [95%]</th>'
+            '<th class="number">Parent’s</th><th class="number">Difference</th><th>Head to head with its parent'
+            "</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.action(description="Validate selected checkpoints", permissions=["change"])
     def validate_checkpoints(self, request: HttpRequest, queryset: QuerySet[PolicyCheckpoint]) -> None:

@@ -13,6 +13,7 @@ from django.utils.safestring import SafeString
 
 from feedback.admin.common import ReadOnlyInline, percent
 from feedback.admin.generation import run_progress, start_runs
+from feedback.admin.leaderboard import project_leaderboard_view
 from feedback.admin.quality import project_quality_view
 from feedback.models import GenerationRun, PolicyCheckpoint, Project, ProjectMembership
 from feedback.selectors import projects_with_progress
@@ -57,6 +58,7 @@ class ProjectAdmin(admin.ModelAdmin):
         "progress",
         "current_checkpoint",
         "quality_link",
+        "leaderboard_link",
     )
     list_filter = ("is_active", "comparison_mode")
     search_fields = ("name", "slug")
@@ -123,8 +125,22 @@ class ProjectAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.quality_view),
                 name="feedback_project_quality",
             ),
+            path(
+                "<path:object_id>/leaderboard/",
+                self.admin_site.admin_view(self.leaderboard_view),
+                name="feedback_project_leaderboard",
+            ),
             *super().get_urls(),
         ]
+
+    def leaderboard_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return project_leaderboard_view(self, request, object_id)
+
+    @admin.display(description="Leaderboard")
+    def leaderboard_link(self, project: Project) -> SafeString:
+        return format_html(
+            '<a href="{}">Leaderboard</a>', reverse("admin:feedback_project_leaderboard", args=[project.pk])
+        )
 
     def quality_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return project_quality_view(self, request, object_id)

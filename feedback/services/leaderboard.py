@@ -765,3 +765,35 @@ def leaderboards_refresh() -> int:
                 continue
             computed += 1
     return computed
+
+
+def checkpoint_standings(checkpoint: PolicyCheckpoint) -> list[dict[str, Any]]:
+    """Where the checkpoint stands on each project's default leaderboard that has it: its raw score, its
+    parent's and the difference, and whether the two are separated head to head (None when they never
+    met)."""
+    result = []
+    rows = (
+        LeaderboardReport.objects.filter(key=LeaderboardFilters().key, report__isnull=False)
+        .select_related("project")
+        .order_by("project__name")
+    )
+    for row in rows:
+        assert row.report is not None
+        entries = {entry["id"]: entry for entry in row.report["checkpoints"]}
+        own = entries.get(checkpoint.pk)
+        if own is None:
+            continue
+        parent = entries.get(checkpoint.parent_id) if checkpoint.parent_id else None
+        pair = head_to_head_report(row.report, checkpoint.pk, parent["id"]) if parent else None
+        raw, parent_raw = own["raw"], parent["raw"] if parent else None
+        result.append(
+            {
+                "project": row.project,
+                "computed_at": row.computed_at,
+                "score": raw,
+                "parent": parent_raw,
+                "difference": raw["elo"] - parent_raw["elo"] if raw and parent_raw else None,
+                "head_to_head": pair,
+            }
+        )
+    return result
