@@ -316,9 +316,12 @@ def export_write(
     standing_mark: int | None = None,
     quality_mark: int | None = None,
     review_mark: int | None = None,
+    leaderboard: Callable[[ExportOptions, ExportQuality], dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
     """Write the export's data files and card into `directory` (created; must be empty or absent).
     Suspensions and quality figures are read as of the marks (default: now; see feedback.export.quality).
+    `leaderboard`, given the options and the quality decisions, returns the leaderboard of the exported
+    judgments for the card (`feedback.services.leaderboard.export_leaderboard`; this package only reads).
 
     Returns the manifest: the snapshot digest, row counts per split, and each file's SHA-256 and size.
     """
@@ -384,8 +387,16 @@ def export_write(
     if options.output == "hf-dataset":
         _save_to_disk(staging, directory / "dataset", splits=nonempty, fingerprint=digest[:16])
         shutil.rmtree(staging)
+    board = leaderboard(options, quality) if leaderboard is not None and options.format != "gold" else None
     (directory / "README.md").write_text(
-        dataset_card(options, high_water_mark=high_water_mark, digest=digest, stats=stats, quality=quality),
+        dataset_card(
+            options,
+            high_water_mark=high_water_mark,
+            digest=digest,
+            stats=stats,
+            quality=quality,
+            leaderboard=board,
+        ),
         encoding="utf-8",
     )
     hashed = {
@@ -479,6 +490,7 @@ def dataset_card(
     digest: str,
     stats: ExportStats,
     quality: ExportQuality | None = None,
+    leaderboard: dict[str, Any] | None = None,
 ) -> str:
     splits = _split_names(options)
     data_files = {
@@ -527,6 +539,8 @@ def dataset_card(
         write(
             quality_card_section(options, quality=quality, removed=stats.removed, annotators=stats.annotators)
         )
+    if leaderboard is not None:
+        write(leaderboard_card_section(leaderboard))
     write("\n## Checkpoints\n\n| checkpoint | comparisons |\n|---|---|\n")
     for name, count in sorted(stats.checkpoints.items()):
         write(f"| {markdown_cell(name)} | {count} |\n")
@@ -538,6 +552,45 @@ def dataset_card(
     write("\n```\n\n")
     write(FORMAT_NOTES)
     return "\n".join(front) + body.getvalue()
+
+
+def _card_score(score: dict[str, Any] | None) -> str:
+    return "—" if score is None else f"{score['elo']:.0f} [{score['low']:.0f}, {score['high']:.0f}]"
+
+
+def leaderboard_card_section(report: dict[str, Any]) -> str:
+    """The card's leaderboard: the checkpoints of the exported judgments, ranked by Bradley–Terry score
+    with 95% intervals, raw and length/style-controlled (`feedback.services.leaderboard`)."""
+    lines = ["\n## Leaderboard\n\n"]
+    if report["reference"] is None:
+        lines.append("Fewer than two checkpoints met in the exported judgments: nothing to rank.\n")
+        return "".join(lines)
+    lines.append(
+        f"Bradley–Terry scores of the checkpoints from the {report['battles']} battles in the exported "
+        f"judgments ({report['judgments']} judgments; {report['ties']} ties counted half a win each, "
+        f"{report['both_bad']} both-bad left out), on an Elo-like scale with "
+        f"{markdown_cell(report['reference']['name'])} at 1000; 95% intervals from {report['rounds']} "
+        f"bootstrap rounds (seed {report['seed']}). A rank is 1 + the number of checkpoints significantly "
+        "better. *Controlled* holds the difference in length and markdown style fixed. Every judgment the "
+        "export selected counts, whatever the aggregation.\n\n"
+    )
+    lines.append(
+        "| rank | checkpoint | score [95%] | controlled [95%] | battles (W·L·T·BB) |\n|---|---|---|---|---|\n"
+    )
+    for entry in report["checkpoints"]:
+        rank = entry["raw"]["rank"] if entry["raw"] else "—"
+        lines.append(
+            f"| {rank} | {markdown_cell(entry['name'])} | {_card_score(entry['raw'])} | "
+            f"{_card_score(entry['controlled'])} | {entry['battles']} ({entry['wins']}·{entry['losses']}·"
+            f"{entry['ties']}·{entry['both_bad']}) |\n"
+        )
+    advantage = report["first_advantage"]["raw"]
+    lines.append(
+        f"\nThe response shown first wins {advantage['win_probability']:.3f} of the time against an equal one "
+        f"(95% [{advantage['low']:+.3f}, {advantage['high']:+.3f}] logits).\n"
+    )
+    lines.extend(f"\n{note}\n" for note in report["notes"])
+    return "".join(lines)
 
 
 FORMAT_NOTES = """## Format notes

@@ -12,6 +12,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from feedback.export.snapshot import judgment_high_water_mark
 from feedback.export.writer import archive_directory, export_write, file_digest, snapshot_digest, stream_jsonl
 from feedback.models import Export
 from feedback.services.generation import send_task_on_commit
+from feedback.services.leaderboard import export_leaderboard
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +110,7 @@ def export_run(*, export_id: int) -> Export:
             review_mark=export.review_mark,
             quality_mark=export.quality_mark,
             directory=scratch / "files",
+            leaderboard=partial(export_leaderboard, high_water_mark=export.high_water_mark),
         )
         archive_directory(scratch / "files", root / file_name)
     except Exception as error:  # any failure: recorded for the admin and the API, logged with its trace

@@ -36,7 +36,7 @@ from scipy.stats import t as student_t
 
 from feedback.celery import app
 from feedback.export.options import ExportOptions, ExportOptionsError, _integer, _string_list
-from feedback.export.quality import export_quality
+from feedback.export.quality import ExportQuality, export_quality
 from feedback.export.source import judgments_selected
 from feedback.models import Judgment, LeaderboardReport, PolicyCheckpoint, Project, PromptCategory
 from feedback.quality.leaderboard import (
@@ -797,3 +797,33 @@ def checkpoint_standings(checkpoint: PolicyCheckpoint) -> list[dict[str, Any]]:
             }
         )
     return result
+
+
+def export_leaderboard(
+    options: ExportOptions, quality: ExportQuality, *, high_water_mark: int
+) -> dict[str, Any]:
+    """The leaderboard of the judgments an export selected (its filters, its quality decisions, its
+    mark), for its dataset card: default fit settings."""
+    judgments = judgments_selected(options, high_water_mark=high_water_mark, quality=quality)
+    filters = LeaderboardFilters(
+        since=options.since,
+        until=options.until,
+        exclude_flagged=options.exclude_flagged,
+        exclude_suspended=options.exclude_suspended,
+        min_gold_accuracy=options.min_gold_accuracy,
+        adjudicated_wins=options.adjudicated_wins,
+        reviewed_only=options.reviewed_only,
+    )
+    projects = (
+        Project.objects.filter(slug__in=options.projects) if options.projects else Project.objects.all()
+    )
+    return leaderboard_of_judgments(
+        judgments,
+        filters=filters,
+        decided={pk: verdict for pk, verdict in quality.reviews.items() if verdict is not None}
+        if options.adjudicated_wins
+        else {},
+        axes=[],
+        is_ranking=projects.filter(comparison_mode=Project.ComparisonMode.RANKING).exists(),
+        high_water_mark=high_water_mark,
+    )

@@ -5,6 +5,7 @@ prints the high-water mark it exported; `--high-water-mark N` (or `--snapshot EX
 snapshot again, byte for byte. Exit status 1 with every bad option named when the options are refused.
 """
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from feedback.export.options import (
 from feedback.export.snapshot import judgment_high_water_mark
 from feedback.export.writer import export_write
 from feedback.models import Export
+from feedback.services.leaderboard import export_leaderboard
 
 # Command-line flag → option name, for the flags whose names differ.
 RENAMED = {"project": "projects", "checkpoint": "checkpoints", "exclude_annotator": "exclude_annotators"}
@@ -125,6 +127,7 @@ class Command(BaseCommand):
             review_mark=review_mark,
             quality_mark=quality_mark,
             directory=directory,
+            leaderboard=partial(export_leaderboard, high_water_mark=mark),
         )
         rows = ", ".join(f"{split} {count}" for split, count in manifest["rows"].items())
         self.stdout.write(
