@@ -180,12 +180,19 @@ def shown(project, checkpoints, *, category="explain", texts=None):
             run = models.GenerationRun.objects.create(
                 project=project, checkpoint=checkpoint, samples_per_prompt=1
             )
-        text = texts[position] if texts else f"Answer of {checkpoint.name} to {prompt.pk}."
+        text = texts[position] if texts else _answer(checkpoint, prompt.pk, position)
         response = models.Response.objects.create(
             prompt=prompt, checkpoint=checkpoint, run=run, sample_index=position, text=text
         )
         models.ComparisonResponse.objects.create(comparison=comparison, response=response, position=position)
     return comparison
+
+
+def _answer(checkpoint, prompt_pk: int, position: int) -> str:
+    """An answer of varied length and markdown, independent of the checkpoint's name."""
+    items = (prompt_pk * 7 + position * 3) % 5
+    words = " ".join(["word"] * ((prompt_pk * 13 + position * 29) % 40))
+    return f"Answer to {prompt_pk}. {words}" + "".join(f"\n- point {index}" for index in range(items))
 
 
 def judge(comparison, annotator, choice="a", *, ranking=None, ratings=None, rationale="", flags=()):

@@ -533,6 +533,7 @@ def test_the_default_worker_runs_beat_and_every_scheduled_task_is_registered():
         "feedback.reconcile_generation",
         "annotate.expire_leases",
         "annotate.refresh_progress",
+        "feedback.refresh_leaderboard",
         "feedback.refresh_quality",
     }
     assert scheduled <= set(app.tasks)

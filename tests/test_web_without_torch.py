@@ -95,6 +95,7 @@ def test_the_web_stack_imports_and_serves_pages_where_import_torch_fails(tmp_pat
         "annotate.refresh_progress",
         "feedback.export_run",
         "feedback.reconcile_generation",
+        "feedback.refresh_leaderboard",
         "feedback.refresh_quality",
         "inference.generate_chunk",
         "inference.validate_checkpoint",

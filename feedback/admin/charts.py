@@ -407,7 +407,7 @@ def forest_plot_svg(rows: Sequence[ForestRow], *, reference: float) -> SafeStrin
         _reference_line(axes, reference, "reference", where="top")
         axes.set_xlabel("score (Elo scale) with its 95% bootstrap interval")
         axes.grid(axis="y", visible=False)
-        axes.legend(loc="lower right", fontsize=8, frameon=False)
+        figure.legend(loc="outside upper center", ncols=2, fontsize=8, frameon=False)
         return svg_markup(
             figure, name="forest", label="Checkpoint scores with 95% intervals, raw and length-controlled"
         )

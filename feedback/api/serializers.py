@@ -801,9 +801,11 @@ class FirstAdvantageSerializer(serializers.Serializer):
 
 class StyleCoefficientSerializer(serializers.Serializer):
     feature = serializers.CharField()
-    coefficient = serializers.FloatField(help_text="Log-odds per unit of normalised difference.")
-    low = serializers.FloatField()
-    high = serializers.FloatField()
+    coefficient = serializers.FloatField(
+        allow_null=True, help_text="Log-odds per unit of normalised difference; null when it never differs."
+    )
+    low = serializers.FloatField(allow_null=True)
+    high = serializers.FloatField(allow_null=True)
 
 
 class NamedScoreSerializer(ScoreSerializer):

@@ -320,12 +320,14 @@ def leaderboard_of_judgments(
         "raw": _advantage(raw.first_advantage, raw.first_advantage_interval),
         "controlled": _advantage(controlled.first_advantage, controlled.first_advantage_interval),
     }
+    varies = covariates.std(axis=0) > 0 if len(covariates) else np.zeros(len(STYLE_LABELS), dtype=bool)
     report["style"] = [
         {
             "feature": label,
-            "coefficient": float(controlled.coefficients[column]),
-            "low": float(controlled.coefficients_low[column]),
-            "high": float(controlled.coefficients_high[column]),
+            # A feature that never differs between the two sides has no effect to estimate.
+            "coefficient": float(controlled.coefficients[column]) if varies[column] else None,
+            "low": float(controlled.coefficients_low[column]) if varies[column] else None,
+            "high": float(controlled.coefficients_high[column]) if varies[column] else None,
         }
         for column, label in enumerate(STYLE_LABELS)
     ]

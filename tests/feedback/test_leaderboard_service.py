@@ -160,6 +160,9 @@ def test_the_leaderboard_ranks_the_checkpoints_and_reports_both_fits_categories_
     assert report["battles"] == 180
     assert report["judgments"] == 180
     assert [row["feature"] for row in report["style"]] == ["length", "headers", "list items", "bold"]
+    # The answers have lists but never headers or bold: those have no effect to estimate.
+    assert report["style"][2]["low"] <= report["style"][2]["coefficient"] <= report["style"][2]["high"]
+    assert report["style"][1] == {"feature": "headers", "coefficient": None, "low": None, "high": None}
     assert {row["category"] for row in report["categories"]} == {"list", "explain"}
     matrix = report["matrix"]
     at = {pk: index for index, pk in enumerate(matrix["checkpoints"])}

@@ -29,7 +29,7 @@ def card_of(export) -> str:
 
 
 def test_the_card_ranks_the_checkpoints_of_the_exported_judgments(export_root):
-    project, base, instruct, lora = planted_project(judgments_per_pair=20)
+    project, *_ = planted_project(judgments_per_pair=20)
     export = export_run(
         export_id=export_create(options=ExportOptions.from_mapping({"format": "preference"})).pk
     )
