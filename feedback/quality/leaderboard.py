@@ -20,6 +20,7 @@ import math
 import re
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -243,11 +244,23 @@ def style_differences(first: npt.ArrayLike, second: npt.ArrayLike) -> npt.NDArra
     """Per battle and feature (columns: length in characters, headers, list items, bold spans, …), the
     normalised difference (first − second) / (first + second), 0 where both are 0: what Chatbot Arena's
     style control regresses on, bounded in [−1, 1] whatever the scale of the feature."""
-    first, second = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+    first, second = np.asarray(first), np.asarray(second)
     if first.shape != second.shape:
         raise ValueError("first and second must have the same shape (battles × features)")
+    if first.ndim < 2:
+        first, second = first.reshape(-1, 1), second.reshape(-1, 1)
+        return _normalised(first[:, 0], second[:, 0]).reshape(-1)
+    result = np.empty(first.shape, dtype=np.float64)
+    for column in range(first.shape[1]):  # a column at a time: a million battles stay a few MB apart
+        result[:, column] = _normalised(first[:, column], second[:, column])
+    return result
+
+
+def _normalised(first: npt.NDArray[Any], second: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+    first, second = first.astype(np.float64), second.astype(np.float64)
     total = first + second
-    return np.divide(first - second, total, out=np.zeros_like(total), where=total > 0)
+    first -= second
+    return np.divide(first, total, out=np.zeros_like(total), where=total > 0)
 
 
 @dataclass(frozen=True)
@@ -317,10 +330,17 @@ def bradley_terry_controlled(
     spread = covariates.std(axis=0)
     spread[spread == 0] = 1.0
     centre = covariates.mean(axis=0)
-    z = (covariates - centre) / spread
+    z = covariates.copy()  # standardised in place: one battles × features array, not three
+    z -= centre
+    z /= spread
 
     key = (first * checkpoints + second) * 3 + outcome
-    cell_keys, cell = np.unique(key, return_inverse=True)
+    # Cells numbered by counting (keys are small: 3·k² of them), not by sorting every battle.
+    present = np.bincount(key, minlength=checkpoints * checkpoints * 3) > 0
+    cell_keys = np.flatnonzero(present)
+    numbering = np.cumsum(present) - 1
+    cell = numbering[key]
+    del key, numbering
     cells = len(cell_keys)
     cell_first, cell_second = cell_keys // 3 // checkpoints, cell_keys // 3 % checkpoints
     cell_outcome = cell_keys % 3
@@ -353,7 +373,8 @@ def bradley_terry_controlled(
         hessian[:fixed, :fixed] = design.T @ (cell_weight[:, None] * design)
         hessian[:fixed, fixed:] = design.T @ cross
         hessian[fixed:, :fixed] = hessian[:fixed, fixed:].T
-        hessian[fixed:, fixed:] = z.T @ (weight[:, None] * z)
+        for feature in range(features):  # a column at a time: no battles × features temporary
+            hessian[fixed + feature, fixed:] = (weight * z[:, feature]) @ z
         hessian += RIDGE * np.eye(parameters)
         step = np.linalg.solve(hessian, gradient)
         theta += step
@@ -362,15 +383,20 @@ def bradley_terry_controlled(
     scored = checkpoints - 1
 
     # Each battle's score is its residual r times its design row (the cell's, then z): per cell, the
-    # vector (r, r·z) carries all of it. Its per-cell count, mean and covariance:
-    parts = np.concatenate((residual[:, None], residual[:, None] * z), axis=1)  # battles × (1 + F)
-    width = parts.shape[1]
+    # vector (r, r·z) carries all of it. Its per-cell count, mean and covariance (its columns made one at
+    # a time, not as a battles × (1 + F) array):
+    width = 1 + features
+
+    def part(column: int) -> npt.NDArray[np.float64]:
+        return residual if column == 0 else residual * z[:, column - 1]
+
     count = np.bincount(cell, minlength=cells).astype(np.float64)
-    mean = np.stack([per_cell(parts[:, j]) for j in range(width)], axis=1) / count[:, None]
+    mean = np.stack([per_cell(part(j)) for j in range(width)], axis=1) / count[:, None]
     second_moment = np.empty((cells, width, width))
     for i in range(width):
+        left = part(i)
         for j in range(i, width):
-            second_moment[:, i, j] = second_moment[:, j, i] = per_cell(parts[:, i] * parts[:, j])
+            second_moment[:, i, j] = second_moment[:, j, i] = per_cell(left * part(j))
     covariance = second_moment / count[:, None, None] - mean[:, :, None] * mean[:, None, :]
     values, vectors = np.linalg.eigh(covariance)
     root = vectors * np.sqrt(values.clip(0.0))[:, None, :]  # root @ rootᵀ = covariance

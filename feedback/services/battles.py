@@ -18,16 +18,17 @@ judgments' verdicts (the comparison keeps its weight; the reviewer's word decide
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from django.db import connection
-from django.db.models import IntegerField, QuerySet
-from django.db.models.functions import Cast, Length
+from django.db.models import F, QuerySet
+from django.db.models.functions import Length
 
-from feedback.models import Comparison, ComparisonResponse, Judgment, Prompt, PromptCategory, Response
+from feedback.models import Comparison, ComparisonResponse, Judgment, PromptCategory, Response
 from feedback.quality.leaderboard import FIRST, SECOND, STYLE_FEATURES, TIE, markdown_style
 from feedback.services.quality import PACKED_BLOCK, _table, packed_int64_rows
 from feedback.verdicts import PAIRWISE_RANKINGS
@@ -75,8 +76,8 @@ class Battles:
     outcome: npt.NDArray[np.int8]
     category: npt.NDArray[np.int16]
     rationale: npt.NDArray[np.bool_]
-    first_style: npt.NDArray[np.float64]
-    second_style: npt.NDArray[np.float64]
+    first_style: npt.NDArray[np.int32]
+    second_style: npt.NDArray[np.int32]
     same_checkpoint: int  # pairs of responses of one checkpoint, which make no battle
 
     def __len__(self) -> int:
@@ -99,163 +100,197 @@ class Battles:
         )
 
 
-# Columns of a pair row: judgment, comparison, first position, second position, first response, second
-# response, outcome, category code, has a rationale.
-_PAIR_COLUMNS = 9
-
-
 def battles_read(
-    judgments: QuerySet[Judgment], *, decided: dict[int, dict[str, Any]] | None = None
+    judgments: QuerySet[Judgment],
+    *,
+    projects: Sequence[int],
+    decided: dict[int, dict[str, Any]] | None = None,
 ) -> Battles:
-    """The battles of `judgments` (each judgment of a comparison in `decided` takes the decided verdict
-    instead of its own). Fills missing response styles first."""
-    selected = judgments.order_by().values("pk")
-    compared = judgments.order_by().values("comparison_id")
-    shown = Response.objects.filter(
-        pk__in=ComparisonResponse.objects.filter(comparison_id__in=compared).values("response_id")
+    """The battles of `judgments`, which belong to the comparisons of `projects` (each judgment of a
+    comparison in `decided` takes the decided verdict instead of its own). Fills missing response styles
+    first.
+
+    Two reads, each a scan with no join back to the other: the judgments (id, comparison, choice, category,
+    whether there is a rationale, a rank per position) and the projects' comparison entries (comparison,
+    position, response, its checkpoint and style); numpy pairs them by comparison."""
+    entries_shown = ComparisonResponse.objects.filter(
+        comparison__project_id__in=list(projects), comparison__is_gold=False
     )
-    styles_fill(shown)
+    styles_fill(Response.objects.filter(pk__in=entries_shown.values("response_id")))
     if connection.vendor == "postgresql":
-        pairs = _pairs_packed(selected)
-        responses = _responses_packed(compared)
+        entries = _entries_packed(projects)
+        positions = int(entries[:, 1].max()) + 1 if len(entries) else 2
+        rows = _judgment_rows_packed(judgments, positions)
     else:
-        pairs = _pairs_orm(judgments)
-        responses = np.array(
-            list(shown.order_by("pk").values_list("pk", "checkpoint_id", *STYLE_FEATURES)), dtype=object
-        ).reshape(-1, 2 + len(STYLE_FEATURES))
-        responses[:, 1] = [-1 if value is None else value for value in responses[:, 1]]
-        responses = responses.astype(np.int64)
+        entries = _entries_orm(entries_shown)
+        positions = int(entries[:, 1].max()) + 1 if len(entries) else 2
+        rows = _judgment_rows_orm(judgments, positions)
     if decided:
-        _apply_decisions(pairs, decided)
-    return _battles(pairs, responses)
+        _apply_decisions(rows, decided)
+    return _battles(rows, entries)
 
 
-def _pairs_packed(selected: QuerySet[Any]) -> npt.NDArray[np.int64]:
-    subquery, params = selected.query.sql_with_params()
-    rank = "(j.ranking ->> {}::int)::int"
-    first_rank, second_rank = rank.format("e1.position"), rank.format("e2.position")
-    columns = [
-        "j.id",
-        "j.comparison_id",
-        "e1.position",
-        "e2.position",
-        "e1.response_id",
-        "e2.response_id",
-        f"CASE WHEN j.choice = 'both_bad' THEN {BOTH_BAD} WHEN {first_rank} < {second_rank} THEN {FIRST} "
-        f"WHEN {first_rank} > {second_rank} THEN {SECOND} ELSE {TIE} END",
-        "coalesce(array_position(%s::text[], p.category::text), 0) - 1",
-        "(length(j.rationale) > 0)::int",
-    ]
-    source = (
-        f"FROM {_table(Judgment)} j JOIN {_table(Comparison)} c ON c.id = j.comparison_id "
-        f"JOIN {_table(Prompt)} p ON p.id = c.prompt_id "
-        f"JOIN {_table(ComparisonResponse)} e1 ON e1.comparison_id = j.comparison_id "
-        f"JOIN {_table(ComparisonResponse)} e2 ON e2.comparison_id = j.comparison_id "
-        f"AND e2.position > e1.position WHERE j.id IN ({subquery})"
+CHOICES = list(Judgment.Choice.values)
+_BOTH_BAD_CODE = CHOICES.index("both_bad")
+# Columns of a judgment row: id, comparison, choice code, category code, has a rationale, then a rank per
+# display position (0 where the judgment has none).
+_RANKS = 5
+# Columns of an entry row: comparison, position, response, its checkpoint (−1 for none), its style.
+_ENTRY_STYLE = 4
+
+
+def _judgment_rows_packed(judgments: QuerySet[Judgment], positions: int) -> npt.NDArray[np.int64]:
+    chosen = (
+        judgments.order_by()
+        .annotate(
+            q_id=F("pk"),
+            q_comparison=F("comparison_id"),
+            q_choice=F("choice"),
+            q_category=F("comparison__prompt__category"),
+            q_rationale=Length("rationale"),
+            q_ranking=F("ranking"),
+        )
+        .values("q_id", "q_comparison", "q_choice", "q_category", "q_rationale", "q_ranking")
     )
+    subquery, params = chosen.query.sql_with_params()
     return packed_int64_rows(
-        columns, source, [CATEGORIES, *params], block=f"j.id / {PACKED_BLOCK}", sort_by=(0, 2, 3)
+        [
+            "s.q_id",
+            "s.q_comparison",
+            "coalesce(array_position(%s::text[], s.q_choice::text), 0) - 1",
+            "coalesce(array_position(%s::text[], s.q_category::text), 0) - 1",
+            "(s.q_rationale > 0)::int",
+            *(f"coalesce((s.q_ranking ->> {position})::int, 0)" for position in range(positions)),
+        ],
+        f"FROM ({subquery}) s",
+        [CHOICES, CATEGORIES, *params],
+        block=f"s.q_id / {PACKED_BLOCK}",
     )
 
 
-def _responses_packed(compared: QuerySet[Any]) -> npt.NDArray[np.int64]:
-    subquery, params = compared.query.sql_with_params()
-    columns = [
-        "r.id",
-        "coalesce(r.checkpoint_id, -1)",
-        *(f"coalesce(r.{name}, 0)" for name in STYLE_FEATURES),
-    ]
-    # Fixed SQL around Django's compiled subquery; every value goes as a parameter.
-    shown = f"SELECT e.response_id FROM {_table(ComparisonResponse)} e WHERE e.comparison_id IN ({subquery})"  # noqa: S608
-    source = f"FROM {_table(Response)} r WHERE r.id IN ({shown})"
-    return packed_int64_rows(columns, source, list(params), block=f"r.id / {PACKED_BLOCK}")
-
-
-def _pairs_orm(judgments: QuerySet[Judgment]) -> npt.NDArray[np.int64]:
-    """`_pairs_packed`'s rows through the ORM (SQLite, the demo's database)."""
-    entries: dict[int, list[tuple[int, int]]] = {}
-    for comparison_id, position, response_id in (
-        ComparisonResponse.objects.filter(comparison_id__in=judgments.order_by().values("comparison_id"))
-        .order_by("comparison_id", "position")
-        .values_list("comparison_id", "position", "response_id")
-    ):
-        entries.setdefault(comparison_id, []).append((position, response_id))
-    code = {category: index for index, category in enumerate(CATEGORIES)}
-    rows: list[tuple[int, ...]] = []
-    selected = (
-        judgments.annotate(q_rationale=Cast(Length("rationale"), IntegerField()))
+def _judgment_rows_orm(judgments: QuerySet[Judgment], positions: int) -> npt.NDArray[np.int64]:
+    """`_judgment_rows_packed`'s rows through the ORM (SQLite, the demo's database)."""
+    choice_code = {choice: index for index, choice in enumerate(CHOICES)}
+    category_code = {category: index for index, category in enumerate(CATEGORIES)}
+    rows = []
+    for pk, comparison_id, choice, category, rationale, ranking in (
+        judgments.annotate(q_rationale=Length("rationale"))
         .order_by("pk")
         .values_list(
-            "pk", "comparison_id", "choice", "ranking", "comparison__prompt__category", "q_rationale"
+            "pk", "comparison_id", "choice", "comparison__prompt__category", "q_rationale", "ranking"
         )
+        .iterator(chunk_size=5_000)
+    ):
+        ranks = [int(rank) for rank in ranking[:positions]] + [0] * max(0, positions - len(ranking))
+        rows.append(
+            (
+                pk,
+                comparison_id,
+                choice_code.get(choice, -1),
+                category_code.get(category, -1),
+                int(rationale > 0),
+                *ranks,
+            )
+        )
+    return np.array(rows, dtype=np.int64).reshape(-1, _RANKS + positions)
+
+
+def _entries_packed(projects: Sequence[int]) -> npt.NDArray[np.int64]:
+    return packed_int64_rows(
+        [
+            "e.comparison_id",
+            "e.position",
+            "e.response_id",
+            "coalesce(r.checkpoint_id, -1)",
+            *(f"coalesce(r.{name}, 0)" for name in STYLE_FEATURES),
+        ],
+        f"FROM {_table(ComparisonResponse)} e JOIN {_table(Comparison)} c ON c.id = e.comparison_id "
+        f"JOIN {_table(Response)} r ON r.id = e.response_id WHERE c.project_id = ANY(%s) AND NOT c.is_gold",
+        [list(projects)],
+        block=f"e.comparison_id / {PACKED_BLOCK}",
+        sort_by=(0, 1),
     )
-    for pk, comparison_id, choice, ranking, category, rationale in selected.iterator(chunk_size=5_000):
-        shown = entries.get(comparison_id, [])
-        for index, (first_position, first_response) in enumerate(shown):
-            for second_position, second_response in shown[index + 1 :]:
-                outcome = _outcome(choice, ranking, first_position, second_position)
-                rows.append(
-                    (
-                        pk,
-                        comparison_id,
-                        first_position,
-                        second_position,
-                        first_response,
-                        second_response,
-                        outcome,
-                        code.get(category, -1),
-                        int(rationale > 0),
-                    )
-                )
-    return np.array(rows, dtype=np.int64).reshape(-1, _PAIR_COLUMNS)
 
 
-def _outcome(choice: str, ranking: list[int], first_position: int, second_position: int) -> int:
-    if choice == "both_bad":
-        return BOTH_BAD
-    first_rank, second_rank = ranking[first_position], ranking[second_position]
-    return FIRST if first_rank < second_rank else SECOND if first_rank > second_rank else TIE
+def _entries_orm(entries: QuerySet[ComparisonResponse]) -> npt.NDArray[np.int64]:
+    """`_entries_packed`'s rows through the ORM."""
+    rows = [
+        (
+            comparison_id,
+            position,
+            response_id,
+            -1 if checkpoint_id is None else checkpoint_id,
+            *(style or 0 for style in styles),
+        )
+        for comparison_id, position, response_id, checkpoint_id, *styles in entries.order_by(
+            "comparison_id", "position"
+        ).values_list(
+            "comparison_id",
+            "position",
+            "response_id",
+            "response__checkpoint_id",
+            *(f"response__{name}" for name in STYLE_FEATURES),
+        )
+    ]
+    return np.array(rows, dtype=np.int64).reshape(-1, 4 + _ENTRY_STYLE)
 
 
-def _apply_decisions(pairs: npt.NDArray[np.int64], decided: dict[int, dict[str, Any]]) -> None:
-    """Each pair row of a decided comparison takes the outcome of the decided verdict."""
-    for row in np.flatnonzero(np.isin(pairs[:, 1], np.fromiter(decided, dtype=np.int64))):
-        verdict = decided[int(pairs[row, 1])]
+def _apply_decisions(rows: npt.NDArray[np.int64], decided: dict[int, dict[str, Any]]) -> None:
+    """Each judgment row of a decided comparison takes the decided verdict (its choice and ranks)."""
+    positions = rows.shape[1] - _RANKS
+    for row in np.flatnonzero(np.isin(rows[:, 1], np.fromiter(decided, dtype=np.int64))):
+        verdict = decided[int(rows[row, 1])]
         choice = verdict.get("choice", "ranked")
-        ranking = verdict.get("ranking") or PAIRWISE_RANKINGS.get(choice, [1, 1])
-        pairs[row, 6] = _outcome(choice, ranking, int(pairs[row, 2]), int(pairs[row, 3]))
+        ranking = list(verdict.get("ranking") or PAIRWISE_RANKINGS.get(choice, [1, 1]))[:positions]
+        rows[row, 2] = CHOICES.index(choice) if choice in CHOICES else -1
+        rows[row, _RANKS:] = ranking + [0] * (positions - len(ranking))
 
 
-def _battles(pairs: npt.NDArray[np.int64], responses: npt.NDArray[np.int64]) -> Battles:
-    order = np.argsort(responses[:, 0], kind="stable")
-    responses = responses[order]
-    ids = responses[:, 0]
-
-    def lookup(response_ids: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
-        if not len(response_ids):
-            return np.zeros(0, dtype=np.intp)
-        found = np.searchsorted(ids, response_ids).clip(0, max(len(ids) - 1, 0))
-        if not len(ids) or (ids[found] != response_ids).any():
-            raise RuntimeError("a judged response was not read")
-        return found
-
-    first_row, second_row = lookup(pairs[:, 4]), lookup(pairs[:, 5])
-    first, second = responses[first_row, 1], responses[second_row, 1]
+def _battles(rows: npt.NDArray[np.int64], entries: npt.NDArray[np.int64]) -> Battles:
+    """Every pair of positions (i < j) of each judgment's comparison, in the judgment's order then (i, j):
+    the i-th entry shown is first. A pair of two checkpoints' responses is a battle."""
+    shown = entries[:, 0]
+    start = np.searchsorted(shown, rows[:, 1], side="left")
+    count = np.searchsorted(shown, rows[:, 1], side="right") - start
+    positions = rows.shape[1] - _RANKS
+    pieces = []
+    for i in range(positions):
+        for j in range(i + 1, positions):
+            row = np.flatnonzero(count > j)
+            pieces.append((row, start[row] + i, start[row] + j))
+    row = np.concatenate([piece[0] for piece in pieces]) if pieces else np.zeros(0, dtype=np.intp)
+    first_entry = np.concatenate([piece[1] for piece in pieces]) if pieces else row
+    second_entry = np.concatenate([piece[2] for piece in pieces]) if pieces else row
+    if len(pieces) > 1:  # back in the judgments' order; a stable sort keeps (i, j) within one
+        order = np.argsort(row, kind="stable")
+        row, first_entry, second_entry = row[order], first_entry[order], second_entry[order]
+    del pieces
+    first, second = entries[first_entry, 3], entries[second_entry, 3]
     made = (first >= 0) & (second >= 0)
     same = made & (first == second)
     keep = made & ~same
+    row, first_entry, second_entry = row[keep], first_entry[keep], second_entry[keep]
+    styles = entries[:, 4:].astype(np.int32)  # taken per battle below: small integers, half the memory
+    ranks = rows[:, _RANKS:]
+    first_rank = ranks[row, entries[first_entry, 1]]
+    second_rank = ranks[row, entries[second_entry, 1]]
+    outcome = np.where(
+        rows[row, 2] == _BOTH_BAD_CODE,
+        BOTH_BAD,
+        np.where(first_rank < second_rank, FIRST, np.where(first_rank > second_rank, SECOND, TIE)),
+    ).astype(np.int8)
     return Battles(
-        judgment=pairs[keep, 0],
-        comparison=pairs[keep, 1],
+        judgment=rows[row, 0],
+        comparison=rows[row, 1],
         first=first[keep],
         second=second[keep],
-        first_response=pairs[keep, 4],
-        second_response=pairs[keep, 5],
-        outcome=pairs[keep, 6].astype(np.int8),
-        category=pairs[keep, 7].astype(np.int16),
-        rationale=pairs[keep, 8].astype(bool),
-        first_style=responses[first_row[keep], 2:].astype(np.float64),
-        second_style=responses[second_row[keep], 2:].astype(np.float64),
+        first_response=entries[first_entry, 2],
+        second_response=entries[second_entry, 2],
+        outcome=outcome,
+        category=rows[row, 3].astype(np.int16),
+        rationale=rows[row, 4] > 0,
+        first_style=styles[first_entry],
+        second_style=styles[second_entry],
         same_checkpoint=int(same.sum()),
     )
 

@@ -195,6 +195,7 @@ def leaderboard_compute(
     judgments = judgments_selected(options, high_water_mark=high_water_mark, quality=quality)
     return leaderboard_of_judgments(
         judgments,
+        projects=[project.pk],
         filters=filters,
         decided={pk: verdict for pk, verdict in quality.reviews.items() if verdict is not None}
         if filters.adjudicated_wins
@@ -208,6 +209,7 @@ def leaderboard_compute(
 def leaderboard_of_judgments(
     judgments: Any,
     *,
+    projects: list[int],
     filters: LeaderboardFilters,
     decided: dict[int, dict[str, Any]],
     axes: list[tuple[str, str]],
@@ -218,7 +220,7 @@ def leaderboard_of_judgments(
     export's dataset card carries."""
     if filters.categories:
         judgments = judgments.filter(comparison__prompt__category__in=filters.categories)
-    battles = battles_read(judgments, decided=decided)
+    battles = battles_read(judgments, projects=projects, decided=decided)
     ids = np.unique(np.concatenate((battles.first, battles.second)))
     checkpoints = {
         checkpoint.pk: checkpoint
@@ -227,7 +229,7 @@ def leaderboard_of_judgments(
     report: dict[str, Any] = {
         "high_water_mark": high_water_mark,
         "filters": filters.to_dict(),
-        "judgments": len(np.unique(battles.judgment)),
+        "judgments": _distinct_sorted(battles.judgment),
         "battles": 0,
         "ties": int((battles.outcome == TIE).sum()),
         "both_bad": int((battles.outcome == BOTH_BAD).sum()),
@@ -250,22 +252,24 @@ def leaderboard_of_judgments(
             "Rankings are expanded to every pair of their responses; the pairs of one ranking are not "
             "independent, so the intervals are somewhat narrower than they should be."
         )
-    fitted = battles if filters.both_bad == "tie" else battles.take(battles.outcome != BOTH_BAD)
-    if filters.both_bad == "tie":
-        fitted = dataclasses.replace(
-            fitted, outcome=np.where(fitted.outcome == BOTH_BAD, TIE, fitted.outcome)
-        )
     order = sorted(checkpoints.values(), key=lambda checkpoint: (checkpoint.created_at, checkpoint.pk))
-    index_of = {checkpoint.pk: index for index, checkpoint in enumerate(order)}
     k = len(order)
-    first = np.array([index_of[pk] for pk in fitted.first.tolist()], dtype=np.intp)
-    second = np.array([index_of[pk] for pk in fitted.second.tolist()], dtype=np.intp)
-    outcome = fitted.outcome.astype(np.intp)
-    report["battles"] = len(fitted)
+    # Checkpoint ids → their index in `order` (registration order), for every battle.
+    position_of = np.empty(len(ids), dtype=np.intp)
+    position_of[np.searchsorted(ids, [checkpoint.pk for checkpoint in order])] = np.arange(k)
+    every_first = position_of[np.searchsorted(ids, battles.first)]
+    every_second = position_of[np.searchsorted(ids, battles.second)]
+    counted = _counts(every_first, every_second, battles.outcome, k)
+    kept = np.ones(len(battles), dtype=bool) if filters.both_bad == "tie" else battles.outcome != BOTH_BAD
+    first, second = every_first[kept], every_second[kept]
+    outcome = np.where(battles.outcome[kept] == BOTH_BAD, TIE, battles.outcome[kept]).astype(np.intp)
+    report["battles"] = len(first)
     report["matrix"] = _matrices(first, second, outcome, order)
-    if k < 2 or not len(fitted):
+    if k < 2 or not len(first):
         report["notes"].append("Fewer than two checkpoints met in these judgments: nothing to rank.")
-        report["checkpoints"] = [_entry(checkpoint, None, None, battles) for checkpoint in order]
+        report["checkpoints"] = [
+            _entry(checkpoint, None, None, counted[index]) for index, checkpoint in enumerate(order)
+        ]
         return report
 
     reference = _reference(order, filters.reference, report["notes"])
@@ -284,7 +288,12 @@ def leaderboard_of_judgments(
     fit_first, fit_second, fit_outcome = local[first[inside]], local[second[inside]], outcome[inside]
     cells = battle_cells(fit_first, fit_second, fit_outcome, checkpoints=len(members))
     raw = bradley_terry(cells, reference=int(local[reference]), rounds=filters.rounds, seed=filters.seed)
-    covariates = style_differences(fitted.first_style[inside], fitted.second_style[inside])
+    fitted_rows = np.flatnonzero(kept)[inside]
+    covariates = style_differences(battles.first_style[fitted_rows], battles.second_style[fitted_rows])
+    # The styles are in the covariates now: let their memory go before the controlled fit.
+    battles = dataclasses.replace(
+        battles, first_style=battles.first_style[:0], second_style=battles.second_style[:0]
+    )
     controlled = bradley_terry_controlled(
         fit_first,
         fit_second,
@@ -313,7 +322,7 @@ def leaderboard_of_judgments(
             if at >= 0
             else None
         )
-        entries.append(_entry(checkpoint, raw_entry, controlled_entry, battles))
+        entries.append(_entry(checkpoint, raw_entry, controlled_entry, counted[index]))
     entries.sort(key=lambda entry: (-(entry["raw"] or {}).get("elo", -math.inf), entry["name"]))
     report["checkpoints"] = entries
     report["first_advantage"] = {
@@ -331,7 +340,8 @@ def leaderboard_of_judgments(
         }
         for column, label in enumerate(STYLE_LABELS)
     ]
-    category = fitted.category[inside]
+    del covariates
+    category = battles.category[fitted_rows]
     for code, name in enumerate(CATEGORIES):
         chosen = category == code
         if not chosen.any():
@@ -350,9 +360,14 @@ def leaderboard_of_judgments(
     scores = np.full(k, np.nan)
     scores[members] = raw.scores
     ratings = ratings_read(judgments, axes=[key for key, _ in axes]) if axes else None
-    report["axes"] = _axes(axes, ratings, battles, order, index_of)
-    report["pairs"] = _pairs(battles, order, index_of, scores, axes, ratings)
+    report["axes"] = _axes(axes, ratings, order)
+    report["pairs"] = _pairs(battles, every_first, every_second, order, scores, axes, ratings)
     return report
+
+
+def _distinct_sorted(values: npt.NDArray[np.int64]) -> int:
+    """How many distinct values an ascending array holds."""
+    return int(len(values) and 1 + np.count_nonzero(values[1:] != values[:-1]))
 
 
 def _reference(order: list[PolicyCheckpoint], asked: str, notes: list[str]) -> int:
@@ -388,14 +403,38 @@ def _advantage(logits: float, interval: tuple[float, float]) -> dict[str, float]
     }
 
 
+def _counts(
+    first: npt.NDArray[np.intp], second: npt.NDArray[np.intp], outcome: npt.NDArray[np.int8], k: int
+) -> list[dict[str, int]]:
+    """Per checkpoint (by index): its battles, wins, losses, ties and both-bad, whichever side it was on."""
+
+    def per(where: npt.NDArray[np.intp], chosen: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+        return np.bincount(where[chosen], minlength=k)
+
+    every = np.ones(len(outcome), dtype=bool)
+    battles = per(first, every) + per(second, every)
+    wins = per(first, outcome == FIRST) + per(second, outcome == SECOND)
+    losses = per(first, outcome == SECOND) + per(second, outcome == FIRST)
+    ties = per(first, outcome == TIE) + per(second, outcome == TIE)
+    both_bad = per(first, outcome == BOTH_BAD) + per(second, outcome == BOTH_BAD)
+    return [
+        {
+            "battles": int(battles[index]),
+            "wins": int(wins[index]),
+            "losses": int(losses[index]),
+            "ties": int(ties[index]),
+            "both_bad": int(both_bad[index]),
+        }
+        for index in range(k)
+    ]
+
+
 def _entry(
     checkpoint: PolicyCheckpoint,
     raw: dict[str, Any] | None,
     controlled: dict[str, Any] | None,
-    battles: Battles,
+    counts: dict[str, int],
 ) -> dict[str, Any]:
-    as_first, as_second = battles.first == checkpoint.pk, battles.second == checkpoint.pk
-    outcome = battles.outcome
     return {
         "id": checkpoint.pk,
         "name": checkpoint.name,
@@ -403,11 +442,7 @@ def _entry(
         "parent": checkpoint.parent.name if checkpoint.parent else None,
         "parent_id": checkpoint.parent_id,
         "training_step": checkpoint.training_step,
-        "battles": int((as_first | as_second).sum()),
-        "wins": int(((outcome == FIRST) & as_first).sum() + ((outcome == SECOND) & as_second).sum()),
-        "losses": int(((outcome == SECOND) & as_first).sum() + ((outcome == FIRST) & as_second).sum()),
-        "ties": int(((outcome == TIE) & (as_first | as_second)).sum()),
-        "both_bad": int(((outcome == BOTH_BAD) & (as_first | as_second)).sum()),
+        **counts,
         "raw": raw,
         "controlled": controlled,
     }
@@ -419,11 +454,11 @@ def _matrices(
     """Battles between each two checkpoints (both orders), and the row's share of wins against the column
     (ties half; None where they never met)."""
     k = len(order)
-    battles = np.zeros((k, k))
-    wins = np.zeros((k, k))
-    np.add.at(battles, (first, second), 1.0)
-    np.add.at(wins, (first, second), np.where(outcome == FIRST, 1.0, np.where(outcome == TIE, 0.5, 0.0)))
-    np.add.at(wins, (second, first), np.where(outcome == SECOND, 1.0, np.where(outcome == TIE, 0.5, 0.0)))
+    cell = first * k + second
+    battles = np.bincount(cell, minlength=k * k).reshape(k, k).astype(np.float64)
+    first_score = np.where(outcome == FIRST, 1.0, np.where(outcome == TIE, 0.5, 0.0))
+    wins = np.bincount(cell, weights=first_score, minlength=k * k).reshape(k, k)
+    wins += np.bincount(second * k + first, weights=1.0 - first_score, minlength=k * k).reshape(k, k)
     met = battles + battles.T
     rate = np.divide(wins, met, out=np.full((k, k), np.nan), where=met > 0)
     return {
@@ -479,13 +514,7 @@ def _mean_interval(values: npt.NDArray[np.float64]) -> dict[str, Any]:
     return {"count": count, "mean": mean, "low": mean - half, "high": mean + half}
 
 
-def _axes(
-    axes: list[tuple[str, str]],
-    ratings: Any,
-    battles: Battles,
-    order: list[PolicyCheckpoint],
-    index_of: dict[int, int],
-) -> list[dict[str, Any]]:
+def _axes(axes: list[tuple[str, str]], ratings: Any, order: list[PolicyCheckpoint]) -> list[dict[str, Any]]:
     """Each rubric axis's mean score per checkpoint, with its interval, over every rating its responses
     got in the selected judgments."""
     if ratings is None:
@@ -504,8 +533,9 @@ def _axes(
 
 def _pairs(
     battles: Battles,
+    first: npt.NDArray[np.intp],
+    second: npt.NDArray[np.intp],
     order: list[PolicyCheckpoint],
-    index_of: dict[int, int],
     scores: npt.NDArray[np.float64],
     axes: list[tuple[str, str]],
     ratings: Any,
@@ -516,8 +546,6 @@ def _pairs(
     first)."""
     if not len(battles):
         return []
-    first = np.array([index_of[pk] for pk in battles.first.tolist()], dtype=np.intp)
-    second = np.array([index_of[pk] for pk in battles.second.tolist()], dtype=np.intp)
     low, high = np.minimum(first, second), np.maximum(first, second)
     swapped = first > second
     # The outcome from the lower index's side: 0 wins, 1 losses, 2 ties, 3 both bad.
@@ -526,8 +554,9 @@ def _pairs(
     rated = _paired_ratings(battles, ratings, swapped) if ratings is not None else None
     result = []
     pair_key = low * len(order) + high
-    for key in np.unique(pair_key):
-        rows = np.flatnonzero(pair_key == key)
+    grouped = np.argsort(pair_key, kind="stable")
+    bounds = np.flatnonzero(np.diff(pair_key[grouped])) + 1
+    for rows in np.split(grouped, bounds):
         a, b = int(low[rows[0]]), int(high[rows[0]])
         counts = np.bincount(side[rows], minlength=4)
         by_category = {}
@@ -821,6 +850,7 @@ def export_leaderboard(
     )
     return leaderboard_of_judgments(
         judgments,
+        projects=list(projects.values_list("pk", flat=True)),
         filters=filters,
         decided={pk: verdict for pk, verdict in quality.reviews.items() if verdict is not None}
         if options.adjudicated_wins

@@ -111,16 +111,24 @@ def packed_int64_rows(
         cursor.execute("SET LOCAL jit = off")
         cursor.execute("SET LOCAL parallel_setup_cost = 0")
         cursor.execute("SET LOCAL parallel_tuple_cost = 0")
-        cursor.execute(statement, params, binary=True)
         blocks = []
-        for values, count in cursor:
+        # Streamed a block at a time (libpq's single-row mode): a block's bytes are freed once converted,
+        # instead of the whole result waiting in the client's memory.
+        for values, count in cursor.stream(statement, params, binary=True):
             if values is None or len(values) != count * width * 8:
                 raise ValueError("packed rows had NULL values: every column must be non-NULL")
-            blocks.append(np.frombuffer(values, dtype=">i8"))
+            # Native byte order block by block: the received bytes go as soon as they are converted.
+            blocks.append(np.frombuffer(values, dtype=">i8").astype(np.int64))
     if not blocks:
         return np.zeros((0, width), dtype=np.int64)
-    data = np.concatenate(blocks).astype(np.int64).reshape(-1, width)
+    data = np.concatenate(blocks).reshape(-1, width)
     del blocks
+    if len(sort_by) == 1:
+        key = data[:, sort_by[0]]
+        if len(key) > 1 and not (key[1:] >= key[:-1]).all():
+            # Blocks arrive in any order, each mostly in order: a stable sort (timsort) uses those runs.
+            data = data[np.argsort(key, kind="stable")]
+        return data
     return data[np.lexsort([data[:, column] for column in reversed(sort_by)])]
 
 

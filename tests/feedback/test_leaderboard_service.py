@@ -55,7 +55,7 @@ def test_battles_are_read_from_pairwise_judgments_in_display_order_with_both_bad
     # Two samples of one checkpoint make no battle.
     judge(shown(project, [old, old]), people[0])
 
-    battles = battles_read(selected(project))
+    battles = battles_read(selected(project), projects=[project.pk])
     assert battles.outcome.tolist() == [FIRST, SECOND, TIE, BOTH_BAD]
     assert set(battles.first.tolist()) == {old.pk}
     assert set(battles.second.tolist()) == {new.pk}
@@ -70,7 +70,7 @@ def test_a_ranking_is_expanded_to_every_pair_of_its_positions():
     project = ProjectFactory(comparison_mode="ranking", responses_per_comparison=3)
     a, b, c = PolicyCheckpointFactory(), PolicyCheckpointFactory(), PolicyCheckpointFactory()
     judge(shown(project, [a, b, c]), AnnotatorFactory(), "ranked", ranking=[2, 1, 2])
-    battles = battles_read(selected(project))
+    battles = battles_read(selected(project), projects=[project.pk])
     pairs = sorted(
         zip(battles.first.tolist(), battles.second.tolist(), battles.outcome.tolist(), strict=True)
     )
@@ -91,10 +91,15 @@ def test_the_orm_reader_reads_what_the_postgresql_reader_reads():
                 ranking=[1 + (index + offset) % 3, 1 + (index + offset + 1) % 3, 3 - offset % 2],
             )
     judgments = selected(project)
-    packed = battles_module._pairs_packed(judgments.order_by().values("pk"))
-    through_orm = battles_module._pairs_orm(judgments)
-    assert len(packed) == 6 * 3 * 3
+    packed = battles_module._judgment_rows_packed(judgments, 3)
+    through_orm = battles_module._judgment_rows_orm(judgments, 3)
+    assert packed.shape == (6 * 3, 5 + 3)
     assert np.array_equal(packed, through_orm)
+    entries = models.ComparisonResponse.objects.filter(comparison__project=project)
+    assert np.array_equal(battles_module._entries_packed([project.pk]), battles_module._entries_orm(entries))
+    # Both readers give the same battles: 6 comparisons × 3 judgments × 3 pairs of positions.
+    battles = battles_module._battles(packed, battles_module._entries_packed([project.pk]))
+    assert len(battles) == 6 * 3 * 3
 
 
 def test_the_battles_go_through_the_exports_filters_and_a_reviewers_verdict_wins():
@@ -122,9 +127,11 @@ def test_the_battles_go_through_the_exports_filters_and_a_reviewers_verdict_wins
         submission_key="decide-1",
     )
 
-    everything = battles_read(selected(project, exclude_flagged=False, exclude_suspended=False))
+    everything = battles_read(
+        selected(project, exclude_flagged=False, exclude_suspended=False), projects=[project.pk]
+    )
     assert len(everything) == 4
-    filtered = battles_read(selected(project), decided={written.pk: {"choice": "b"}})
+    filtered = battles_read(selected(project), projects=[project.pk], decided={written.pk: {"choice": "b"}})
     assert sorted(filtered.outcome.tolist()) == [FIRST, SECOND]
 
     report = leaderboard_compute(
