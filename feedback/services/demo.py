@@ -18,16 +18,18 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, User
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, Prefetch
 from django.utils import timezone
 
 from feedback.models import (
     AnnotatorStanding,
     Assignment,
     Comparison,
+    ComparisonResponse,
     GenerationRun,
     GoldVerdict,
     Judgment,
+    LeaderboardReport,
     PolicyCheckpoint,
     Project,
     ProjectMembership,
@@ -37,6 +39,7 @@ from feedback.models import (
 from feedback.roles import ANNOTATORS_GROUP, DATA_ENGINEERS_GROUP
 from feedback.services.generation import checkpoint_validation_request, generation_run_start
 from feedback.services.gold import GoldImportReport, gold_import
+from feedback.services.leaderboard import LeaderboardFilters, leaderboard_request
 from feedback.services.prompts import PromptImportReport, prompts_import
 from feedback.services.quality import project_quality_refresh
 
@@ -49,6 +52,11 @@ DEMO_PROJECT_SLUG = "demo"
 DEMO_JUDGMENTS_PER_COMPARISON = 5
 DEMO_GOLD_MIN_ANSWERS = 6
 DEMO_CHECKPOINT_NAME = "tiny-instruct"
+# Its "parent" for the leaderboard: the same weights registered as a base model (prompted through the
+# completion template), so the demo has two checkpoints head to head. The crowd prefers the instruct
+# one's answer in DEMO_INSTRUCT_PREFERRED of those comparisons.
+DEMO_BASE_CHECKPOINT_NAME = "tiny-base"
+DEMO_INSTRUCT_PREFERRED = 0.7
 # The tiny checkpoint writes noise; short answers keep the demo's pages readable and its seeding quick.
 DEMO_MAX_NEW_TOKENS = 48
 DEMO_GUIDELINES = """\
@@ -153,36 +161,61 @@ def demo_seed() -> DemoSeedResult:
     return DemoSeedResult(credentials=credentials, project=project, prompts=report, gold=gold)
 
 
-def demo_generate(*, checkpoint_path: Path) -> GenerationRun | None:
-    """Register the tiny checkpoint at `checkpoint_path` as the demo project's current one, validate it
-    and generate its responses and comparisons, unless a completed run of it already exists.
+def demo_generate(*, checkpoint_path: Path) -> list[GenerationRun]:
+    """Register the tiny checkpoint at `checkpoint_path` as the demo project's current one (and, as its
+    parent, the same weights as a base model), validate them, and generate: the current checkpoint's
+    samples paired with each other, then the base against the instruct one head to head; each run
+    unless a completed one exists.
 
-    Without a broker (the demo) both tasks run inline, so comparisons exist when this returns. Returns
-    the new run, or None when there was nothing to do.
+    Without a broker (the demo) the tasks run inline, so comparisons exist when this returns. Returns the
+    new runs (none when there was nothing to do).
     """
     project = Project.objects.get(slug=DEMO_PROJECT_SLUG)
+    notes = "Made by `manage.py make_tiny_checkpoint`: random weights, its answers are noise."
     with transaction.atomic():
+        base, _ = PolicyCheckpoint.objects.update_or_create(
+            name=DEMO_BASE_CHECKPOINT_NAME,
+            defaults={
+                "kind": PolicyCheckpoint.Kind.BASE,
+                "source_type": PolicyCheckpoint.SourceType.LOCAL,
+                "source": str(checkpoint_path.resolve()),
+                "notes": notes + " The same weights as tiny-instruct, prompted as a base model.",
+            },
+        )
         checkpoint, _ = PolicyCheckpoint.objects.update_or_create(
             name=DEMO_CHECKPOINT_NAME,
             defaults={
                 "kind": PolicyCheckpoint.Kind.INSTRUCT,
                 "source_type": PolicyCheckpoint.SourceType.LOCAL,
                 "source": str(checkpoint_path.resolve()),
-                "notes": "Made by `manage.py make_tiny_checkpoint`: random weights, its answers are noise.",
+                "notes": notes,
+                "parent": base,
             },
         )
         if project.current_checkpoint_id != checkpoint.pk or project.max_new_tokens != DEMO_MAX_NEW_TOKENS:
             project.current_checkpoint = checkpoint
             project.max_new_tokens = DEMO_MAX_NEW_TOKENS
             project.save(update_fields=["current_checkpoint", "max_new_tokens"])
-    if checkpoint.validation_status != PolicyCheckpoint.ValidationStatus.VALID:
-        checkpoint_validation_request(checkpoints=[checkpoint])
-        checkpoint.refresh_from_db()
-    if project.generation_runs.filter(checkpoint=checkpoint, status=GenerationRun.Status.COMPLETED).exists():
-        return None
-    run = generation_run_start(project=project, checkpoint=checkpoint, seed=0)
-    run.refresh_from_db()
-    return run
+    unchecked = [
+        row for row in (base, checkpoint) if row.validation_status != PolicyCheckpoint.ValidationStatus.VALID
+    ]
+    if unchecked:
+        checkpoint_validation_request(checkpoints=unchecked)
+        for row in unchecked:
+            row.refresh_from_db()
+    done = project.generation_runs.filter(status=GenerationRun.Status.COMPLETED)
+    runs = []
+    if not done.filter(checkpoint=checkpoint, opponent_checkpoint__isnull=True).exists():
+        runs.append(generation_run_start(project=project, checkpoint=checkpoint, seed=0))
+    if not done.filter(checkpoint=base, opponent_checkpoint=checkpoint).exists():
+        runs.append(
+            generation_run_start(
+                project=project, checkpoint=base, opponent_checkpoint=checkpoint, samples_per_prompt=1, seed=1
+            )
+        )
+    for run in runs:
+        run.refresh_from_db()
+    return runs
 
 
 # --- The simulated crowd ----------------------------------------------------------------------------------
@@ -227,6 +260,7 @@ class DemoSimulationResult:
     gold_items: int
     annotators: int
     quality: ProjectQuality | None
+    leaderboard: LeaderboardReport | None = None
 
     def summary(self) -> str:
         return (
@@ -268,7 +302,7 @@ def _untouched_comparisons(project: Project) -> list[Comparison]:
             project=project, is_gold=False, status=Comparison.Status.OPEN, judgment_count=0, lease_count=0
         )
         .exclude(Exists(served))
-        .prefetch_related("entries")
+        .prefetch_related(Prefetch("entries", ComparisonResponse.objects.select_related("response")))
         .order_by("id")
     )
     return untouched[: max(0, len(untouched) - DEMO_LEFT_OPEN)]
@@ -324,8 +358,14 @@ def _crowd_plan(
     in turn (as many as it requires, at most), gold items mixed in. Seeded: the same every time."""
     rng = random.Random(DEMO_CROWD_SEED)  # noqa: S311 (a simulation, not a secret)
     plan = []
+    instruct = PolicyCheckpoint.objects.filter(name=DEMO_CHECKPOINT_NAME).values_list("pk", flat=True).first()
     for index, comparison in enumerate(ordinary):
-        right = rng.choice("ab")
+        shown = [entry.response.checkpoint_id for entry in comparison.entries.all()]
+        if len(set(shown)) > 1 and instruct in shown:  # head to head: the instruct answer is usually better
+            side = shown.index(instruct)
+            right = "ab"[side if rng.random() < DEMO_INSTRUCT_PREFERRED else 1 - side]
+        else:
+            right = rng.choice("ab")
         judges = [member for position, member in enumerate(DEMO_CROWD) if position != index % len(DEMO_CROWD)]
         for member in judges[: comparison.required_judgments]:
             plan.append(
@@ -445,4 +485,6 @@ def demo_simulate(*, now: datetime | None = None) -> DemoSimulationResult | None
         gold_items=len(gold),
         annotators=len(people),
         quality=project_quality_refresh(project_id=project.pk),
+        # Without a broker (the demo) computed here; with one, sent to a worker.
+        leaderboard=leaderboard_request(project=project, filters=LeaderboardFilters()),
     )

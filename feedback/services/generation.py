@@ -44,17 +44,21 @@ def send_task_on_commit(name: str, ids: Iterable[int]) -> None:
     ids = list(ids)
 
     def send() -> None:
-        if app.conf.task_always_eager:
-            # The demo runs tasks inline, which needs them registered: import the task modules Celery's
-            # autodiscovery would import in a worker (none of them imports torch at import time).
-            app.loader.import_default_modules()
-            for object_id in ids:
-                app.tasks[name].apply_async(args=(object_id,))
-            return
         for object_id in ids:
-            app.send_task(name, args=(object_id,))
+            task_send(name, args=(object_id,))
 
     transaction.on_commit(send)
+
+
+def task_send(name: str, *, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> None:
+    """Send the task by its registered name, now. Without a broker (the demo) Celery runs it inline."""
+    if app.conf.task_always_eager:
+        # The demo runs tasks inline, which needs them registered: import the task modules Celery's
+        # autodiscovery would import in a worker (none of them imports torch at import time).
+        app.loader.import_default_modules()
+        app.tasks[name].apply_async(args=tuple(args), kwargs=kwargs or {})
+        return
+    app.send_task(name, args=tuple(args), kwargs=kwargs or {})
 
 
 def generation_run_start(

@@ -8,6 +8,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from feedback.models import LeaderboardReport
 from feedback.services.demo import (
     DEMO_ACCOUNTS,
     demo_credentials_path,
@@ -38,16 +39,21 @@ class Command(BaseCommand):
         self.stdout.write(f"Gold items: {result.gold.summary()}.")
         if checkpoint is not None:
             try:
-                run = demo_generate(checkpoint_path=checkpoint)
+                runs = demo_generate(checkpoint_path=checkpoint)
             except ValidationError as error:
                 raise CommandError(f"Cannot generate: {'; '.join(error.messages)}") from None
-            if run is None:
+            if not runs:
                 self.stdout.write("Responses: already generated.")
-            else:
+            for run in runs:
                 comparisons = run.comparisons.count()
+                what = (
+                    f"{run.checkpoint} against {run.opponent_checkpoint}"
+                    if run.opponent_checkpoint_id
+                    else str(run.checkpoint)
+                )
                 self.stdout.write(
-                    f"Generation run {run.pk}: {run.get_status_display().lower()}, {run.done_prompts} of "
-                    f"{run.total_prompts} prompts, {comparisons} comparisons."
+                    f"Generation run {run.pk} ({what}): {run.get_status_display().lower()}, {run.done_prompts} "
+                    f"of {run.total_prompts} prompts, {comparisons} comparisons."
                 )
                 if run.error:
                     raise CommandError(f"Generation failed: {run.error}")
@@ -56,7 +62,24 @@ class Command(BaseCommand):
                 self.stdout.write("Simulated crowd: nothing new to judge.")
             else:
                 self.stdout.write(f"Simulated crowd: {simulated.summary()}; quality figures computed.")
+                self.stdout.write(f"Leaderboard: {leaderboard_summary(simulated.leaderboard)}")
         self.stdout.write(f"Demo logins (kept in {demo_credentials_path()}):")
         for account in DEMO_ACCOUNTS:
             password = result.credentials[account.username]
             self.stdout.write(f"  {account.username:<11} {password:<18} {account.role}")
+
+
+def leaderboard_summary(row: LeaderboardReport | None) -> str:
+    """One line: each checkpoint's score and interval, best first (or why there is none yet)."""
+    if row is None or row.report is None:
+        return "being computed by a worker."
+    scored = [entry for entry in row.report["checkpoints"] if entry["raw"]]
+    if not scored:
+        return "fewer than two checkpoints met."
+    return (
+        ", ".join(
+            f"{entry['name']} {entry['raw']['elo']:.0f} [{entry['raw']['low']:.0f}, {entry['raw']['high']:.0f}]"
+            for entry in scored
+        )
+        + "."
+    )
