@@ -241,11 +241,16 @@ def _head_to_head(project: Project, report: Mapping[str, Any], first: str, secon
     if found is None:
         return {"first": first, "second": second, "met": False}
     labels = {axis["key"]: axis.get("label") or axis["key"] for axis in project.rating_rubric or []}
+    names = {"wins": "wins", "losses": "losses", "ties": "ties", "both_bad": "both bad"}
     return {
         "first": first,
         "second": second,
         "met": True,
         **found,
+        "share_lines": [
+            {"label": names[line["outcome"]], "count": found[line["outcome"]], **line}
+            for line in found["shares"]
+        ],
         "categories": [{"category": name, **figures} for name, figures in found["categories"].items()],
         "axes": [{"label": labels.get(key, key), **figures} for key, figures in found["axes"].items()],
         "examples": judgment_examples(project=project, examples=found["examples"]),

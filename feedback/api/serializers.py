@@ -881,11 +881,19 @@ class LeaderboardMatricesSerializer(LeaderboardStateSerializer):
     matrix = MatrixSerializer(allow_null=True)
 
 
+class OutcomeShareSerializer(serializers.Serializer):
+    outcome = serializers.ChoiceField(choices=("wins", "losses", "ties", "both_bad"))
+    share = serializers.FloatField(allow_null=True, help_text="Of all their battles, both-bad included.")
+    low = serializers.FloatField(allow_null=True, help_text="Wilson 95% interval.")
+    high = serializers.FloatField(allow_null=True)
+
+
 class HeadToHeadCountsSerializer(serializers.Serializer):
     wins = serializers.IntegerField(help_text="Of the first named.")
     losses = serializers.IntegerField()
     ties = serializers.IntegerField()
     both_bad = serializers.IntegerField()
+    shares = OutcomeShareSerializer(many=True)
     decisive_share = serializers.FloatField(allow_null=True, help_text="Wins among wins and losses.")
     decisive_low = serializers.FloatField(allow_null=True, help_text="Wilson 95% interval.")
     decisive_high = serializers.FloatField(allow_null=True)

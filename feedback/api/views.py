@@ -989,7 +989,16 @@ class ProjectHeadToHead(LeaderboardScoped):
         found = head_to_head_report(row.report, ids[names[0]], ids[names[1]]) if row.report else None
         if found is not None:
             labels = {axis["key"]: axis.get("label") or axis["key"] for axis in project.rating_rubric or []}
-            counts = ("wins", "losses", "ties", "both_bad", "decisive_share", "decisive_low", "decisive_high")
+            counts = (
+                "wins",
+                "losses",
+                "ties",
+                "both_bad",
+                "shares",
+                "decisive_share",
+                "decisive_low",
+                "decisive_high",
+            )
             data.update(
                 met=True,
                 overall={name: found[name] for name in (*counts, "needed")},

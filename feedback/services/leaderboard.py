@@ -641,8 +641,15 @@ def head_to_head_report(report: dict[str, Any], first_id: int, second_id: int) -
 
     def summary(counts: dict[str, int]) -> dict[str, Any]:
         share = wilson(counts["wins"], counts["wins"] + counts["losses"])
+        total = sum(counts[name] for name in OUTCOMES)
         return {
             **counts,
+            # Each outcome's share of all their battles (both-bad included), with its Wilson interval.
+            "shares": [
+                {"outcome": name, "share": part.share, "low": part.low, "high": part.high}
+                for name in OUTCOMES
+                for part in (wilson(counts[name], total),)
+            ],
             "decisive_share": share.share,
             "decisive_low": share.low,
             "decisive_high": share.high,

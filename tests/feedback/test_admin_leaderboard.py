@@ -79,6 +79,7 @@ def test_a_head_to_head_report_escapes_model_text(admin_user, world):
     assert "wins among decisive battles" in page.lower()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert HOSTILE not in page
+    assert 'id="head-to-head-shares"' in page
     assert 'id="head-to-head-categories"' in page
     assert 'id="head-to-head-axes"' in page
 

@@ -190,6 +190,13 @@ def test_the_leaderboard_ranks_the_checkpoints_and_reports_both_fits_categories_
     assert forward["predicted"] == pytest.approx(1.0 - backward["predicted"])
     assert forward["predicted"] > 0.5
     assert forward["decisive_low"] > 0.5
+    # Every outcome's share of their battles, with its interval; the shares add up to one.
+    shares = {line["outcome"]: line for line in forward["shares"]}
+    assert sum(line["share"] for line in forward["shares"]) == pytest.approx(1.0)
+    assert shares["wins"]["share"] == forward["wins"] / 60
+    assert shares["wins"]["low"] < shares["wins"]["share"] < shares["wins"]["high"]
+    assert shares["ties"]["share"] == 0.0
+    assert shares["ties"]["high"] > 0.0  # none seen; a few are not ruled out
     assert forward["needed"] == 0
     assert sum(counts["wins"] for counts in forward["categories"].values()) == forward["wins"]
     assert forward["axes"]["helpful"]["mean"] == pytest.approx(-backward["axes"]["helpful"]["mean"])

@@ -76,6 +76,7 @@ def test_the_matrices_and_the_head_to_head_report(admin_api, world):
     overall = body["overall"]
     assert overall["wins"] + overall["losses"] == 20
     assert overall["decisive_low"] <= overall["decisive_share"] <= overall["decisive_high"]
+    assert [line["outcome"] for line in overall["shares"]] == ["wins", "losses", "ties", "both_bad"]
     assert body["predicted"] > 0.5
     assert {row["category"] for row in body["categories"]} == {"list", "explain"}
     assert body["axes"][0]["label"] == "Helpfulness"
