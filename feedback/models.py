@@ -1011,6 +1011,11 @@ class LeaderboardReport(models.Model):
     computed_at = models.DateTimeField(null=True, blank=True)
     seconds = models.FloatField(null=True, blank=True, help_text="How long the computation took.")
     high_water_mark = models.BigIntegerField(default=0, help_text="The largest judgment id it includes.")
+    marks = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The project's newest judgment, standing change and review decision ids then.",
+    )
     report = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
 

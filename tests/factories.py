@@ -225,7 +225,7 @@ def planted_project(*, judgments_per_pair=60, seed=3):
         checkpoint = {c.pk: c for c in (base, instruct, lora)}
         for index in range(judgments_per_pair):
             order = [checkpoint[older], checkpoint[newer]][:: 1 if index % 2 else -1]
-            comparison = shown(project, order, category=["list", "explain"][index % 2])
+            comparison = shown(project, order, category=["list", "explain"][index // 2 % 2])
             first, second = comparison.entries.order_by("position")
             older_wins = rng.random() < p_older
             older_first = order[0].pk == older

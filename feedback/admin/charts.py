@@ -394,7 +394,8 @@ def forest_plot_svg(rows: Sequence[ForestRow], *, reference: float) -> SafeStrin
             axes.errorbar(
                 scores,
                 where,
-                xerr=np.vstack((scores - lows, highs - scores)),
+                # A percentile interval may (rarely) leave out its point: draw no negative bar then.
+                xerr=np.vstack((scores - lows, highs - scores)).clip(0.0),
                 fmt=marker,
                 color=colour,
                 markersize=4,
@@ -446,8 +447,8 @@ def category_bars_svg(
                 if value is not None:
                     where.append(group - 0.4 + height * (index + 0.5))
                     values.append(value[0] - 1000.0)
-                    lows.append(value[0] - value[1])
-                    highs.append(value[2] - value[0])
+                    lows.append(max(0.0, value[0] - value[1]))
+                    highs.append(max(0.0, value[2] - value[0]))
             if where:
                 axes.barh(
                     where,

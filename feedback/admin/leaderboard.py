@@ -35,7 +35,7 @@ from feedback.services.leaderboard import (
     is_stale,
     leaderboard_recompute,
     leaderboard_request,
-    project_judgment_mark,
+    project_marks,
 )
 
 MISSING = "—"
@@ -224,9 +224,13 @@ def _csv(project: Project, report: Mapping[str, Any]) -> HttpResponse:
                 if score
                 else [""] * 4
             )
-        # A spreadsheet must not run what a checkpoint's name says (names are text, formulas are not).
+        # A spreadsheet must not run what a checkpoint's name says: the text cells (name, kind, parent)
+        # that start like a formula are quoted; the numbers after them are left as they are.
         writer.writerow(
-            [f"'{cell}" if isinstance(cell, str) and cell[:1] in "=+-@\t\r" else cell for cell in row]
+            [
+                f"'{cell}" if column < 3 and isinstance(cell, str) and cell[:1] in "=+-@\t\r" else cell
+                for column, cell in enumerate(row)
+            ]
         )
     response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="leaderboard-{project.slug}.csv"'
@@ -309,7 +313,7 @@ def project_leaderboard_view(
         "report": report,
         "pending": row is not None and row.status == LeaderboardReport.Status.PENDING,
         "failed": row is not None and row.status == LeaderboardReport.Status.FAILED,
-        "fresh": row is not None and report is not None and not is_stale(row, project_judgment_mark(project)),
+        "fresh": row is not None and report is not None and not is_stale(row, project_marks(project)),
         "can_compute": model_admin.has_change_permission(request, project),
         "csv_url": f"{url}?{csv_query.urlencode()}",
         "lines": _table(report) if report else [],

@@ -904,6 +904,9 @@ class HeadToHeadCountsSerializer(serializers.Serializer):
 
 class CategoryCountsSerializer(HeadToHeadCountsSerializer):
     category = serializers.CharField()
+    predicted = serializers.FloatField(
+        allow_null=True, help_text="The category fit's probability that the first named wins."
+    )
 
 
 class AxisDifferenceSerializer(MeanSerializer):

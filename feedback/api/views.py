@@ -109,7 +109,7 @@ from feedback.services.leaderboard import (
     head_to_head_report,
     is_stale,
     leaderboard_request,
-    project_judgment_mark,
+    project_marks,
 )
 from feedback.services.prompts import PromptImportError, prompt_file_format_for, prompts_import
 from feedback.services.review import (
@@ -898,7 +898,7 @@ class LeaderboardScoped(ProjectScoped):
         state = {
             "project": project,
             "status": row.status if row.report is None else LeaderboardReport.Status.READY,
-            "fresh": row.report is not None and not is_stale(row, project_judgment_mark(project)),
+            "fresh": row.report is not None and not is_stale(row, project_marks(project)),
             "filters": row.filters,
             "computed_at": row.computed_at,
             "seconds": row.seconds,

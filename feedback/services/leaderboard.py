@@ -37,7 +37,15 @@ from feedback.celery import app
 from feedback.export.options import ExportOptions, ExportOptionsError, _integer, _string_list
 from feedback.export.quality import ExportQuality, export_quality
 from feedback.export.source import judgments_selected
-from feedback.models import Judgment, LeaderboardReport, PolicyCheckpoint, Project, PromptCategory
+from feedback.models import (
+    Judgment,
+    LeaderboardReport,
+    PolicyCheckpoint,
+    Project,
+    PromptCategory,
+    ReviewDecision,
+    StandingChange,
+)
 from feedback.quality.leaderboard import (
     FIRST,
     SECOND,
@@ -61,6 +69,9 @@ MIN_ROUNDS = 100
 EXAMPLES = 3  # representative judgments kept per pair and outcome
 # The filters asked for within this long are kept fresh by the periodic refresh.
 KEEP_FRESH = timedelta(days=7)
+# At most this many are computed per periodic run, the most recently asked first: any reader may ask for
+# new filters, and a run must end before the next one starts.
+REFRESH_AT_MOST = 20
 OUTCOMES = ("wins", "losses", "ties", "both_bad")
 
 
@@ -272,7 +283,9 @@ def leaderboard_of_judgments(
         ]
         return report
 
-    reference = _reference(order, filters.reference, report["notes"])
+    fought = np.zeros(k, dtype=bool)  # in at least one battle of the fit (both-bad apart is none)
+    fought[first] = fought[second] = True
+    reference = _reference(order, fought, filters.reference, report["notes"])
     # Only checkpoints connected to the reference by battles have a score relative to it.
     graph = coo_array((np.ones(len(first)), (first, second)), shape=(k, k))
     _, component = connected_components(graph, directed=False)
@@ -325,6 +338,22 @@ def leaderboard_of_judgments(
         entries.append(_entry(checkpoint, raw_entry, controlled_entry, counted[index]))
     entries.sort(key=lambda entry: (-(entry["raw"] or {}).get("elo", -math.inf), entry["name"]))
     report["checkpoints"] = entries
+    # Where one side won (or lost) every decisive battle, the likelihood alone has no finite answer: the
+    # prior decides how far out the score lies, so it says only "far above (below)".
+    decisive = fit_outcome != TIE
+    won = np.bincount(fit_first[decisive & (fit_outcome == FIRST)], minlength=len(members)) + np.bincount(
+        fit_second[decisive & (fit_outcome == SECOND)], minlength=len(members)
+    )
+    lost = np.bincount(fit_first[decisive & (fit_outcome == SECOND)], minlength=len(members)) + np.bincount(
+        fit_second[decisive & (fit_outcome == FIRST)], minlength=len(members)
+    )
+    for at, index in enumerate(members.tolist()):
+        if won[at] + lost[at] and not (won[at] and lost[at]):
+            report["notes"].append(
+                f"{order[index].name} {'won' if won[at] else 'lost'} every one of its {won[at] + lost[at]} decisive "
+                "battles: its score rests on the prior (a Gaussian of 10 logits around the reference) and only "
+                f"says it lies far {'above' if won[at] else 'below'} the others."
+            )
     report["first_advantage"] = {
         "raw": _advantage(raw.first_advantage, raw.first_advantage_interval),
         "controlled": _advantage(controlled.first_advantage, controlled.first_advantage_interval),
@@ -370,16 +399,20 @@ def _distinct_sorted(values: npt.NDArray[np.int64]) -> int:
     return int(len(values) and 1 + np.count_nonzero(values[1:] != values[:-1]))
 
 
-def _reference(order: list[PolicyCheckpoint], asked: str, notes: list[str]) -> int:
+def _reference(
+    order: list[PolicyCheckpoint], fought: npt.NDArray[np.bool_], asked: str, notes: list[str]
+) -> int:
+    """The checkpoint shown at 1000: the one asked for, else the oldest base model, else the first
+    registered; only among those with battles in the fit."""
     if asked:
         for index, checkpoint in enumerate(order):
-            if checkpoint.name == asked:
+            if checkpoint.name == asked and fought[index]:
                 return index
-        notes.append(f"The reference {asked!r} has no battles in these judgments: the default is used.")
+        notes.append(f"The reference {asked!r} has no battles in this fit: the default is used.")
     for index, checkpoint in enumerate(order):
-        if checkpoint.kind == PolicyCheckpoint.Kind.BASE:
+        if checkpoint.kind == PolicyCheckpoint.Kind.BASE and fought[index]:
             return index
-    return 0
+    return int(np.flatnonzero(fought)[0])
 
 
 def _score(logits: float, elo: float, low: float, high: float, rank: int) -> dict[str, Any]:
@@ -657,6 +690,18 @@ def head_to_head_report(report: dict[str, Any], first_id: int, second_id: int) -
         }
 
     overall = summary(oriented({name: pair[name] for name in OUTCOMES}))
+    # Per category, the category fit's prediction where both have a score in it.
+    category_elo = {
+        row["category"]: {item["id"]: item["elo"] for item in row["checkpoints"]}
+        for row in report.get("categories", [])
+    }
+
+    def category_predicted(name: str) -> float | None:
+        elo = category_elo.get(name, {})
+        if first_id not in elo or second_id not in elo:
+            return None
+        return float(1.0 / (1.0 + 10.0 ** ((elo[second_id] - elo[first_id]) / 400.0)))
+
     predicted = pair["predicted"]
     examples = pair["examples"]
     if flip:
@@ -679,7 +724,10 @@ def head_to_head_report(report: dict[str, Any], first_id: int, second_id: int) -
         "second": second_id,
         **overall,
         "predicted": predicted,
-        "categories": {name: summary(oriented(counts)) for name, counts in pair["categories"].items()},
+        "categories": {
+            name: {**summary(oriented(counts)), "predicted": category_predicted(name)}
+            for name, counts in pair["categories"].items()
+        },
         "axes": axes,
         "examples": examples,
     }
@@ -694,10 +742,11 @@ def leaderboard_refresh(*, project_id: int, key: str) -> LeaderboardReport | Non
     row = LeaderboardReport.objects.filter(project_id=project_id, key=key).select_related("project").first()
     if row is None:
         return None
-    filters = LeaderboardFilters.from_mapping(row.filters)
     high_water_mark = Judgment.objects.aggregate(mark=Max("pk"))["mark"] or 0
+    marks = project_marks(row.project)
     started = time.perf_counter()
     try:
+        filters = LeaderboardFilters.from_mapping(row.filters)  # e.g. its reference renamed since
         with transaction.atomic():
             report = leaderboard_compute(
                 project=row.project, filters=filters, high_water_mark=high_water_mark
@@ -705,7 +754,9 @@ def leaderboard_refresh(*, project_id: int, key: str) -> LeaderboardReport | Non
     except Exception as error:  # stored for the page to show; the worker logs it
         logger.exception("leaderboard %s of project %s failed", key[:8], project_id)
         LeaderboardReport.objects.filter(pk=row.pk).update(
-            status=LeaderboardReport.Status.FAILED, error=f"{type(error).__name__}: {error}"[:2000]
+            status=LeaderboardReport.Status.FAILED,
+            error=f"{type(error).__name__}: {error}"[:2000],
+            marks=marks,
         )
         raise
     now = timezone.now()
@@ -716,24 +767,34 @@ def leaderboard_refresh(*, project_id: int, key: str) -> LeaderboardReport | Non
         computed_at=now,
         seconds=time.perf_counter() - started,
         high_water_mark=high_water_mark,
+        marks=marks,
         error="",
     )
     row.refresh_from_db()
     return row
 
 
-def project_judgment_mark(project: Project) -> int:
-    """The newest judgment id of the project's ordinary comparisons (0 when none)."""
-    return (
-        Judgment.objects.filter(comparison__project=project, comparison__is_gold=False).aggregate(
-            mark=Max("pk")
-        )["mark"]
-        or 0
-    )
+def project_marks(project: Project) -> dict[str, int]:
+    """What a project's leaderboards depend on besides their filters: its newest judgment (of ordinary
+    comparisons), standing change (suspensions) and review decision (verdicts that win, retired
+    comparisons) ids, 0 where none."""
+
+    def newest(queryset: Any) -> int:
+        return int(queryset.aggregate(mark=Max("pk"))["mark"] or 0)
+
+    return {
+        "judgment": newest(Judgment.objects.filter(comparison__project=project, comparison__is_gold=False)),
+        "standing": newest(StandingChange.objects.filter(project=project)),
+        "review": newest(ReviewDecision.objects.filter(item__project=project)),
+    }
 
 
-def is_stale(row: LeaderboardReport, mark: int) -> bool:
-    return row.status != LeaderboardReport.Status.READY or row.high_water_mark < mark
+def is_stale(row: LeaderboardReport, marks: dict[str, int]) -> bool:
+    """Waiting to be computed, or computed (or failed) before a judgment, suspension or review decision
+    it depends on. A failed one is tried again once such data arrives, or by "Compute again"."""
+    if row.status == LeaderboardReport.Status.PENDING:
+        return True
+    return any(marks[name] > int(row.marks.get(name, 0)) for name in marks)
 
 
 def leaderboard_request(*, project: Project, filters: LeaderboardFilters) -> LeaderboardReport:
@@ -749,11 +810,17 @@ def leaderboard_request(*, project: Project, filters: LeaderboardFilters) -> Lea
     except IntegrityError:  # another request created it meanwhile, and sent its computation
         row, created = LeaderboardReport.objects.get(project=project, key=filters.key), False
     LeaderboardReport.objects.filter(pk=row.pk).update(requested_at=now)
-    # Sent once per need: a new row, or a computed one that judgments made stale (it goes back to
-    # pending). A pending row whose message was lost is picked up by the periodic refresh.
-    stale = row.status == LeaderboardReport.Status.READY and is_stale(row, project_judgment_mark(project))
-    if stale:
-        LeaderboardReport.objects.filter(pk=row.pk).update(status=LeaderboardReport.Status.PENDING)
+    # Sent once per need: a new row, or a computed one made stale (it goes back to pending; of two
+    # requests racing, only the one whose conditional update changed the row sends). A pending row whose
+    # message was lost is picked up by the periodic refresh.
+    stale = False
+    if row.status != LeaderboardReport.Status.PENDING and is_stale(row, project_marks(project)):
+        stale = bool(
+            LeaderboardReport.objects.filter(pk=row.pk, status=row.status).update(
+                status=LeaderboardReport.Status.PENDING
+            )
+        )
+        row.status = LeaderboardReport.Status.PENDING
     if created or stale:
         _send(row)
         if app.conf.task_always_eager:  # the demo: computed inline already
@@ -787,15 +854,18 @@ def leaderboards_refresh() -> int:
     since = timezone.now() - KEEP_FRESH
     default = LeaderboardFilters()
     for project in Project.objects.filter(is_active=True).exclude(leaderboards__key=default.key):
-        if project_judgment_mark(project):
+        if project_marks(project)["judgment"]:
             LeaderboardReport.objects.get_or_create(
                 project=project,
                 key=default.key,
                 defaults={"filters": default.to_dict(), "requested_at": since},
             )
     computed = 0
-    for row in LeaderboardReport.objects.filter(requested_at__gte=since).select_related("project"):
-        if is_stale(row, project_judgment_mark(row.project)):
+    recent = LeaderboardReport.objects.filter(requested_at__gte=since).select_related("project")
+    for row in recent.order_by("-requested_at", "pk"):
+        if computed == REFRESH_AT_MOST:  # the rest wait for the next run (or are asked for again)
+            break
+        if is_stale(row, project_marks(row.project)):
             try:
                 leaderboard_refresh(project_id=row.project_id, key=row.key)
             except Exception:  # stored on the row; the others go on

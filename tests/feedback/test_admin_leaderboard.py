@@ -136,3 +136,25 @@ def test_the_checkpoint_page_shows_its_score_its_parents_and_the_difference(admi
     assert "separated at 95%" in page
     orphan = client.get(reverse("admin:feedback_policycheckpoint_change", args=[base.pk])).content.decode()
     assert "no parent" in orphan
+
+
+def test_a_checkpoint_that_won_everything_still_draws(admin_user):
+    """Perfect separation (small categories make it common): finite scores, intervals drawn, no error."""
+    from tests.factories import AnnotatorFactory, PolicyCheckpointFactory, ProjectFactory, judge, shown
+
+    project = ProjectFactory()
+    base, instruct = PolicyCheckpointFactory(kind="base"), PolicyCheckpointFactory(name="undefeated")
+    for index in range(8):
+        order = [base, instruct] if index % 2 else [instruct, base]
+        category = "list" if index < 4 else "write"
+        judge(
+            shown(project, order, category=category), AnnotatorFactory(), "a" if order[0] == instruct else "b"
+        )
+    client = logged_in_client(admin_user)
+    client.get(page_url(project))
+    computed(project)
+    response = client.get(page_url(project))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert page.count('<svg role="img"') == 3
+    assert "undefeated won every one of its 8 decisive battles" in page

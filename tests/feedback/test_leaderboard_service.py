@@ -100,6 +100,26 @@ def test_the_orm_reader_reads_what_the_postgresql_reader_reads():
     # Both readers give the same battles: 6 comparisons × 3 judgments × 3 pairs of positions.
     battles = battles_module._battles(packed, battles_module._entries_packed([project.pk]))
     assert len(battles) == 6 * 3 * 3
+    # Each battle's outcome is its judgment's ranks compared, positions in display order.
+    expected = []
+    for judgment in models.Judgment.objects.filter(comparison__project=project).order_by("pk"):
+        shown_by = [
+            entry.response.checkpoint_id for entry in judgment.comparison.entries.order_by("position")
+        ]
+        for i, j in ((0, 1), (0, 2), (1, 2)):
+            ranks = judgment.ranking[i], judgment.ranking[j]
+            outcome = FIRST if ranks[0] < ranks[1] else SECOND if ranks[0] > ranks[1] else TIE
+            expected.append((judgment.pk, shown_by[i], shown_by[j], outcome))
+    got = list(
+        zip(
+            battles.judgment.tolist(),
+            battles.first.tolist(),
+            battles.second.tolist(),
+            battles.outcome.tolist(),
+            strict=True,
+        )
+    )
+    assert got == expected
 
 
 def test_the_battles_go_through_the_exports_filters_and_a_reviewers_verdict_wins():
@@ -208,6 +228,49 @@ def test_the_leaderboard_ranks_the_checkpoints_and_reports_both_fits_categories_
     assert head_to_head_report(report, base.pk, 10**9) is None
 
 
+def test_the_default_reference_is_the_oldest_base_model_even_when_registered_later():
+    project = ProjectFactory()
+    instruct = PolicyCheckpointFactory(name="registered-first", kind="instruct")
+    base = PolicyCheckpointFactory(name="the-base", kind="base")
+    for choice in ["a", "a", "b", "a"]:
+        judge(shown(project, [instruct, base]), AnnotatorFactory(), choice)
+    report = leaderboard_compute(
+        project=project, filters=LeaderboardFilters(rounds=100), high_water_mark=10**12
+    )
+    assert report["reference"] == {"id": base.pk, "name": "the-base"}
+
+
+def test_a_reference_whose_only_battles_are_both_bad_gives_way_to_the_default():
+    project = ProjectFactory()
+    base, instruct, other = (PolicyCheckpointFactory(kind=kind) for kind in ("base", "instruct", "instruct"))
+    for choice in ["a", "b", "a"]:
+        judge(shown(project, [base, instruct]), AnnotatorFactory(), choice)
+    judge(shown(project, [other, base]), AnnotatorFactory(), "both_bad")
+    filters = LeaderboardFilters(reference=other.name, rounds=100)
+    report = leaderboard_compute(project=project, filters=filters, high_water_mark=10**12)
+    assert report["reference"]["id"] == base.pk
+    assert any("has no battles in this fit" in note for note in report["notes"])
+    assert {entry["name"]: entry["raw"] for entry in report["checkpoints"]}[other.name] is None
+
+
+def test_a_checkpoint_that_won_everything_is_scored_finitely_and_said_to_be(
+    django_capture_on_commit_callbacks,
+):
+    project = ProjectFactory()
+    base, instruct = PolicyCheckpointFactory(kind="base"), PolicyCheckpointFactory()
+    for index in range(6):
+        order = [base, instruct] if index % 2 else [instruct, base]
+        judge(shown(project, order), AnnotatorFactory(), "a" if order[0] == instruct else "b")
+    report = leaderboard_compute(
+        project=project, filters=LeaderboardFilters(rounds=200), high_water_mark=10**12
+    )
+    leader = report["checkpoints"][0]
+    assert leader["name"] == instruct.name
+    assert 1000 < leader["raw"]["elo"] < 3000
+    assert leader["raw"]["low"] <= leader["raw"]["elo"] <= leader["raw"]["high"]
+    assert any(f"{instruct.name} won every one of its 6 decisive battles" in note for note in report["notes"])
+
+
 def test_a_checkpoint_the_reference_never_met_has_no_score():
     project = ProjectFactory()
     a, b, c, d = (PolicyCheckpointFactory() for _ in range(4))
@@ -282,6 +345,32 @@ def test_a_leaderboard_is_computed_once_then_again_when_judgments_arrive(django_
         models.LeaderboardReport.objects.get(project=project, key=LeaderboardFilters().key).status == "ready"
     )
     assert leaderboards_refresh() == 0
+
+    # A suspension changes what the default filters select: stale again, computed again.
+    row = models.LeaderboardReport.objects.get(project=project, key=filters.key)
+    suspended = row.report and models.Judgment.objects.filter(comparison__project=project).first().annotator
+    annotator_suspend(project_id=project.pk, annotator_id=suspended.pk, actor=AdminFactory(), reason="Spam.")
+    with django_capture_on_commit_callbacks() as sent:
+        row = leaderboard_request(project=project, filters=filters)
+    assert row.status == "pending"
+    assert len(sent) == 1
+    with django_capture_on_commit_callbacks() as sent:  # asked again while pending: not sent twice
+        leaderboard_request(project=project, filters=filters)
+    assert not sent
+    row = leaderboard_refresh(project_id=project.pk, key=filters.key)
+    assert row.report["judgments"] < 31
+
+
+def test_a_leaderboard_whose_filters_no_longer_parse_fails_instead_of_waiting_forever():
+    project, base, *_ = planted_project(judgments_per_pair=4)
+    filters = LeaderboardFilters(reference="base", rounds=100)
+    leaderboard_request(project=project, filters=filters)
+    models.PolicyCheckpoint.objects.filter(pk=base.pk).update(name="renamed")
+    with pytest.raises(LeaderboardFiltersError):
+        leaderboard_refresh(project_id=project.pk, key=filters.key)
+    row = models.LeaderboardReport.objects.get(project=project, key=filters.key)
+    assert row.status == "failed"
+    assert "No checkpoint is named 'base'" in row.error
 
 
 def test_the_orm_reads_the_ratings_the_postgresql_reader_reads():

@@ -15,9 +15,9 @@ from feedback.quality.leaderboard import (
     SECOND,
     TIE,
     battle_cells,
+    battles_needed,
     bradley_terry,
     bradley_terry_controlled,
-    head_to_head,
     markdown_style,
     style_differences,
 )
@@ -64,7 +64,7 @@ def test_scores_equal_an_independent_fit():
         np.where(winners < losers, FIRST, SECOND),
         checkpoints=8,
     )
-    board = bradley_terry(swapped, reference=0, rounds=1, first_position=False)
+    board = bradley_terry(swapped, reference=0, rounds=1, first_position=False, prior=None)
     assert board.scores == pytest.approx(reference, abs=1e-6)
 
 
@@ -138,29 +138,88 @@ def test_style_differences_are_normalised_and_zero_without_either():
     assert differences.tolist() == [[0.5, 0.0, 0.0], [-0.5, 0.0, -1.0]]
 
 
-def test_head_to_head_counts_both_orders_and_says_how_many_more_battles_would_separate_them():
-    # Checkpoint 0 against 1: shown first, 0 won 20, lost 12, tied 3; shown second, 0 won 10, lost 8.
-    first = [0] * 35 + [1] * 18
-    second = [1] * 35 + [0] * 18
-    outcome = [FIRST] * 20 + [SECOND] * 12 + [TIE] * 3 + [SECOND] * 10 + [FIRST] * 8
-    cells = battle_cells(first, second, outcome, checkpoints=2)
-    board = bradley_terry(cells, rounds=1)
-    duel = head_to_head(cells, board.scores, 0, 1, both_bad=4)
-    assert (duel.wins, duel.losses, duel.ties, duel.both_bad) == (30, 20, 3, 4)
-    assert duel.decisive_share.share == 0.6
-    assert duel.decisive_share.low < 0.5 < duel.decisive_share.high  # 30 of 50 does not separate them
-    # At 0.6, about 1.96² · 0.24 / 0.01 = 92.2 decisive battles would: 43 more than the 50 there are.
-    assert duel.needed == 43
-    assert duel.predicted == pytest.approx(1 / (1 + np.exp(-(board.scores[0] - board.scores[1]))))
-    assert 0.55 < duel.predicted < 0.65
-    reverse = head_to_head(cells, board.scores, 1, 0)
-    assert (reverse.wins, reverse.losses) == (20, 30)
-    assert reverse.predicted == pytest.approx(1 - duel.predicted)
-    # Clear apart: nothing more needed; exactly even: no number would do.
-    clear = battle_cells([0] * 100, [1] * 100, [FIRST] * 80 + [SECOND] * 20, checkpoints=2)
-    assert head_to_head(clear, np.zeros(2), 0, 1).needed == 0
-    even = battle_cells([0] * 10, [1] * 10, [FIRST] * 5 + [SECOND] * 5, checkpoints=2)
-    assert head_to_head(even, np.zeros(2), 0, 1).needed is None
+def test_battles_needed_says_how_many_more_decisive_battles_would_separate_two_checkpoints():
+    # 30 wins of 50 decisive battles does not separate them; at 0.6, about 1.96² · 0.24 / 0.01 = 92.2
+    # decisive battles would: 43 more than the 50 there are.
+    assert battles_needed(30, 20) == 43
+    assert battles_needed(20, 30) == 43
+    assert battles_needed(80, 20) == 0  # clear apart already
+    assert battles_needed(5, 5) is None  # exactly even: no number would do
+    assert battles_needed(0, 0) is None
+
+
+def negative_log_likelihood(parameters, first, second, outcome, covariates, checkpoints):
+    """The model written out per battle, apart from the fitting code: scores (the reference, checkpoint 0,
+    at 0), the position term, covariate coefficients; a tie is half a win each."""
+    scores = np.concatenate(([0.0], parameters[: checkpoints - 1]))
+    eta = scores[first] - scores[second] + parameters[checkpoints - 1] + covariates @ parameters[checkpoints:]
+    y = np.where(outcome == FIRST, 1.0, np.where(outcome == TIE, 0.5, 0.0))
+    return float(np.sum(np.logaddexp(0.0, eta) - y * eta))
+
+
+def test_the_full_model_equals_an_independent_maximum_likelihood_fit():
+    """With the position term, ties as half a win and (controlled) covariates, our fits equal scipy's
+    trust-region optimiser run on the per-battle likelihood above, to 1e-6 in logits."""
+    from scipy.optimize import minimize
+
+    _, first, second, outcome, longer = styled_battles(12, checkpoints=6, count=20_000)
+    outcome = outcome.copy()
+    outcome[np.random.default_rng(3).random(len(outcome)) < 0.1] = TIE
+    for covariates in (np.zeros((len(first), 0)), longer):
+        size = 5 + 1 + covariates.shape[1]
+
+        def objective(parameters, covariates=covariates):
+            return negative_log_likelihood(parameters, first, second, outcome, covariates, 6)
+
+        def gradient(parameters, covariates=covariates):
+            scores = np.concatenate(([0.0], parameters[:5]))
+            eta = scores[first] - scores[second] + parameters[5] + covariates @ parameters[6:]
+            residual = 1.0 / (1.0 + np.exp(-eta)) - np.where(
+                outcome == FIRST, 1.0, np.where(outcome == TIE, 0.5, 0.0)
+            )
+            by_checkpoint = np.bincount(first, residual, 6) - np.bincount(second, residual, 6)
+            return np.concatenate((by_checkpoint[1:], [residual.sum()], covariates.T @ residual))
+
+        reference = minimize(
+            objective, np.zeros(size), jac=gradient, method="BFGS", options={"gtol": 1e-9, "maxiter": 10_000}
+        ).x
+        if covariates.shape[1]:
+            fit = bradley_terry_controlled(
+                first, second, outcome, covariates, checkpoints=6, rounds=1, prior=None
+            )
+            ours = np.concatenate((fit.scores[1:], [fit.first_advantage], fit.coefficients))
+        else:
+            board = bradley_terry(battle_cells(first, second, outcome, checkpoints=6), rounds=1, prior=None)
+            ours = np.concatenate((board.scores[1:], [board.first_advantage]))
+        assert ours == pytest.approx(reference, abs=1e-6)
+
+
+def test_the_prior_changes_a_fit_of_real_data_by_far_less_than_its_interval():
+    _, first, second, outcome = battles(21, checkpoints=20, count=50_000)
+    cells = battle_cells(first, second, outcome, checkpoints=20)
+    with_prior = bradley_terry(cells, rounds=100)
+    without = bradley_terry(cells, rounds=100, prior=None)
+    assert np.abs(with_prior.scores - without.scores).max() < 1e-3
+    assert (with_prior.high - with_prior.low)[1:].min() * np.log(10) / 400 > 0.05
+
+
+def test_a_checkpoint_that_won_every_battle_gets_a_finite_score_inside_its_interval():
+    # Checkpoint 1 won all 5 battles against the reference: maximum likelihood alone has no answer.
+    cells = battle_cells(
+        [0, 1, 0, 1, 0], [1, 0, 1, 0, 1], [SECOND, FIRST, SECOND, FIRST, SECOND], checkpoints=2
+    )
+    board = bradley_terry(cells, rounds=200)
+    assert 2.0 < board.scores[1] < 8.0
+    assert board.low[1] <= board.elo[1] <= board.high[1]
+    fit = bradley_terry_controlled(
+        [0, 1, 0, 1, 0],
+        [1, 0, 1, 0, 1],
+        [SECOND, FIRST, SECOND, FIRST, SECOND],
+        np.zeros((5, 1)),
+        checkpoints=2,
+    )
+    assert 2.0 < fit.scores[1] < 8.0
+    assert fit.low[1] <= fit.elo[1] <= fit.high[1]
 
 
 def styled_battles(seed: int, *, checkpoints: int = 20, count: int = 50_000, length_effect: float = 1.0):
@@ -190,7 +249,7 @@ def test_the_controlled_intervals_cover_the_true_scores_about_95_percent_of_the_
         coefficient_covered += int(fit.coefficients_low[0] <= 1.0 <= fit.coefficients_high[0])
     print(f"coverage {covered}/{total} = {covered / total:.3f}; length coefficient {coefficient_covered}/100")
     assert 0.90 <= covered / total <= 0.99, covered / total
-    assert 88 <= coefficient_covered <= 100
+    assert 88 <= coefficient_covered <= 99
 
 
 def test_the_controlled_intervals_match_a_bootstrap_that_refits_every_round():
