@@ -295,6 +295,8 @@ CELERY_BEAT_SCHEDULE = {
 
 # A prompt whose messages hold more than this many characters in all is refused at import.
 RANKWISE_PROMPT_MAX_CHARS = env_int("RANKWISE_PROMPT_MAX_CHARS", 50_000)
+# A person's answer (a demonstration or an edit) holds at most this many characters.
+RANKWISE_ANSWER_MAX_CHARS = env_int("RANKWISE_ANSWER_MAX_CHARS", 20_000)
 RANKWISE_DEFAULT_LEASE = timedelta(minutes=env_int("RANKWISE_DEFAULT_LEASE_MINUTES", 20))
 
 # Generation. A chunk is a run's prompts for one task; a batch is what one `generate` call takes.
