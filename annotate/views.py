@@ -19,7 +19,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotate.assignment import (
     AnnotatorSuspended,
@@ -29,6 +29,7 @@ from annotate.assignment import (
     comparison_lease_next,
     judgment_submit,
 )
+from annotate.drafts import draft_clean, draft_get, draft_save
 from annotate.progress import project_progress
 from annotate.rendering import markdown_to_safe_html
 from annotate.selectors import (
@@ -39,7 +40,7 @@ from annotate.selectors import (
     project_get_for_annotator,
 )
 from annotate.submission import SubmissionInvalid, submission_parse
-from feedback.models import JudgmentFlag, Project
+from feedback.models import AnswerDraft, JudgmentFlag, Project
 from feedback.selectors import projects_open_to
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -212,13 +213,13 @@ def _json_body(request: HttpRequest) -> Any:
         raise SubmissionInvalid({"non_field_errors": f"The body is not valid JSON: {error}."}) from None
 
 
-def _engine_errors(call: Callable[[], HttpResponse]) -> HttpResponse:
+def _engine_errors(call: Callable[[], HttpResponse], *, what: str = "judgment") -> HttpResponse:
     """Map the engine's refusals to statuses: 400 invalid, 403 suspended, 404 not yours, 409 no place,
     422 key reused."""
     try:
         return call()
     except SubmissionInvalid as error:
-        return error_response(400, "The judgment was not saved: fix the fields named.", error.errors)
+        return error_response(400, f"The {what} was not saved: fix the fields named.", error.errors)
     except AssignmentNotFound:
         return error_response(404, "No such comparison for you.")
     except SubmissionConflict as error:
@@ -278,3 +279,38 @@ def assignment_skip_view(
         annotator=annotator, project=project, assignment_id=assignment_id, reason=body.get("reason")
     )
     return JsonResponse({"skipped": True, "next_url": reverse("annotate:workspace", args=[project.slug])})
+
+
+def _draft_body(draft: AnswerDraft | None) -> dict[str, Any]:
+    if draft is None:
+        return {"text": "", "revision": 0, "saved_at": None, "expires_at": None}
+    return {
+        "text": draft.text,
+        "revision": draft.revision,
+        "saved_at": draft.updated_at.isoformat(),
+        "expires_at": draft.assignment.expires_at.isoformat(),
+    }
+
+
+@json_login_required
+@require_http_methods(["GET", "POST"])
+def draft_view(request: HttpRequest, slug: str, assignment_id: int) -> HttpResponse:
+    """GET: the annotator's draft on their assignment (empty when none). POST `{"text", "revision"}`:
+    save it, which extends the lease (409 once the lease ran out or the work was submitted)."""
+    annotator = _annotator(request)
+    project = project_get_for_annotator(user=annotator, slug=slug)
+    if project is None:
+        return error_response(404, "No such project for you.")
+
+    def act() -> HttpResponse:
+        if request.method == "GET":
+            return JsonResponse(
+                _draft_body(draft_get(annotator=annotator, assignment_id=assignment_id, project=project))
+            )
+        text, revision = draft_clean(_json_body(request))
+        draft = draft_save(
+            annotator=annotator, assignment_id=assignment_id, text=text, revision=revision, project=project
+        )
+        return JsonResponse(_draft_body(draft))
+
+    return _engine_errors(act, what="draft")

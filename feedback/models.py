@@ -949,6 +949,20 @@ class Assignment(models.Model):
         return f"{self.annotator} on comparison {self.comparison_id} ({self.state})"
 
 
+class AnswerDraft(models.Model):
+    """What an annotator has written so far on an assignment (a demonstration or an edit), saved as they
+    type so that a reload, a closed tab or a lost connection loses nothing. `revision` is the client's
+    counter: a save older than the stored one (arriving late) changes nothing."""
+
+    assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="draft")
+    text = models.TextField(blank=True)
+    revision = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Draft of assignment {self.assignment_id} (revision {self.revision})"
+
+
 class GoldVerdict(models.Model):
     """The verdict a gold comparison expects, keyed by response id (see `feedback.quality.gold`)."""
 

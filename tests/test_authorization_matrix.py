@@ -93,6 +93,8 @@ RULES = [
     # JSON endpoints: 401, not a login redirect. An empty submission is refused as invalid before the
     # lease is looked at; a skip reaches the lease, which only its annotator may skip.
     Rule("projects/<slug:slug>/assignments/<int:assignment_id>/judgment", 401, 400, 404, 400, "post", "{}"),
+    # A draft is read (or saved) only on one's own assignment: staff have no lease here, so 404.
+    Rule("projects/<slug:slug>/assignments/<int:assignment_id>/draft", 401, 200, 404, 404),
     Rule(
         "projects/<slug:slug>/assignments/<int:assignment_id>/skip",
         401,
