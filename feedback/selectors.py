@@ -223,10 +223,14 @@ def review_page(*, item: ReviewItem) -> ReviewPage:
     )
 
 
-def judgment_examples(*, project: Project, examples: dict[str, list[int]]) -> list[dict[str, Any]]:
+def judgment_examples(
+    *, project: Project, examples: dict[str, list[int]], reviewed: bool = False
+) -> list[dict[str, Any]]:
     """The judgments named per outcome (a head-to-head report's representative ones), each with what was
     shown: the prompt, the responses in display order with their checkpoints, the verdict and the
-    rationale. Only the project's judgments; in the order given."""
+    rationale. With `reviewed` (the leaderboard let reviewers' verdicts win), a comparison a reviewer
+    decided shows the reviewer's verdict, which is what counted, beside the annotator's own choice. Only
+    the project's judgments; in the order given."""
     wanted = [pk for ids in examples.values() for pk in ids]
     judgments = {
         judgment.pk: judgment
@@ -239,6 +243,13 @@ def judgment_examples(*, project: Project, examples: dict[str, list[int]]) -> li
             )
         )
     }
+    decided: dict[int, dict[str, Any]] = {}
+    if reviewed:
+        for comparison_id, verdict in ReviewItem.objects.filter(
+            comparison_id__in=[judgment.comparison_id for judgment in judgments.values()],
+            status=ReviewItem.Status.DECIDED,
+        ).values_list("comparison_id", "verdict"):
+            decided[comparison_id] = verdict or {}
     result = []
     for outcome, ids in examples.items():
         for pk in ids:
@@ -246,6 +257,7 @@ def judgment_examples(*, project: Project, examples: dict[str, list[int]]) -> li
             if judgment is None:
                 continue
             comparison = judgment.comparison
+            verdict = decided.get(comparison.pk) or {}
             result.append(
                 {
                     "outcome": outcome,
@@ -263,8 +275,10 @@ def judgment_examples(*, project: Project, examples: dict[str, list[int]]) -> li
                         }
                         for entry in comparison.entries.all()
                     ],
-                    "choice": judgment.choice,
-                    "ranking": judgment.ranking,
+                    "choice": verdict.get("choice", judgment.choice),
+                    "ranking": verdict.get("ranking", judgment.ranking),
+                    "reviewed": bool(verdict),
+                    "annotator_choice": judgment.choice,
                     "rationale": judgment.rationale,
                     "created_at": judgment.created_at,
                 }

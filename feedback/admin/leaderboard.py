@@ -257,7 +257,11 @@ def _head_to_head(project: Project, report: Mapping[str, Any], first: str, secon
         ],
         "categories": [{"category": name, **figures} for name, figures in found["categories"].items()],
         "axes": [{"label": labels.get(key, key), **figures} for key, figures in found["axes"].items()],
-        "examples": judgment_examples(project=project, examples=found["examples"]),
+        "examples": judgment_examples(
+            project=project,
+            examples=found["examples"],
+            reviewed=bool(report["filters"].get("adjudicated_wins", True)),
+        ),
     }
 
 

@@ -927,8 +927,10 @@ class ExampleSerializer(serializers.Serializer):
     conversation = serializers.ListField(child=serializers.DictField())
     category = serializers.CharField()
     responses = ExampleResponseSerializer(many=True)
-    choice = serializers.CharField()
+    choice = serializers.CharField(help_text="The verdict that counted: a reviewer's when `reviewed`.")
     ranking = serializers.ListField(child=serializers.IntegerField())
+    reviewed = serializers.BooleanField(help_text="A reviewer's decided verdict counted instead of the vote.")
+    annotator_choice = serializers.CharField(help_text="What the annotator chose.")
     rationale = serializers.CharField(allow_blank=True)
     created_at = serializers.DateTimeField()
 

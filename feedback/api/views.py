@@ -1008,6 +1008,10 @@ class ProjectHeadToHead(LeaderboardScoped):
                     {"key": key, "label": labels.get(key, key), **figures}
                     for key, figures in found["axes"].items()
                 ],
-                examples=judgment_examples(project=project, examples=found["examples"]),
+                examples=judgment_examples(
+                    project=project,
+                    examples=found["examples"],
+                    reviewed=bool(row.filters.get("adjudicated_wins", True)),
+                ),
             )
         return self.respond(row, HeadToHeadSerializer(data).data)

@@ -14,6 +14,7 @@ from feedback import models
 from feedback.export.options import ExportOptions
 from feedback.export.source import judgments_selected
 from feedback.quality.leaderboard import FIRST, SECOND, TIE
+from feedback.selectors import judgment_examples
 from feedback.services import battles as battles_module
 from feedback.services.battles import BOTH_BAD, battles_read
 from feedback.services.leaderboard import (
@@ -164,6 +165,12 @@ def test_the_battles_go_through_the_exports_filters_and_a_reviewers_verdict_wins
         project=project, filters=LeaderboardFilters(categories=("list",), rounds=100), high_water_mark=10**12
     )
     assert listed_only["battles"] == 1
+    # An example of that comparison shows the verdict that counted, the reviewer's, beside the annotator's.
+    overturned = models.Judgment.objects.get(comparison=written)
+    (example,) = judgment_examples(project=project, examples={"losses": [overturned.pk]}, reviewed=True)
+    assert (example["choice"], example["reviewed"], example["annotator_choice"]) == ("b", True, "a")
+    (plain,) = judgment_examples(project=project, examples={"wins": [overturned.pk]})
+    assert (plain["choice"], plain["reviewed"]) == ("a", False)
     later = LeaderboardFilters(since=timezone.now() + timedelta(hours=1), rounds=100)
     assert leaderboard_compute(project=project, filters=later, high_water_mark=10**12)["battles"] == 0
 
