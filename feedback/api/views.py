@@ -897,6 +897,7 @@ class LeaderboardScoped(ProjectScoped):
         row = leaderboard_request(project=project, filters=self.query["filters"])
         state = {
             "project": project,
+            # Figures in hand are served as ready, even while newer ones are computed.
             "status": row.status if row.report is None else LeaderboardReport.Status.READY,
             "fresh": row.report is not None and not is_stale(row, project_marks(project)),
             "filters": row.filters,
@@ -905,8 +906,6 @@ class LeaderboardScoped(ProjectScoped):
             "high_water_mark": row.high_water_mark,
             "error": row.error,
         }
-        if row.status == LeaderboardReport.Status.FAILED and row.report is None:
-            state["status"] = LeaderboardReport.Status.FAILED
         return project, row, state
 
     def respond(self, row: LeaderboardReport, data: dict[str, Any]) -> Response:

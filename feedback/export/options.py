@@ -213,15 +213,7 @@ class ExportOptions:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready and canonical: what is stored with an export and hashed into its digest."""
-        result: dict[str, Any] = {}
-        for item in dataclasses.fields(self):
-            value = getattr(self, item.name)
-            if isinstance(value, datetime):
-                value = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-            elif isinstance(value, tuple):
-                value = list(value)
-            result[item.name] = value
-        return result
+        return canonical_dict(self)
 
     def margin_for_strength(self, strength: int | None) -> float:
         if strength is None:
@@ -229,6 +221,20 @@ class ExportOptions:
         if self.margin_scale:
             return self.margin_scale[min(strength, len(self.margin_scale)) - 1]
         return float(strength)
+
+
+def canonical_dict(record: Any) -> dict[str, Any]:
+    """A frozen dataclass of options as canonical JSON-ready values: moments in UTC ISO 8601 with Z,
+    tuples as lists (the same options always give the same dict)."""
+    result: dict[str, Any] = {}
+    for item in dataclasses.fields(record):
+        value = getattr(record, item.name)
+        if isinstance(value, datetime):
+            value = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        elif isinstance(value, tuple):
+            value = list(value)
+        result[item.name] = value
+    return result
 
 
 def _check_combination(values: dict[str, Any], fail: Any) -> None:

@@ -83,22 +83,6 @@ class Battles:
     def __len__(self) -> int:
         return len(self.judgment)
 
-    def take(self, keep: npt.NDArray[np.bool_]) -> Battles:
-        return Battles(
-            judgment=self.judgment[keep],
-            comparison=self.comparison[keep],
-            first=self.first[keep],
-            second=self.second[keep],
-            first_response=self.first_response[keep],
-            second_response=self.second_response[keep],
-            outcome=self.outcome[keep],
-            category=self.category[keep],
-            rationale=self.rationale[keep],
-            first_style=self.first_style[keep],
-            second_style=self.second_style[keep],
-            same_checkpoint=self.same_checkpoint,
-        )
-
 
 def battles_read(
     judgments: QuerySet[Judgment],

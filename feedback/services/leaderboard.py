@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,13 @@ from scipy.sparse.csgraph import connected_components
 from scipy.stats import t as student_t
 
 from feedback.celery import app
-from feedback.export.options import ExportOptions, ExportOptionsError, _integer, _string_list
+from feedback.export.options import (
+    ExportOptions,
+    ExportOptionsError,
+    _integer,
+    _string_list,
+    canonical_dict,
+)
 from feedback.export.quality import ExportQuality, export_quality
 from feedback.export.source import judgments_selected
 from feedback.models import (
@@ -73,6 +79,23 @@ KEEP_FRESH = timedelta(days=7)
 # new filters, and a run must end before the next one starts.
 REFRESH_AT_MOST = 20
 OUTCOMES = ("wins", "losses", "ties", "both_bad")
+
+
+# The judgment filters a leaderboard shares with the export, under the same names and meaning.
+EXPORT_FILTERS = (
+    "since",
+    "until",
+    "exclude_flagged",
+    "exclude_suspended",
+    "min_gold_accuracy",
+    "adjudicated_wins",
+    "reviewed_only",
+)
+
+
+def _decided(quality: ExportQuality, *, wins: bool) -> dict[int, dict[str, Any]]:
+    """Comparison id → a reviewer's decided verdict, when reviewers' verdicts win (else none)."""
+    return {pk: verdict for pk, verdict in quality.reviews.items() if verdict is not None} if wins else {}
 
 
 class LeaderboardFiltersError(ValueError):
@@ -120,15 +143,7 @@ class LeaderboardFilters:
             ]
         else:
             values["categories"] = tuple(sorted(set(categories)))
-        shared = (
-            "since",
-            "until",
-            "exclude_flagged",
-            "exclude_suspended",
-            "min_gold_accuracy",
-            "adjudicated_wins",
-            "reviewed_only",
-        )
+        shared = EXPORT_FILTERS
         try:
             options = ExportOptions.from_mapping(
                 {"format": "judgments", **{name: data[name] for name in shared if name in data}}
@@ -165,15 +180,7 @@ class LeaderboardFilters:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready and canonical: stored with the leaderboard and hashed into its key."""
-        result: dict[str, Any] = {}
-        for item in dataclasses.fields(self):
-            value = getattr(self, item.name)
-            if isinstance(value, datetime):
-                value = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-            elif isinstance(value, tuple):
-                value = list(value)
-            result[item.name] = value
-        return result
+        return canonical_dict(self)
 
     @property
     def key(self) -> str:
@@ -184,13 +191,7 @@ class LeaderboardFilters:
         return ExportOptions(
             format="judgments",
             projects=project_slugs,
-            since=self.since,
-            until=self.until,
-            exclude_flagged=self.exclude_flagged,
-            exclude_suspended=self.exclude_suspended,
-            min_gold_accuracy=self.min_gold_accuracy,
-            adjudicated_wins=self.adjudicated_wins,
-            reviewed_only=self.reviewed_only,
+            **{name: getattr(self, name) for name in EXPORT_FILTERS},
         )
 
 
@@ -208,9 +209,7 @@ def leaderboard_compute(
         judgments,
         projects=[project.pk],
         filters=filters,
-        decided={pk: verdict for pk, verdict in quality.reviews.items() if verdict is not None}
-        if filters.adjudicated_wins
-        else {},
+        decided=_decided(quality, wins=filters.adjudicated_wins),
         axes=[(axis["key"], axis.get("label") or axis["key"]) for axis in project.rating_rubric or []],
         is_ranking=project.comparison_mode == Project.ComparisonMode.RANKING,
         high_water_mark=high_water_mark,
@@ -913,15 +912,7 @@ def export_leaderboard(
     """The leaderboard of the judgments an export selected (its filters, its quality decisions, its
     mark), for its dataset card: default fit settings."""
     judgments = judgments_selected(options, high_water_mark=high_water_mark, quality=quality)
-    filters = LeaderboardFilters(
-        since=options.since,
-        until=options.until,
-        exclude_flagged=options.exclude_flagged,
-        exclude_suspended=options.exclude_suspended,
-        min_gold_accuracy=options.min_gold_accuracy,
-        adjudicated_wins=options.adjudicated_wins,
-        reviewed_only=options.reviewed_only,
-    )
+    filters = LeaderboardFilters(**{name: getattr(options, name) for name in EXPORT_FILTERS})
     projects = (
         Project.objects.filter(slug__in=options.projects) if options.projects else Project.objects.all()
     )
@@ -929,9 +920,7 @@ def export_leaderboard(
         judgments,
         projects=list(projects.values_list("pk", flat=True)),
         filters=filters,
-        decided={pk: verdict for pk, verdict in quality.reviews.items() if verdict is not None}
-        if options.adjudicated_wins
-        else {},
+        decided=_decided(quality, wins=options.adjudicated_wins),
         axes=[],
         is_ranking=projects.filter(comparison_mode=Project.ComparisonMode.RANKING).exists(),
         high_water_mark=high_water_mark,
