@@ -39,7 +39,16 @@ from django.utils import timezone
 
 from annotate.selectors import assignment_get_for_annotator
 from annotate.submission import JudgmentSubmission, SubmissionInvalid, judgment_values, skip_reason_clean
-from feedback.models import AnnotatorStanding, Assignment, Comparison, Judgment, Project
+from feedback.models import (
+    AnnotatorStanding,
+    AnswerDraft,
+    Assignment,
+    Comparison,
+    Judgment,
+    Project,
+    Response,
+)
+from feedback.services.answers import edit_text_error, human_answer_create
 from feedback.services.generation import send_task_on_commit
 from feedback.services.leases import leases_return
 from feedback.services.standing import standing_locked
@@ -299,10 +308,67 @@ def _complete_if_last(now: datetime) -> dict[str, Case]:
     }
 
 
-def _same_judgment(judgment: Judgment, assignment: Assignment, values: dict[str, object]) -> bool:
-    return judgment.assignment_id == assignment.pk and all(
+def _same_judgment(
+    judgment: Judgment, assignment: Assignment, values: dict[str, Any], edit: tuple[int, str] | None
+) -> bool:
+    if judgment.assignment_id != assignment.pk or not all(
         getattr(judgment, name) == value for name, value in values.items()
+    ):
+        return False
+    stored = Response.objects.filter(judgment=judgment).values_list("edited_from_id", "text").first()
+    return stored == edit
+
+
+def place_count(*, assignment: Assignment, annotator: User, now: datetime) -> None:
+    """Turn the assignment's place in its comparison into a judgment (or a written answer): a live lease
+    (even one past its time that no sweep has returned yet) always; an expired one only while the
+    comparison has room. Raises SubmissionConflict or AnnotatorSuspended. The caller holds the
+    assignment's row lock, in its transaction."""
+    comparison = assignment.comparison
+    what = (
+        "answer" if comparison.project.comparison_mode == Project.ComparisonMode.DEMONSTRATION else "judgment"
     )
+    counters = Comparison.objects.filter(pk=comparison.pk, status=Comparison.Status.OPEN)
+    if assignment.state == Assignment.State.LEASED:
+        counted = counters.filter(lease_count__gte=1).update(
+            lease_count=F("lease_count") - 1,
+            judgment_count=F("judgment_count") + 1,
+            **_complete_if_last(now),
+        )
+        if not counted:
+            raise SubmissionConflict(f"This item was withdrawn from annotation; your {what} was not saved.")
+        return
+    # A suspension expires the annotator's live leases under their standing's lock, so only a lease
+    # already expired can belong to a suspended annotator: the one path that asks.
+    if AnnotatorStanding.objects.filter(
+        project_id=comparison.project_id, annotator=annotator, status=AnnotatorStanding.Status.SUSPENDED
+    ).exists():
+        raise AnnotatorSuspended(
+            f"You are suspended from this project, so this {what} was not saved. A project manager or an "
+            "admin can reinstate you."
+        )
+    counted = counters.filter(_has_room()).update(
+        judgment_count=F("judgment_count") + 1, **_complete_if_last(now)
+    )
+    if not counted:
+        raise SubmissionConflict(
+            f"Your lease on this item expired and its place went to another annotator, so this {what} was not "
+            "saved. Load the next one to go on."
+        )
+
+
+def assignment_finish(assignment: Assignment, *, now: datetime) -> None:
+    """Mark the assignment submitted; in a project that takes people's answers, its draft (if any) has
+    served its purpose. (Elsewhere there is none, and looking would cost every judgment a statement.)"""
+    assignment.state = Assignment.State.SUBMITTED
+    assignment.finished_at = now
+    assignment.save(update_fields=["state", "finished_at"])
+    project = assignment.comparison.project
+    if (
+        project.comparison_mode == Project.ComparisonMode.DEMONSTRATION
+        or project.answer_editing != Project.AnswerEditing.OFF
+    ):
+        AnswerDraft.objects.filter(assignment=assignment).delete()
 
 
 def judgment_submit(
@@ -331,49 +397,25 @@ def judgment_submit(
         comparison = assignment.comparison
         response_ids = list(comparison.entries.order_by("position").values_list("response_id", flat=True))
         values = judgment_values(submission, project=comparison.project, response_ids=response_ids)
+        edit = values.pop("edit")
+        original = None
+        if edit is not None:
+            original = Response.objects.get(pk=edit[0])
+            if (message := edit_text_error(original.text, edit[1])) is not None:
+                raise SubmissionInvalid({"edit": message})
 
         if assignment.state in (Assignment.State.SUBMITTED, Assignment.State.SKIPPED):
             # Finished: this is a retry (the same key and judgment) or a conflict.
             earlier = Judgment.objects.filter(annotator=annotator, submission_key=submission_key).first()
             if earlier is not None:
-                if _same_judgment(earlier, assignment, values):
+                if _same_judgment(earlier, assignment, values, edit):
                     return SubmitResult(judgment=earlier, replayed=True)
                 raise SubmissionKeyReused(KEY_REUSED)
             if assignment.state == Assignment.State.SUBMITTED:
                 raise SubmissionConflict("You already judged this comparison.")
             raise SubmissionConflict("You skipped this comparison; it can no longer take your judgment.")
 
-        counters = Comparison.objects.filter(pk=comparison.pk, status=Comparison.Status.OPEN)
-        if assignment.state == Assignment.State.LEASED:
-            counted = counters.filter(lease_count__gte=1).update(
-                lease_count=F("lease_count") - 1,
-                judgment_count=F("judgment_count") + 1,
-                **_complete_if_last(now),
-            )
-            if not counted:
-                raise SubmissionConflict(
-                    "This comparison was withdrawn from annotation; your judgment was not saved."
-                )
-        else:
-            # A suspension expires the annotator's live leases under their standing's lock, so only a
-            # lease already expired can belong to a suspended annotator: the one path that asks.
-            if AnnotatorStanding.objects.filter(
-                project_id=comparison.project_id,
-                annotator=annotator,
-                status=AnnotatorStanding.Status.SUSPENDED,
-            ).exists():
-                raise AnnotatorSuspended(
-                    "You are suspended from this project, so this judgment was not saved. A project "
-                    "manager or an admin can reinstate you."
-                )
-            counted = counters.filter(_has_room()).update(
-                judgment_count=F("judgment_count") + 1, **_complete_if_last(now)
-            )
-            if not counted:
-                raise SubmissionConflict(
-                    "Your lease on this comparison expired and its place went to another annotator, so this "
-                    "judgment was not saved. Load the next comparison to go on."
-                )
+        place_count(assignment=assignment, annotator=annotator, now=now)
         try:
             judgment = Judgment.objects.create(
                 comparison=comparison,
@@ -387,9 +429,16 @@ def judgment_submit(
             # same key is being sent concurrently for another assignment). Raising rolls the whole
             # transaction back, so no savepoint is needed around the insert.
             raise SubmissionKeyReused(KEY_REUSED) from error
-        assignment.state = Assignment.State.SUBMITTED
-        assignment.finished_at = now
-        assignment.save(update_fields=["state", "finished_at"])
+        if edit is not None:
+            human_answer_create(
+                prompt=comparison.prompt,
+                author=annotator,
+                text=edit[1],
+                edited_from=original,
+                judgment=judgment,
+                review_required=comparison.project.answers_reviewed,
+            )
+        assignment_finish(assignment, now=now)
         if comparison.is_gold:
             # Graded off the request path; a lost message is made up by the periodic quality refresh.
             send_task_on_commit(STANDING_TASK, [judgment.pk])

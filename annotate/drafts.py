@@ -6,6 +6,7 @@ answers that the time ran out)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -20,11 +21,12 @@ from feedback.models import AnswerDraft, Assignment, Project
 from feedback.services.answers import answer_text_error
 
 
-def draft_clean(body: Any) -> tuple[str, int]:
-    """`{"text": …, "revision": n}` → (text, revision), or SubmissionInvalid with field messages. An
-    empty draft is fine (the person cleared it); the answer's other limits hold."""
-    if not isinstance(body, dict) or set(body) - {"text", "revision"}:
-        raise SubmissionInvalid({"non_field_errors": 'Send {"text": "…", "revision": n} only.'})
+def draft_clean(body: Any) -> tuple[str, int, str]:
+    """`{"text": …, "revision": n, "base": "A"}` → (text, revision, base), or SubmissionInvalid with field
+    messages. An empty draft is fine (the person cleared it); the answer's other limits hold. `base`,
+    optional, is the label of the answer an edit starts from ("" for a demonstration)."""
+    if not isinstance(body, dict) or set(body) - {"text", "revision", "base"}:
+        raise SubmissionInvalid({"non_field_errors": 'Send {"text": "…", "revision": n, "base": "A"} only.'})
     errors: dict[str, Any] = {}
     text = body.get("text")
     if not isinstance(text, str):
@@ -34,11 +36,14 @@ def draft_clean(body: Any) -> tuple[str, int]:
     revision = body.get("revision")
     if not isinstance(revision, int) or isinstance(revision, bool) or not 0 <= revision < 2**31:
         errors["revision"] = "A whole number from 0, larger with each save."
+    base = body.get("base", "")
+    if not isinstance(base, str) or not re.fullmatch(r"[A-H]?", base):
+        errors["base"] = "The label of the answer the edit starts from (A to H), or empty."
     if errors:
         raise SubmissionInvalid(errors)
     assert isinstance(text, str)
     assert isinstance(revision, int)
-    return text, revision
+    return text, revision, base
 
 
 def draft_save(
@@ -47,6 +52,7 @@ def draft_save(
     assignment_id: int,
     text: str,
     revision: int,
+    base: str = "",
     project: Project | None = None,
     now: datetime | None = None,
 ) -> AnswerDraft:
@@ -68,11 +74,11 @@ def draft_save(
         draft = AnswerDraft.objects.select_for_update().filter(assignment=assignment).first()
         if draft is None:
             return AnswerDraft.objects.create(
-                assignment=assignment, text=text, revision=revision, updated_at=now
+                assignment=assignment, text=text, revision=revision, base=base, updated_at=now
             )
         if revision >= draft.revision:  # a late save of an older revision changes nothing
-            draft.text, draft.revision, draft.updated_at = text, revision, now
-            draft.save(update_fields=["text", "revision", "updated_at"])
+            draft.text, draft.revision, draft.base, draft.updated_at = text, revision, base, now
+            draft.save(update_fields=["text", "revision", "base", "updated_at"])
         return draft
 
 

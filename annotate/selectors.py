@@ -19,6 +19,7 @@ from feedback.models import (
     Project,
     ProjectMembership,
     ProjectRole,
+    Response,
     ReviewItem,
 )
 from feedback.selectors import projects_open_to
@@ -106,8 +107,13 @@ def start_of_today() -> datetime:
     return timezone.make_aware(datetime.combine(timezone.localdate(), time.min))
 
 
-def annotator_judgments_today(*, annotator: User, project_id: int) -> int:
-    """The annotator's judgments in the project since midnight (server time): bounded by their day's work."""
+def annotator_judgments_today(*, annotator: User, project_id: int, written: bool = False) -> int:
+    """The annotator's judgments in the project since midnight (server time), or with `written` (a
+    demonstration project) their written answers: bounded by their day's work."""
+    if written:
+        return Response.objects.filter(
+            author=annotator, created_at__gte=start_of_today(), assignment__comparison__project_id=project_id
+        ).count()
     return Judgment.objects.filter(
         annotator=annotator, created_at__gte=start_of_today(), comparison__project_id=project_id
     ).count()
@@ -127,6 +133,20 @@ def annotator_project_summaries(*, user: User, projects: QuerySet[Project]) -> l
         .values_list("comparison__project", "mine", "today")
         .order_by()
     }
+    writing = [
+        project.pk for project in ordered if project.comparison_mode == Project.ComparisonMode.DEMONSTRATION
+    ]
+    if writing:  # a demonstration project's work is its written answers
+        counts.update(
+            (project_id, (mine, today))
+            for project_id, mine, today in Response.objects.filter(
+                author=user, assignment__comparison__project__in=writing
+            )
+            .values("assignment__comparison__project")
+            .annotate(mine=Count("pk"), today=Count("pk", filter=Q(created_at__gte=start_of_today())))
+            .values_list("assignment__comparison__project", "mine", "today")
+            .order_by()
+        )
     progress = projects_progress(project_ids=[project.pk for project in ordered])
     # Staff review everywhere (as `feedback.services.review.may_review` says); others where their role is.
     reviewing = (

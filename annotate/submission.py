@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from feedback.models import RATIONALE_MAX_LENGTH, Judgment, JudgmentFlag, Project, position_label
+from feedback.services.answers import answer_text_error
 from feedback.verdicts import PAIRWISE_CHOICES as VERDICT_CHOICES
 from feedback.verdicts import PAIRWISE_RANKINGS, ranking_error
 
@@ -24,7 +25,17 @@ TIME_SPENT_MAX_MS = 24 * 60 * 60 * 1000
 PAIRWISE_CHOICES = frozenset(VERDICT_CHOICES)
 FLAG_VALUES = frozenset(JudgmentFlag.values)
 BODY_FIELDS = frozenset(
-    {"submission_key", "choice", "ranking", "strength", "ratings", "rationale", "flags", "time_spent_ms"}
+    {
+        "submission_key",
+        "choice",
+        "ranking",
+        "strength",
+        "ratings",
+        "rationale",
+        "flags",
+        "time_spent_ms",
+        "edit",
+    }
 )
 
 
@@ -53,6 +64,9 @@ class JudgmentSubmission:
     rationale: str = ""
     flags: tuple[str, ...] = ()
     time_spent_ms: int | None = None
+    # An improved answer, where the project takes edits: the label of the answer it starts from, and the text.
+    edit_from: str | None = None
+    edit_text: str | None = None
 
 
 def _is_int(value: Any) -> bool:
@@ -131,10 +145,21 @@ def submission_parse(body: Any) -> tuple[str, JudgmentSubmission]:
     ):
         errors["time_spent_ms"] = f"Must be an integer number of milliseconds from 0 to {TIME_SPENT_MAX_MS}."
 
+    edit = body.get("edit")
+    if edit is not None and (
+        not isinstance(edit, dict)
+        or set(edit) != {"from", "text"}
+        or not isinstance(edit["from"], str)
+        or not isinstance(edit["text"], str)
+    ):
+        errors["edit"] = 'Send {"from": "<label of the answer it starts from>", "text": "…"}, or null.'
+
     if errors:
         raise SubmissionInvalid(errors)
     assert isinstance(key, str)  # checked by submission_key_error
     return key, JudgmentSubmission(
+        edit_from=edit["from"] if edit else None,
+        edit_text=edit["text"] if edit else None,
         choice=choice,
         ranking=tuple(ranking) if ranking is not None else None,
         strength=strength,
@@ -143,6 +168,33 @@ def submission_parse(body: Any) -> tuple[str, JudgmentSubmission]:
         flags=tuple(flags),
         time_spent_ms=time_spent_ms,
     )
+
+
+def edit_bases(choice: str | None, ranking: Sequence[int], labels: Sequence[str]) -> list[str]:
+    """The labels an edit may start from after this verdict: the chosen answer, or any answer ranked
+    first; after a tie or "both bad", any of them."""
+    if choice in (Judgment.Choice.A, Judgment.Choice.B):
+        return [choice.upper()]
+    if choice in (Judgment.Choice.TIE, Judgment.Choice.BOTH_BAD) or not ranking:
+        return list(labels)
+    best = min(ranking)
+    return [label for label, rank in zip(labels, ranking, strict=False) if rank == best]
+
+
+def _edit_error(
+    submission: JudgmentSubmission, *, project: Project, values: dict[str, Any], labels: list[str]
+) -> str | None:
+    editing = project.answer_editing
+    if submission.edit_from is None:
+        if editing == Project.AnswerEditing.BOTH_BAD and values.get("choice") == Judgment.Choice.BOTH_BAD:
+            return "Both answers are bad: write a better one, starting from either, before you submit."
+        return None
+    if editing == Project.AnswerEditing.OFF:
+        return "This project does not take edits of the answers."
+    bases = edit_bases(values.get("choice"), values.get("ranking") or [], labels)
+    if submission.edit_from not in bases:
+        return f"An edit starts from the answer you chose ({', '.join(bases)}), not {submission.edit_from!r}."
+    return None
 
 
 def skip_reason_clean(reason: Any) -> str:
@@ -159,7 +211,13 @@ def judgment_values(
     """The stored form of a submission for a comparison whose responses, by position, are `response_ids`.
 
     Ratings come keyed by label and are stored keyed by response id; `ranking` is stored for every mode.
+    `edit` is None or (the id of the response it starts from, the edited text), for the caller to store
+    once it has checked that the text differs from the original (`edit_text_error`).
     """
+    if project.comparison_mode == Project.ComparisonMode.DEMONSTRATION:
+        raise SubmissionInvalid(
+            {"non_field_errors": "This project asks for a written answer, not a verdict."}
+        )
     errors: dict[str, str] = {}
     size = len(response_ids)
     values: dict[str, Any] = {"strength": None}
@@ -218,6 +276,14 @@ def judgment_values(
             ratings[str(labels[label])] = dict(sorted(scores.items()))
     if rating_errors:
         errors["ratings"] = " ".join(rating_errors)
+
+    values["edit"] = None
+    if (message := _edit_error(submission, project=project, values=values, labels=list(labels))) is not None:
+        errors["edit"] = message
+    elif submission.edit_from is not None:
+        if (message := answer_text_error(submission.edit_text)) is not None:
+            errors["edit"] = message
+        values["edit"] = (labels[submission.edit_from], submission.edit_text)
 
     if errors:
         raise SubmissionInvalid(errors)

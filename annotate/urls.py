@@ -17,6 +17,7 @@ urlpatterns = [
         "projects/<slug:slug>/assignments/<int:assignment_id>/skip", views.assignment_skip_view, name="skip"
     ),
     path("projects/<slug:slug>/assignments/<int:assignment_id>/draft", views.draft_view, name="draft"),
+    path("projects/<slug:slug>/assignments/<int:assignment_id>/answer", views.answer_create, name="answer"),
     path("projects/<slug:slug>/review", review_views.review_queue, name="review_queue"),
     path("projects/<slug:slug>/review/next", review_views.review_next, name="review_next"),
     path("projects/<slug:slug>/review/<int:item_id>", review_views.review_item, name="review_item"),

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -40,8 +41,10 @@ from annotate.selectors import (
     project_get_for_annotator,
 )
 from annotate.submission import SubmissionInvalid, submission_parse
-from feedback.models import AnswerDraft, JudgmentFlag, Project
+from annotate.writing import answer_parse, answer_submit
+from feedback.models import AnswerDraft, ComparisonResponse, JudgmentFlag, Project
 from feedback.selectors import projects_open_to
+from feedback.services.answers import answer_diff
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -112,7 +115,11 @@ def _annotator(request: HttpRequest) -> User:
 def _progress(*, annotator: User, project: Project) -> dict[str, int | bool]:
     progress = project_progress(project=project)
     return {
-        "today": annotator_judgments_today(annotator=annotator, project_id=project.pk),
+        "today": annotator_judgments_today(
+            annotator=annotator,
+            project_id=project.pk,
+            written=project.comparison_mode == Project.ComparisonMode.DEMONSTRATION,
+        ),
         "completed": progress.completed,
         "total": progress.total,
         "percent": progress.percent,
@@ -178,16 +185,39 @@ def workspace(request: HttpRequest, slug: str) -> HttpResponse:
         for shown in page.responses
     ]
     urls = {
-        "submitUrl": reverse("annotate:judgment", args=[project.slug, assignment.pk]),
         "skipUrl": reverse("annotate:skip", args=[project.slug, assignment.pk]),
         "nextUrl": reverse("annotate:workspace", args=[project.slug]),
+        "draftUrl": reverse("annotate:draft", args=[project.slug, assignment.pk]),
     }
+    conversation = [
+        {"role": message["role"], "html": markdown_to_safe_html(message["content"])}
+        for message in page.conversation
+    ]
+    if project.comparison_mode == Project.ComparisonMode.DEMONSTRATION:
+        urls["submitUrl"] = reverse("annotate:answer", args=[project.slug, assignment.pk])
+        context.update(
+            assignment=assignment,
+            conversation=conversation,
+            references=responses,
+            skip_reasons=SKIP_REASONS,
+            submit_url=urls["submitUrl"],
+            max_chars=settings.RANKWISE_ANSWER_MAX_CHARS,
+            config={**urls, "mode": project.comparison_mode, "maxChars": settings.RANKWISE_ANSWER_MAX_CHARS},
+        )
+        return render(request, "annotate/write.html", context)
+    urls["submitUrl"] = reverse("annotate:judgment", args=[project.slug, assignment.pk])
+    config = _workspace_config(project, page.responses, urls)
+    if project.answer_editing != Project.AnswerEditing.OFF:
+        # The raw texts an edit starts from (JSON, never HTML): the editor is filled with the chosen one.
+        config["editing"] = project.answer_editing
+        config["texts"] = {shown.label: shown.text for shown in page.responses}
+        config["maxChars"] = settings.RANKWISE_ANSWER_MAX_CHARS
     context.update(
         assignment=assignment,
-        conversation=[
-            {"role": message["role"], "html": markdown_to_safe_html(message["content"])}
-            for message in page.conversation
-        ],
+        conversation=conversation,
+        editing=project.answer_editing != Project.AnswerEditing.OFF,
+        edit_required_both_bad=project.answer_editing == Project.AnswerEditing.BOTH_BAD,
+        max_chars=settings.RANKWISE_ANSWER_MAX_CHARS,
         responses=responses,
         ranks=range(1, len(responses) + 1),
         rubric=[
@@ -197,7 +227,7 @@ def workspace(request: HttpRequest, slug: str) -> HttpResponse:
         strength_labels=list(enumerate(project.strength_labels or [], start=1)),
         flags=[(value, label, FLAG_KEYS[value]) for value, label in JudgmentFlag.choices],
         skip_reasons=SKIP_REASONS,
-        config=_workspace_config(project, page.responses, urls),
+        config=config,
         submit_url=urls["submitUrl"],
         is_ranking=project.comparison_mode == Project.ComparisonMode.RANKING,
     )
@@ -269,6 +299,29 @@ def judgment_create(
 
 
 @annotator_endpoint
+def answer_create(
+    request: HttpRequest, annotator: User, project: Project, assignment_id: int
+) -> HttpResponse:
+    """POST `{"submission_key", "text"}`: the written answer to a writing task (a demonstration)."""
+    submission_key, text = answer_parse(_json_body(request))
+    result = answer_submit(
+        annotator=annotator,
+        project=project,
+        assignment_id=assignment_id,
+        submission_key=submission_key,
+        text=text,
+    )
+    body = {
+        "answer_id": result.answer.pk,
+        "replayed": result.replayed,
+        "review": result.answer.review,
+        "progress": _progress(annotator=annotator, project=project),
+        "next_url": reverse("annotate:workspace", args=[project.slug]),
+    }
+    return JsonResponse(body, status=200 if result.replayed else 201)
+
+
+@annotator_endpoint
 def assignment_skip_view(
     request: HttpRequest, annotator: User, project: Project, assignment_id: int
 ) -> HttpResponse:
@@ -282,13 +335,37 @@ def assignment_skip_view(
 
 
 def _draft_body(draft: AnswerDraft | None) -> dict[str, Any]:
+    """The draft as stored, with its sanitized preview and, for an edit, the word diff from the answer
+    it starts from (segments of text: the page shows them with `textContent`)."""
     if draft is None:
-        return {"text": "", "revision": 0, "saved_at": None, "expires_at": None}
+        return {
+            "text": "",
+            "revision": 0,
+            "base": "",
+            "saved_at": None,
+            "expires_at": None,
+            "preview_html": "",
+            "diff": None,
+        }
+    original = None
+    if draft.base:
+        original = (
+            ComparisonResponse.objects.filter(
+                comparison_id=draft.assignment.comparison_id, position=ord(draft.base) - ord("A")
+            )
+            .values_list("response__text", flat=True)
+            .first()
+        )
     return {
         "text": draft.text,
         "revision": draft.revision,
+        "base": draft.base,
         "saved_at": draft.updated_at.isoformat(),
         "expires_at": draft.assignment.expires_at.isoformat(),
+        "preview_html": str(markdown_to_safe_html(draft.text)),
+        "diff": None
+        if original is None
+        else [list(segment) for segment in answer_diff(original, draft.text)],
     }
 
 
@@ -307,9 +384,14 @@ def draft_view(request: HttpRequest, slug: str, assignment_id: int) -> HttpRespo
             return JsonResponse(
                 _draft_body(draft_get(annotator=annotator, assignment_id=assignment_id, project=project))
             )
-        text, revision = draft_clean(_json_body(request))
+        text, revision, base = draft_clean(_json_body(request))
         draft = draft_save(
-            annotator=annotator, assignment_id=assignment_id, text=text, revision=revision, project=project
+            annotator=annotator,
+            assignment_id=assignment_id,
+            text=text,
+            revision=revision,
+            base=base,
+            project=project,
         )
         return JsonResponse(_draft_body(draft))
 

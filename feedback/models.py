@@ -156,6 +156,12 @@ class Project(models.Model):
     class ComparisonMode(models.TextChoices):
         PAIRWISE = "pairwise", "Pairwise (A vs B)"
         RANKING = "ranking", "Ranking of k responses"
+        DEMONSTRATION = "demonstration", "Demonstrations: people write the answer"
+
+    class AnswerEditing(models.TextChoices):
+        OFF = "off", "Off"
+        OPTIONAL = "optional", "Optional: after the verdict, the annotator may improve the chosen answer"
+        BOTH_BAD = "both_bad", "Required when both are bad (optional otherwise)"
 
     class PairingStrategy(models.TextChoices):
         DISJOINT = "disjoint", "Random disjoint pairs (or k-sets): each response in at most one comparison"
@@ -173,6 +179,28 @@ class Project(models.Model):
         help_text="2 for pairwise; k (3–8) for rankings.",
     )
     allows_tie = models.BooleanField(default=True)
+    # People's answers. A demonstration project asks annotators to write the answer to each prompt (the
+    # conversation so far), optionally with model answers shown for reference; a pairwise or ranking
+    # project may let them improve the chosen answer after their verdict.
+    reference_answers = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MaxValueValidator(8)],
+        help_text="Demonstration projects: how many model answers the writer sees for reference (0: none, "
+        "they write from the prompt alone and tasks open when prompts are imported; otherwise tasks open "
+        "when a generation run has answered).",
+    )
+    answer_editing = models.CharField(
+        max_length=16,
+        choices=AnswerEditing.choices,
+        default=AnswerEditing.OFF,
+        help_text="Pairwise and ranking projects: whether annotators may edit the answer they chose into a "
+        "better one after their verdict.",
+    )
+    answers_reviewed = models.BooleanField(
+        default=False,
+        help_text="People's answers (demonstrations and edits) count in exports only once a reviewer accepts "
+        "them.",
+    )
     strength_labels = models.JSONField(
         default=default_strength_labels,
         blank=True,
@@ -289,7 +317,16 @@ class Project(models.Model):
                 name="project_pairwise_compares_two",
             ),
             models.CheckConstraint(
-                condition=Q(comparison_mode__in=["pairwise", "ranking"]), name="project_comparison_mode_valid"
+                condition=Q(comparison_mode__in=["pairwise", "ranking", "demonstration"]),
+                name="project_comparison_mode_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(answer_editing__in=["off", "optional", "both_bad"])
+                & (Q(answer_editing="off") | ~Q(comparison_mode="demonstration")),
+                name="project_answer_editing_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(reference_answers__lte=8), name="project_reference_answers_range"
             ),
             models.CheckConstraint(
                 condition=Q(judgments_per_comparison__gte=1), name="project_judgments_per_comparison_positive"
@@ -336,6 +373,13 @@ class Project(models.Model):
         if self.comparison_mode == self.ComparisonMode.RANKING and self.responses_per_comparison < 3:
             raise ValidationError(
                 {"responses_per_comparison": "A ranking project compares 3 to 8 responses."}
+            )
+        if (
+            self.comparison_mode == self.ComparisonMode.DEMONSTRATION
+            and self.answer_editing != self.AnswerEditing.OFF
+        ):
+            raise ValidationError(
+                {"answer_editing": "A demonstration project has no verdict to edit after: set it to off."}
             )
         if self.gold_suspend_accuracy > self.gold_warn_accuracy:
             raise ValidationError(
@@ -686,6 +730,17 @@ class Response(models.Model):
         IMPORTED = "imported", "Imported with a gold item"
         HUMAN = "human", "Written or edited by a person"
 
+    class Review(models.TextChoices):
+        """Where a person's answer stands: it counts in exports when `unreviewed` (its project asked no
+        review when it was written) or `accepted`."""
+
+        NONE = "", "Not a person's answer"
+        UNREVIEWED = "unreviewed", "Counts without review"
+        PENDING = "pending", "Waiting for review"
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected"
+        REVISED = "revised", "Replaced by a reviewer's edit"
+
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="responses")
     source = models.CharField(
         max_length=16, choices=Source.choices, default=Source.MODEL, db_default=Source.MODEL
@@ -727,6 +782,35 @@ class Response(models.Model):
         null=True,
         blank=True,
         help_text="Characters inserted, deleted or substituted to get here from the original.",
+    )
+    # Where it was written: the writing task of a demonstration, or the judgment after which the annotator
+    # improved the answer they chose. A reviewer's edit has neither.
+    assignment = models.OneToOneField(
+        "Assignment",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="answer",
+        help_text="The writing task it answers (demonstrations).",
+    )
+    judgment = models.OneToOneField(
+        "Judgment",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="edit",
+        help_text="The verdict after which it was edited from the chosen answer.",
+    )
+    submission_key = models.CharField(
+        max_length=64, blank=True, default="", help_text="The author's idempotency key, for a written answer."
+    )
+    review = models.CharField(
+        max_length=16, choices=Review.choices, blank=True, default=Review.NONE, db_default=Review.NONE
+    )
+    review_required = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="Its project asked for review when it was written: it counts once accepted.",
     )
     # Its style, what the length-controlled leaderboard regresses on (`feedback.quality.leaderboard.
     # markdown_style`): set when generated, filled by the leaderboard's refresh where missing.
@@ -771,6 +855,25 @@ class Response(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(edited_from__isnull=True) | ~Q(edited_from=F("id")), name="response_not_own_edit"
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    source="human", review__in=["unreviewed", "pending", "accepted", "rejected", "revised"]
+                )
+                | (
+                    ~Q(source="human")
+                    & Q(review="", review_required=False, submission_key="", assignment__isnull=True)
+                    & Q(judgment__isnull=True)
+                ),
+                name="response_review_only_for_human",
+            ),
+            models.CheckConstraint(
+                condition=Q(review_required=True) | ~Q(review="pending"), name="response_pending_needs_review"
+            ),
+            models.UniqueConstraint(
+                fields=["author", "submission_key"],
+                condition=~Q(submission_key=""),
+                name="response_answer_key_once",
             ),
         ]
         indexes = [models.Index(fields=["run", "prompt"], name="response_run_prompt_idx")]
@@ -958,6 +1061,9 @@ class AnswerDraft(models.Model):
     text = models.TextField(blank=True)
     revision = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField()
+    base = models.CharField(
+        max_length=1, blank=True, default="", help_text="An edit: the label of the answer it starts from."
+    )
 
     def __str__(self) -> str:
         return f"Draft of assignment {self.assignment_id} (revision {self.revision})"
@@ -1228,6 +1334,50 @@ class ReviewDecision(models.Model):
         return f"{self.reviewer}: {self.action} on review {self.item_id}"
 
 
+class AnswerReview(models.Model):
+    """Every decision on a person's answer: accept, reject (with a reason) or edit (the reviewer's edit is
+    an answer of its own, `revision`, edited from this one). Never updated or deleted by the application;
+    exports read an answer's standing as of a mark over these rows."""
+
+    class Action(models.TextChoices):
+        ACCEPT = "accept", "Accept"
+        REJECT = "reject", "Reject"
+        EDIT = "edit", "Edit (the edit is accepted in its place)"
+
+    answer = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="answer_reviews"
+    )
+    action = models.CharField(max_length=16, choices=Action.choices)
+    reason = models.TextField(blank=True)
+    revision = models.OneToOneField(
+        Response, null=True, blank=True, on_delete=models.PROTECT, related_name="revision_of"
+    )
+    previous = models.CharField(max_length=16, help_text="The answer's review status before.")
+    submission_key = models.CharField(max_length=64, help_text="Client-chosen idempotency key.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["reviewer", "submission_key"], name="answer_review_key_once"),
+            models.CheckConstraint(
+                condition=Q(action__in=["accept", "reject", "edit"]), name="answer_review_action_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(action="reject") | ~Q(reason=""), name="answer_review_reject_has_reason"
+            ),
+            models.CheckConstraint(
+                condition=Q(action="edit", revision__isnull=False)
+                | Q(~Q(action="edit"), revision__isnull=True),
+                name="answer_review_edit_has_revision",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer}: {self.action} on answer {self.answer_id}"
+
+
 class StandingChange(models.Model):
     """The record of a suspension, reinstatement or warning: who (none: the gold check), when, why, and
     the gold figures it was decided on. Never updated or deleted by the application."""
@@ -1378,6 +1528,9 @@ class Export(models.Model):
     standing_mark = models.BigIntegerField(default=0, help_text="The newest StandingChange id it reads.")
     quality_mark = models.BigIntegerField(default=0, help_text="The newest ProjectQuality id it reads.")
     review_mark = models.BigIntegerField(default=0, help_text="The newest ReviewDecision id it reads.")
+    # The snapshot of the formats that read people's answers or the prompts themselves: the largest
+    # response, answer-review and prompt ids they read ({} for the formats built from judgments alone).
+    source_marks = models.JSONField(default=dict, blank=True)
     snapshot_digest = models.CharField(
         max_length=64, help_text="SHA-256 of options and high-water mark: equal digests, equal files."
     )

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from feedback.models import Comparison, ComparisonResponse, GenerationRun, Project, Response
+from feedback.services.answers import writing_tasks_open
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,9 @@ def comparisons_create_for_prompts(*, run: GenerationRun, prompt_ids: Sequence[i
     completes), which is what makes pairing happen exactly once.
     """
     project = run.project
+    if project.comparison_mode == Project.ComparisonMode.DEMONSTRATION:
+        # Writing tasks, the run's answers shown for reference (none when the project shows none).
+        return writing_tasks_open(project=project, prompt_ids=prompt_ids, run=run)
     candidates: dict[int, list[Candidate]] = {prompt_id: [] for prompt_id in prompt_ids}
     rows = Response.objects.filter(run=run, prompt_id__in=prompt_ids).values_list(
         "id", "prompt_id", "checkpoint_id", "sample_index", "text"

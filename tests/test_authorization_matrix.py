@@ -95,6 +95,8 @@ RULES = [
     Rule("projects/<slug:slug>/assignments/<int:assignment_id>/judgment", 401, 400, 404, 400, "post", "{}"),
     # A draft is read (or saved) only on one's own assignment: staff have no lease here, so 404.
     Rule("projects/<slug:slug>/assignments/<int:assignment_id>/draft", 401, 200, 404, 404),
+    # A written answer, like a judgment: an empty one is refused as invalid before the lease is looked at.
+    Rule("projects/<slug:slug>/assignments/<int:assignment_id>/answer", 401, 400, 404, 400, "post", "{}"),
     Rule(
         "projects/<slug:slug>/assignments/<int:assignment_id>/skip",
         401,

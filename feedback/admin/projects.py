@@ -4,7 +4,7 @@ the current checkpoint, and the link to each project's quality page (`feedback.a
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path, reverse
@@ -17,6 +17,7 @@ from feedback.admin.leaderboard import project_leaderboard_view
 from feedback.admin.quality import project_quality_view
 from feedback.models import GenerationRun, PolicyCheckpoint, Project, ProjectMembership
 from feedback.selectors import projects_with_progress
+from feedback.services.answers import writing_tasks_open
 
 
 class GenerationRunInline(ReadOnlyInline):
@@ -66,7 +67,7 @@ class ProjectAdmin(admin.ModelAdmin):
     list_select_related = ("current_checkpoint",)
     readonly_fields = ("prompt_count", "comparison_count", "progress", "checkpoints_used", "created_at")
     inlines = (ProjectMembershipInline, GenerationRunInline)
-    actions = ("generate_responses",)
+    actions = ("generate_responses", "open_writing_tasks")
     change_form_template = "admin/feedback/project/change_form.html"
     fieldsets = (
         (None, {"fields": ("name", "slug", "is_active", "guidelines")}),
@@ -83,6 +84,16 @@ class ProjectAdmin(admin.ModelAdmin):
                     "judgments_per_comparison",
                     "lease_duration",
                 )
+            },
+        ),
+        (
+            "People's answers",
+            {
+                "fields": ("reference_answers", "answer_editing", "answers_reviewed"),
+                "description": "In a demonstration project annotators write the answer to each prompt; "
+                "how many people write one is the overlap above. In a pairwise or ranking project they "
+                "may improve the answer they chose. Either way the answer is stored as a person's, with "
+                "what it was edited from.",
             },
         ),
         (
@@ -172,6 +183,27 @@ class ProjectAdmin(admin.ModelAdmin):
             .values_list("name", flat=True)
         )
         return ", ".join(names) or "none yet"
+
+    @admin.action(
+        description="Open writing tasks for prompts without one (demonstration projects)",
+        permissions=["change"],
+    )
+    def open_writing_tasks(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+        for project in queryset.order_by("name"):
+            if project.comparison_mode != Project.ComparisonMode.DEMONSTRATION:
+                self.message_user(
+                    request, f"{project}: not a demonstration project; nothing opened.", messages.WARNING
+                )
+                continue
+            opened = writing_tasks_open(project=project)
+            waiting = (
+                " (prompts without model answers wait for a generation run)"
+                if project.reference_answers
+                else ""
+            )
+            self.message_user(
+                request, f"{project}: {opened} writing task(s) opened{waiting}.", messages.SUCCESS
+            )
 
     def has_generate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("feedback.add_generationrun")

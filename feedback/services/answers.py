@@ -1,16 +1,32 @@
 """People's own answers: demonstrations written for a prompt and edits of an answer, stored as responses
 with their lineage (who wrote it, when, what it was edited from and how far it moved), never attributed
-to a checkpoint. The annotator's pages and the review step call these; one transaction each."""
+to a checkpoint. The annotator's pages and the review step call these; one transaction each.
+
+A demonstration project's work comes as writing tasks: a comparison of the prompt with the model answers
+shown for reference (none, or up to the project's `reference_answers`), so the assignment engine serves
+them as it serves comparisons (leases, overlap: how many people write an answer to each prompt)."""
 
 from __future__ import annotations
 
+import random
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from rapidfuzz.distance import Levenshtein
 
-from feedback.models import Prompt, Response
+from feedback.models import (
+    Assignment,
+    Comparison,
+    ComparisonResponse,
+    GenerationRun,
+    Judgment,
+    Project,
+    Prompt,
+    Response,
+)
 from feedback.services.battles import style_fields
 
 
@@ -37,11 +53,33 @@ def answer_text_error(text: Any) -> str | None:
     return None
 
 
+def edit_text_error(original: str, text: Any) -> str | None:
+    """Why `text` cannot be an edit of `original`, or None."""
+    if (problem := answer_text_error(text)) is not None:
+        return problem
+    if text == original:
+        return "The edit is the same as the answer it starts from: change it, or send no edit."
+    return None
+
+
 def human_answer_create(
-    *, prompt: Prompt, author: Any, text: Any, edited_from: Response | None = None
+    *,
+    prompt: Prompt,
+    author: Any,
+    text: Any,
+    edited_from: Response | None = None,
+    assignment: Assignment | None = None,
+    judgment: Judgment | None = None,
+    submission_key: str = "",
+    review_required: bool = False,
+    review: str | None = None,
 ) -> Response:
     """Store a person's answer to `prompt`: a demonstration, or (with `edited_from`, an answer to the same
-    prompt) an edit of it, with the Levenshtein distance between the two in characters."""
+    prompt) an edit of it, with the Levenshtein distance between the two in characters.
+
+    `assignment` is the writing task it answers, `judgment` the verdict after which it was edited, and
+    `submission_key` the author's idempotency key (unique per author). With `review_required` it waits
+    for a reviewer (`pending`) unless `review` says otherwise; without, it counts as it is."""
     errors: dict[str, list[str]] = {}
     if (problem := answer_text_error(text)) is not None:
         errors["text"] = [problem]
@@ -63,5 +101,101 @@ def human_answer_create(
             text=text,
             edited_from=edited_from,
             edit_distance=Levenshtein.distance(edited_from.text, text) if edited_from is not None else None,
+            assignment=assignment,
+            judgment=judgment,
+            submission_key=submission_key,
+            review_required=review_required,
+            review=review or (Response.Review.PENDING if review_required else Response.Review.UNREVIEWED),
             **style_fields(text),
         )
+
+
+def writing_tasks_open(
+    *, project: Project, prompt_ids: Sequence[int] | None = None, run: GenerationRun | None = None
+) -> int:
+    """Open a writing task for each of the project's prompts (or of `prompt_ids`) that has none yet, gold
+    prompts aside; returns how many were opened. With `run`, each task shows up to the project's
+    `reference_answers` of the run's answers to its prompt (distinct texts, in a random order seeded by
+    the run and the prompt, so opening again gives the same tasks). A prompt the run has no answer for
+    waits for one while the project asks for references."""
+    if project.comparison_mode != Project.ComparisonMode.DEMONSTRATION:
+        raise ValueError(f"{project} asks for verdicts, not written answers.")
+    with transaction.atomic():
+        # One opening per project at a time: two could each find a prompt without a task.
+        Project.objects.select_for_update().filter(pk=project.pk).get()
+        return _writing_tasks_open(project=project, prompt_ids=prompt_ids, run=run)
+
+
+def _writing_tasks_open(
+    *, project: Project, prompt_ids: Sequence[int] | None, run: GenerationRun | None
+) -> int:
+    prompts = Prompt.objects.filter(project=project, is_gold=False).exclude(comparisons__project=project)
+    if prompt_ids is not None:
+        prompts = prompts.filter(pk__in=list(prompt_ids))
+    wanted = list(prompts.order_by("pk").values_list("pk", flat=True))
+    references: dict[int, list[tuple[int, str]]] = {prompt_id: [] for prompt_id in wanted}
+    if project.reference_answers and run is not None:
+        rows = (
+            Response.objects.filter(run=run, prompt_id__in=wanted)
+            .order_by("prompt_id", "checkpoint_id", "sample_index")
+            .values_list("prompt_id", "pk", "text")
+        )
+        for prompt_id, response_id, text in rows:
+            if all(text != seen for _, seen in references[prompt_id]):
+                references[prompt_id].append((response_id, text))
+        for prompt_id, found in references.items():
+            # Reproducible, not secret: the same run opens the same tasks.
+            random.Random(f"writing:{run.seed}:{prompt_id}").shuffle(found)  # noqa: S311
+            del found[project.reference_answers :]
+    planned = [prompt_id for prompt_id in wanted if references[prompt_id] or not project.reference_answers]
+    if not planned:
+        return 0
+    tasks = Comparison.objects.bulk_create(
+        [
+            Comparison(
+                project=project,
+                prompt_id=prompt_id,
+                generation_run=run if references[prompt_id] else None,
+                required_judgments=project.judgments_per_comparison,
+                characters=sum(len(text) for _, text in references[prompt_id]),
+            )
+            for prompt_id in planned
+        ]
+    )
+    ComparisonResponse.objects.bulk_create(
+        [
+            ComparisonResponse(comparison=task, response_id=response_id, position=position)
+            for task, prompt_id in zip(tasks, planned, strict=True)
+            for position, (response_id, _) in enumerate(references[prompt_id])
+        ]
+    )
+    return len(tasks)
+
+
+_TOKENS = re.compile(r"\s+|\w+|[^\w\s]")
+
+
+def answer_diff(original: str, edited: str) -> list[tuple[str, str]]:
+    """A word-level diff for people to read: (op, text) segments in order, op "equal", "delete" (only in
+    the original) or "insert" (only in the edit), neighbours of one op merged. Text, never markup: pages
+    show it with `textContent` or autoescaping. Levenshtein alignment over word, space and punctuation
+    tokens (rapidfuzz, linear memory), so two answers of the maximum length diff in milliseconds."""
+    before, after = _TOKENS.findall(original), _TOKENS.findall(edited)
+    segments: list[tuple[str, str]] = []
+
+    def add(op: str, tokens: list[str]) -> None:
+        if not tokens:
+            return
+        text = "".join(tokens)
+        if segments and segments[-1][0] == op:
+            segments[-1] = (op, segments[-1][1] + text)
+        else:
+            segments.append((op, text))
+
+    for opcode in Levenshtein.opcodes(before, after):
+        if opcode.tag == "equal":
+            add("equal", before[opcode.src_start : opcode.src_end])
+        else:
+            add("delete", before[opcode.src_start : opcode.src_end])
+            add("insert", after[opcode.dest_start : opcode.dest_end])
+    return segments

@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from feedback.models import MessageRole, Project, Prompt, PromptCategory, canonical_json, sha256_hex
+from feedback.services.answers import writing_tasks_open
 
 PromptFileFormat = Literal["jsonl", "csv"]
 Checked = TypeVar("Checked")
@@ -93,6 +94,7 @@ class PromptImportReport:
     created: int = 0
     unchanged: int = 0
     conflicts: list[PromptConflict] = field(default_factory=list)
+    writing_tasks: int = 0  # opened for the new prompts, in a demonstration project without references
 
     @property
     def total(self) -> int:
@@ -102,6 +104,7 @@ class PromptImportReport:
         return (
             f"{self.created} imported, {self.unchanged} unchanged, {len(self.conflicts)} conflict(s) "
             f"of {self.total} prompt(s)"
+            + (f"; {self.writing_tasks} writing task(s) opened" if self.writing_tasks else "")
         )
 
 
@@ -218,6 +221,12 @@ def prompts_import(
                 report.unchanged += 1
     _insert_prompts(project=project, prompts=new_prompts)
     report.created = len(new_prompts)
+    if (
+        new_prompts
+        and project.comparison_mode == Project.ComparisonMode.DEMONSTRATION
+        and not project.reference_answers
+    ):
+        report.writing_tasks = writing_tasks_open(project=project)
     return report
 
 

@@ -87,7 +87,15 @@ def test_the_draft_endpoint_saves_reads_and_refuses_bad_input(annotator, project
     assignment = comparison_lease_next(annotator=annotator, project=project)
     client = logged_in_client(annotator)
     url = f"/projects/{project.slug}/assignments/{assignment.pk}/draft"
-    assert client.get(url).json() == {"text": "", "revision": 0, "saved_at": None, "expires_at": None}
+    assert client.get(url).json() == {
+        "text": "",
+        "revision": 0,
+        "base": "",
+        "saved_at": None,
+        "expires_at": None,
+        "preview_html": "",
+        "diff": None,
+    }
 
     def post(body):
         return client.post(url, json.dumps(body), content_type="application/json")
@@ -95,6 +103,8 @@ def test_the_draft_endpoint_saves_reads_and_refuses_bad_input(annotator, project
     saved = post({"text": "  Half written\\n", "revision": 1})
     assert saved.status_code == 200
     assert saved.json()["text"] == "  Half written\\n"  # stored as written
+    assert saved.json()["preview_html"] == "<p>Half written\\n</p>\n"  # rendered by the sanitizer
+    assert saved.json()["diff"] is None  # a demonstration starts from nothing
     assert client.get(url).json()["revision"] == 1
     assert post({"text": "", "revision": 2}).status_code == 200  # cleared: fine for a draft
     refused = post({"text": "x\\x00", "revision": "3", "colour": 1})

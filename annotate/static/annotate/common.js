@@ -88,5 +88,74 @@ window.rankwise = (function () {
     return true;
   }
 
-  return { openDialog, anyDialogOpen, wireDialogs, newKey, postJson, fieldErrors, statusLine, lockForm, textFieldKeys };
+  async function getJson(url) {
+    try {
+      const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      return { status: response.status, data: await response.json().catch(() => ({})) };
+    } catch (error) {
+      return { status: 0, data: {} };
+    }
+  }
+
+  const RETRY_DELAYS_MS = [1000, 2000, 4000, 8000, 15000, 30000];
+
+  // Send one submission until its outcome is known. The body (with its submission key) is the same on every
+  // try, so the server stores it once and answers a retry of a stored one as a replay. `saved(data)` on 200
+  // or 201, `refused(data)` on 400 (nothing stored: the person may fix it), `final(data)` when it can never
+  // be stored (403, 404, 409, 422); a network or server failure is retried with backoff.
+  function deliver(url, body, csrfToken, { setStatus, saved, refused, final }) {
+    async function attempt(count) {
+      const { status, data } = await postJson(url, body, csrfToken);
+      if (status === 200 || status === 201) return saved(data);
+      if (status === 400) return refused(data);
+      if (status === 401) return setStatus(data.detail || "Your session ended. Log in again; nothing was saved.", "error");
+      if ([403, 404, 409, 422].includes(status)) return final(data);
+      const delay = RETRY_DELAYS_MS[Math.min(count, RETRY_DELAYS_MS.length - 1)];
+      setStatus(`Not saved yet: ${status ? "the server answered " + status : "no connection"}. Retrying in ${Math.round(delay / 1000)} s (attempt ${count + 2})…`, "retrying");
+      setTimeout(() => attempt(count + 1), delay);
+    }
+    attempt(0);
+  }
+
+  // The skip dialog (annotate/_skip_dialog.html): the reason, then the next item. `busy()` says whether a
+  // submission is on its way (then skipping does nothing).
+  function wireSkip({ skipUrl, csrfToken, setStatus, busy, goNext }) {
+    const skipForm = document.getElementById("skip-form");
+    skipForm.addEventListener("keydown", (event) => {
+      // Enter on the reason list confirms, as it does in the text field.
+      if (event.key === "Enter" && event.target.matches("select")) {
+        event.preventDefault();
+        skipForm.requestSubmit();
+      }
+    });
+    skipForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const detail = document.getElementById("skip-detail").value.trim();
+      const reason = document.getElementById("skip-reason").value + (detail ? `: ${detail}` : "");
+      document.getElementById("skip-dialog").close();
+      if (busy()) return;
+      setStatus("Skipping…", "saving");
+      const result = await postJson(skipUrl, { reason }, csrfToken);
+      if (result.status === 200) {
+        setStatus("Skipped", "saved");
+        goNext(result.data.next_url);
+      } else {
+        setStatus(`Not skipped: ${result.data.detail || "no connection"} ${fieldErrors(result.data.errors)}`, "error");
+      }
+    });
+  }
+
+  function showProgress(progress) {
+    if (!progress) return;
+    document.getElementById("today-count").textContent = progress.today;
+    document.getElementById("project-percent").textContent = progress.counted ? `${progress.percent}% complete` : "being counted";
+    const bar = document.getElementById("project-progress");
+    bar.max = progress.total || 1;
+    bar.value = progress.completed;
+  }
+
+  return {
+    openDialog, anyDialogOpen, wireDialogs, newKey, postJson, getJson, deliver, wireSkip, showProgress, fieldErrors,
+    statusLine, lockForm, textFieldKeys,
+  };
 })();

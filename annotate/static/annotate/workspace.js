@@ -4,7 +4,7 @@
 "use strict";
 
 (function () {
-  const { openDialog, anyDialogOpen, newKey, postJson, fieldErrors, lockForm, textFieldKeys } = window.rankwise;
+  const { openDialog, anyDialogOpen, newKey, deliver, showProgress, fieldErrors, lockForm, textFieldKeys } = window.rankwise;
   const config = JSON.parse(document.getElementById("workspace-config").textContent);
   const form = document.getElementById("judgment");
   const setStatus = window.rankwise.statusLine(document.getElementById("status"));
@@ -13,7 +13,6 @@
   const csrfToken = form.querySelector("input[name=csrfmiddlewaretoken]").value;
   const startedAt = performance.now();
   const isRanking = config.mode === "ranking";
-  const RETRY_DELAYS_MS = [1000, 2000, 4000, 8000, 15000, 30000];
 
   // One submission per page: its key and body are fixed at the first send, so every retry is the same
   // request and the server stores it once (a retry of a stored one is answered as a replay).
@@ -48,10 +47,17 @@
     input.checked = true;
     input.focus();
     syncStrength();
+    if (edit) {
+      edit.syncBases();
+      if (value === "both_bad" && config.editing === "both_bad" && !edit.isOpen()) edit.open();
+    }
   }
 
   form.addEventListener("change", (event) => {
-    if (event.target.name === "choice") syncStrength();
+    if (event.target.name === "choice") {
+      syncStrength();
+      if (edit) edit.syncBases();
+    }
     if (event.target.matches(".rank-control select")) ranking.fromSelects();
   });
   syncStrength();
@@ -104,6 +110,94 @@
     document.getElementById("ranking-summary"),
   );
 
+  // --- improving the chosen answer (projects that take edits) ------------------------------------------
+
+  const edit = config.editing ? editSection() : null;
+
+  function editSection() {
+    const section = document.getElementById("edit-section");
+    const editor = window.rankwiseEditor({
+      root: document.getElementById("editor"),
+      draftUrl: config.draftUrl,
+      csrfToken,
+      maxChars: config.maxChars,
+    });
+    const bases = Array.from(section.querySelectorAll("input[name=edit-base]"));
+
+    // The labels an edit may start from after the verdict so far (as annotate.submission.edit_bases says).
+    function allowed() {
+      if (isRanking) {
+        const ranks = ranking.ranks();
+        const best = Math.min(...Object.values(ranks));
+        return config.labels.filter((label) => ranks[label] === best);
+      }
+      const choice = checkedValue("choice");
+      if (choice === "a" || choice === "b") return [choice.toUpperCase()];
+      return choice ? config.labels.slice() : [];
+    }
+
+    function syncBases() {
+      const labels = allowed();
+      bases.forEach((input) => {
+        input.disabled = !labels.includes(input.value);
+        input.checked = input.value === editor.base();
+      });
+      if (!section.hidden && labels.length && !labels.includes(editor.base())) startFrom(labels[0]);
+    }
+
+    function startFrom(label) {
+      const current = editor.text();
+      // Untouched (still the old start's text, or empty): restart from the new one; written on: keep it.
+      if (!current || current === config.texts[editor.base()]) editor.startFrom(label, config.texts[label]);
+      else editor.startFrom(label, current);
+      syncBases();
+    }
+
+    function open() {
+      const labels = allowed();
+      if (!labels.length) {
+        setStatus(isRanking ? "Rank the responses first, then press w to improve the best one." : "Choose first, then press w to improve the chosen answer.", "error");
+        return;
+      }
+      section.hidden = false;
+      if (!labels.includes(editor.base()) || !editor.text()) startFrom(labels[0]);
+      syncBases();
+      editor.textarea.focus();
+    }
+
+    function discard() {
+      editor.startFrom("", "");
+      section.hidden = true;
+      document.getElementById("edit-button").focus();
+    }
+
+    bases.forEach((input) => input.addEventListener("change", () => startFrom(input.value)));
+    document.getElementById("edit-button").addEventListener("click", open);
+    document.getElementById("edit-discard").addEventListener("click", discard);
+
+    return {
+      editor,
+      open,
+      syncBases,
+      isOpen: () => !section.hidden,
+      // {from, text} when the editor holds a change; null otherwise.
+      value() {
+        const text = editor.text();
+        if (section.hidden || !editor.base() || !text.trim() || text === config.texts[editor.base()]) return null;
+        return { from: editor.base(), text };
+      },
+      async restore() {
+        const draft = await editor.load();
+        if (draft.text && draft.base) {
+          section.hidden = false;
+          setStatus("Your edit was kept from before; choose your verdict again, then submit.", "saving");
+        }
+      },
+      togglePreview: () => editor.togglePreview(),
+      stop: () => editor.stop(),
+    };
+  }
+
   // --- submitting ---------------------------------------------------------------------------------------
 
   function collect() {
@@ -128,6 +222,13 @@
       }
       body.strength = strength ? Number(strength) : null;
     }
+    if (edit) {
+      body.edit = edit.value();
+      if (!body.edit && config.editing === "both_bad" && body.choice === "both_bad") {
+        if (!edit.isOpen()) edit.open();
+        return { error: "Both are bad: write a better answer in the editor (press w), then submit." };
+      }
+    }
     return { body };
   }
 
@@ -136,48 +237,31 @@
     if (!locked) syncStrength();
   }
 
-  function showProgress(progress) {
-    if (!progress) return;
-    document.getElementById("today-count").textContent = progress.today;
-    document.getElementById("project-percent").textContent = progress.counted ? `${progress.percent}% complete` : "being counted";
-    const bar = document.getElementById("project-progress");
-    bar.max = progress.total || 1;
-    bar.value = progress.completed;
-  }
-
   function goNext(url) {
     finished = true;
     window.location.assign(url || config.nextUrl);
   }
 
-  async function send(attempt) {
-    const { status, data } = await postJson(config.submitUrl, pending, csrfToken);
-    if (status === 200 || status === 201) {
-      showProgress(data.progress);
-      setStatus("Saved", "saved");
-      setTimeout(() => goNext(data.next_url), 500);
-      return;
-    }
-    if (status === 400) {
-      // Nothing was stored: the annotator may fix the judgment and send it again (a new key then).
-      pending = null;
-      lock(false);
-      setStatus(`Not saved: ${data.detail || "the server refused it."} ${fieldErrors(data.errors)}`, "error");
-      return;
-    }
-    if (status === 401) {
-      setStatus(data.detail || "Your session ended. Log in again; nothing was saved.", "error");
-      return;
-    }
-    if (status === 404 || status === 409 || status === 422) {
-      setStatus(`${data.detail || "This judgment cannot be saved."} Press n for the next comparison.`, "error");
-      finished = true;
-      return;
-    }
-    // The network or the server failed: the outcome is unknown, so send the very same request again.
-    const delay = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)];
-    setStatus(`Not saved yet: ${status ? "the server answered " + status : "no connection"}. Retrying in ${Math.round(delay / 1000)} s (attempt ${attempt + 2})…`, "retrying");
-    setTimeout(() => send(attempt + 1), delay);
+  function send() {
+    deliver(config.submitUrl, pending, csrfToken, {
+      setStatus,
+      saved(data) {
+        if (edit) edit.stop();
+        showProgress(data.progress);
+        setStatus("Saved", "saved");
+        setTimeout(() => goNext(data.next_url), 500);
+      },
+      refused(data) {
+        // Nothing was stored: the annotator may fix the judgment and send it again (a new key then).
+        pending = null;
+        lock(false);
+        setStatus(`Not saved: ${data.detail || "the server refused it."} ${fieldErrors(data.errors)}`, "error");
+      },
+      final(data) {
+        setStatus(`${data.detail || "This judgment cannot be saved."} Press n for the next comparison.`, "error");
+        finished = true;
+      },
+    });
   }
 
   function submit() {
@@ -190,7 +274,7 @@
     pending = body;
     lock(true);
     setStatus("Saving…", "saving");
-    send(0);
+    send();
   }
 
   form.addEventListener("submit", (event) => {
@@ -200,30 +284,7 @@
 
   // --- skipping ---------------------------------------------------------------------------------------
 
-  const skipForm = document.getElementById("skip-form");
-  skipForm.addEventListener("keydown", (event) => {
-    // Enter on the reason list confirms, as it does in the text field.
-    if (event.key === "Enter" && event.target.matches("select")) {
-      event.preventDefault();
-      skipForm.requestSubmit();
-    }
-  });
-  skipForm.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const dialog = document.getElementById("skip-dialog");
-    const detail = document.getElementById("skip-detail").value.trim();
-    const reason = document.getElementById("skip-reason").value + (detail ? `: ${detail}` : "");
-    dialog.close();
-    if (pending || finished) return;
-    setStatus("Skipping…", "saving");
-    const result = await postJson(config.skipUrl, { reason }, csrfToken);
-    if (result.status === 200) {
-      setStatus("Skipped", "saved");
-      goNext(result.data.next_url);
-    } else {
-      setStatus(`Not skipped: ${result.data.detail || "no connection"} ${fieldErrors(result.data.errors)}`, "error");
-    }
-  });
+  window.rankwise.wireSkip({ skipUrl: config.skipUrl, csrfToken, setStatus, busy: () => Boolean(pending || finished), goNext });
 
   // --- keyboard ---------------------------------------------------------------------------------------
 
@@ -231,7 +292,8 @@
     if (event.defaultPrevented || event.isComposing) return;
     const target = event.target;
     if (anyDialogOpen()) return; // dialogs handle their own keys (Esc closes them)
-    if (textFieldKeys(event, { leaveTo: submitButton, submitFrom: rationale, submit })) return;
+    const submitFrom = edit && target === edit.editor.textarea ? target : rationale;
+    if (textFieldKeys(event, { leaveTo: submitButton, submitFrom, submit })) return;
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const key = event.key;
     if (pending || finished) {
@@ -249,6 +311,10 @@
       openDialog("skip-dialog");
     } else if (key === "/") {
       rationale.focus();
+    } else if (key === "w" && edit) {
+      edit.open();
+    } else if (key === "v" && edit && edit.isOpen()) {
+      edit.togglePreview();
     } else if (key === "r" && ratingGroups.length) {
       focusRating(0);
     } else if (key === "Enter" && !(target.matches && target.matches("button, summary, a"))) {
@@ -283,5 +349,11 @@
     if (pending && !finished) event.preventDefault(); // a judgment is still on its way
   });
   ranking.show();
-  form.dataset.ready = "true"; // for people and tests: the keyboard works from here on
+  if (edit) {
+    edit.restore().then(() => {
+      form.dataset.ready = "true";
+    });
+  } else {
+    form.dataset.ready = "true"; // for people and tests: the keyboard works from here on
+  }
 })();
