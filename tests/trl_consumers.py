@@ -222,6 +222,50 @@ def train_sft(
     )
 
 
+def length_reward(completions: Sequence[Any], **_: Any) -> list[float]:
+    """A trivial reward for online methods: the completion's length in characters (conversational
+    completions are lists of messages; their contents count)."""
+    return [
+        float(len(completion if isinstance(completion, str) else "".join(m["content"] for m in completion)))
+        for completion in completions
+    ]
+
+
+def train_grpo(
+    source: Source,
+    checkpoint: Path,
+    output_dir: Path,
+    *,
+    loader: Loader | None = None,
+    **config: Any,
+) -> TrainingRun:
+    """GRPOTrainer on `prompt-only` or `prompt-only-conversational` rows, rewarded by `length_reward`.
+
+    Each step generates `num_generations` (2) completions of at most 8 tokens per prompt with the policy
+    itself (transformers' `generate`, no vLLM) and takes one optimizer step. A step's loss is 0 by
+    construction on the first pass over fresh generations (the advantages are centred per prompt); the
+    gradient is not, which `grad_norm` in the log shows.
+    """
+    from trl import GRPOConfig, GRPOTrainer
+
+    def grpo_config(**arguments: Any) -> Any:
+        arguments.pop("max_length")  # GRPO bounds the prompt and the completion apart
+        return GRPOConfig(**{"num_generations": 2, "max_completion_length": 8, **arguments})
+
+    return _train(
+        GRPOTrainer,
+        grpo_config,
+        _causal_lm(checkpoint),
+        source,
+        checkpoint,
+        output_dir,
+        loader,
+        False,
+        config,
+        extra={"reward_funcs": [length_reward]},
+    )
+
+
 @contextlib.contextmanager
 def offline_hub() -> Iterator[None]:
     """Hugging Face Hub offline mode for the duration, whatever the environment said at import.
@@ -256,6 +300,7 @@ def _train(
     loader: Loader | None,
     evaluate: bool,
     config: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
 ) -> TrainingRun:
     from transformers import AutoTokenizer, set_seed
 
@@ -275,6 +320,7 @@ def _train(
             train_dataset=splits["train"],
             eval_dataset=eval_dataset,
             processing_class=tokenizer,
+            **(extra or {}),
         )
         started = time.perf_counter()
         trainer.train()

@@ -21,7 +21,10 @@ from django.utils.html import format_html
 
 from feedback.export.options import (
     AGGREGATIONS,
+    ANSWER_SOURCES,
     BOTH_BAD_POLICIES,
+    DEFAULT_ANSWER_SOURCES,
+    EDIT_PAIRS,
     EXTRA_COLUMNS,
     FORMATS,
     KWISE_EXPANSIONS,
@@ -91,6 +94,21 @@ class ExportForm(forms.Form):
     )
     test_fraction = forms.FloatField(initial=0.0, min_value=0.0, max_value=0.9)
     split_salt = forms.CharField(initial="rankwise", max_length=100)
+    answers = forms.MultipleChoiceField(
+        choices=_choices(ANSWER_SOURCES),
+        initial=list(DEFAULT_ANSWER_SOURCES),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="People's answers",
+        help_text="prompt-completion formats: written (demonstrations), edited (model answers people "
+        "improved), chosen (the model answers judgments preferred).",
+    )
+    edit_pairs = forms.ChoiceField(
+        choices=_choices(EDIT_PAIRS),
+        initial="edit-over-original",
+        label="Edit pairs",
+        help_text="edits format: the edit over its original, or expanded to edited > chosen > rejected.",
+    )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -101,6 +119,8 @@ class ExportForm(forms.Form):
         data["checkpoints"] = [checkpoint.name for checkpoint in cleaned.get("checkpoints") or []]
         if "columns" not in self.data and cleaned.get("aggregation") == "consensus":
             data.pop("columns", None)
+        if not data.get("answers"):
+            data.pop("answers", None)
         try:
             self.options = ExportOptions.from_mapping(data)
         except ExportOptionsError as error:

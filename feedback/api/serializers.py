@@ -13,7 +13,9 @@ from rest_framework import serializers
 from feedback.api.filters import MAX_ID, id_field
 from feedback.export.options import (
     AGGREGATIONS,
+    ANSWER_SOURCES,
     BOTH_BAD_POLICIES,
+    EDIT_PAIRS,
     EXTRA_COLUMNS,
     FORMATS,
     KWISE_EXPANSIONS,
@@ -393,6 +395,17 @@ class ExportOptionsSerializer(serializers.Serializer):
     test_fraction = serializers.FloatField(required=False, min_value=0, max_value=0.9)
     split_salt = serializers.CharField(required=False, max_length=100)
     output = serializers.ChoiceField(choices=OUTPUTS, required=False)
+    answers = serializers.ListField(
+        child=serializers.ChoiceField(choices=ANSWER_SOURCES),
+        required=False,
+        help_text="prompt-completion formats: which answers (default written and edited; chosen adds the "
+        "model answers judgments preferred).",
+    )
+    edit_pairs = serializers.ChoiceField(
+        choices=EDIT_PAIRS,
+        required=False,
+        help_text="edits format: the edit over its original only, or expanded to edited > chosen > rejected.",
+    )
 
 
 class ExportCreateSerializer(ExportOptionsSerializer):
@@ -444,6 +457,11 @@ class ExportStreamQuery(serializers.Serializer):
     test_fraction = serializers.FloatField(required=False, min_value=0, max_value=0.9)
     split_salt = serializers.CharField(required=False, max_length=100)
     output = serializers.ChoiceField(choices=["jsonl"], required=False)
+    answers = serializers.CharField(
+        required=False,
+        help_text=f"prompt-completion formats, comma-separated, among: {', '.join(ANSWER_SOURCES)}.",
+    )
+    edit_pairs = serializers.ChoiceField(choices=EDIT_PAIRS, required=False, help_text="edits format.")
     split = serializers.ChoiceField(choices=SPLITS, required=False, help_text="Only this split.")
 
 
@@ -482,6 +500,7 @@ class ExportSerializer(ExportStatusSerializer):
             "status",
             "options",
             "high_water_mark",
+            "source_marks",
             "snapshot_digest",
             "file_name",
             "file_sha256",

@@ -20,15 +20,41 @@ from django.utils.dateparse import parse_datetime
 FORMATS = (
     "preference",
     "preference-conversational",
+    "preference-conversational-implicit",
     "unpaired",
+    "unpaired-conversational",
     "hh-rlhf",
     "rankings",
     "sft",
+    "prompt-completion",
+    "prompt-completion-conversational",
+    "edits",
+    "prompt-only",
+    "prompt-only-conversational",
     "judgments",
     "gold",
 )
+# Formats made of people's answers (`feedback.export.answers`): demonstrations and edits, with chosen
+# model answers from judgments as an option of the prompt-completion ones.
+ANSWER_FORMATS = frozenset({"prompt-completion", "prompt-completion-conversational", "edits"})
+# Formats made of the projects' prompts alone, for online methods that generate their own completions.
+PROMPT_FORMATS = frozenset({"prompt-only", "prompt-only-conversational"})
+# Which people's answers a prompt-completion export takes: "written" (demonstrations), "edited" (model
+# answers people improved), "chosen" (the model answers judgments preferred).
+ANSWER_SOURCES = ("chosen", "edited", "written")
+DEFAULT_ANSWER_SOURCES = ("edited", "written")
+EDIT_PAIRS = ("edit-over-original", "expanded")
+# Options that only some formats read: left out of the canonical dict elsewhere, so that adding them
+# changed no earlier export's digest.
+FORMAT_OPTIONS = {
+    "answers": (frozenset({"prompt-completion", "prompt-completion-conversational"}), DEFAULT_ANSWER_SOURCES),
+    "edit_pairs": (frozenset({"edits"}), "edit-over-original"),
+}
 # Formats whose rows are (chosen, rejected) pairs: the ones with a margin and per-pair vote counts.
-PREFERENCE_FORMATS = frozenset({"preference", "preference-conversational", "hh-rlhf"})
+PREFERENCE_FORMATS = frozenset(
+    {"preference", "preference-conversational", "preference-conversational-implicit", "hh-rlhf"}
+)
+UNPAIRED_FORMATS = frozenset({"unpaired", "unpaired-conversational"})
 # Formats that carry the rubric ratings.
 RATED_FORMATS = frozenset({"rankings", "judgments"})
 AGGREGATIONS = ("raw", "consensus")
@@ -88,6 +114,8 @@ class ExportOptions:
     test_fraction: float = 0.0
     split_salt: str = "rankwise"
     output: str = "jsonl"
+    answers: tuple[str, ...] = DEFAULT_ANSWER_SOURCES
+    edit_pairs: str = "edit-over-original"
 
     # --- parsing -----------------------------------------------------------------------------------
 
@@ -122,12 +150,22 @@ class ExportOptions:
         choice("ties", TIE_POLICIES, "drop")
         choice("kwise", KWISE_EXPANSIONS, "all-pairs")
         choice("output", OUTPUTS, "jsonl")
-        both_bad = data.get("both_bad") or ("undesirable" if data.get("format") == "unpaired" else "drop")
+        choice("edit_pairs", EDIT_PAIRS, "edit-over-original")
+        answers = _string_list(data.get("answers", DEFAULT_ANSWER_SOURCES))
+        if answers is None or not answers or set(answers) - set(ANSWER_SOURCES):
+            fail("answers", f"A non-empty list of: {', '.join(ANSWER_SOURCES)}.")
+        else:
+            values["answers"] = tuple(sorted(set(answers)))
+        both_bad = data.get("both_bad") or (
+            "undesirable" if data.get("format") in UNPAIRED_FORMATS else "drop"
+        )
         if both_bad not in BOTH_BAD_POLICIES:
             fail("both_bad", f"{both_bad!r} is not one of: {', '.join(BOTH_BAD_POLICIES)}.")
         values["both_bad"] = both_bad
 
-        is_consensus = data.get("aggregation") == "consensus" and data.get("format") != "judgments"
+        is_consensus = data.get("aggregation") == "consensus" and data.get("format") in (
+            set(FORMATS) - {"judgments"} - ANSWER_FORMATS - PROMPT_FORMATS
+        )
         default_columns = ("agreement", "votes", "reviewed") if is_consensus else ()
         for name in ("projects", "checkpoints", "exclude_annotators", "columns"):
             parsed = _string_list(data.get(name, default_columns if name == "columns" else ()))
@@ -212,8 +250,13 @@ class ExportOptions:
     # --- canonical form ------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready and canonical: what is stored with an export and hashed into its digest."""
-        return canonical_dict(self)
+        """JSON-ready and canonical: what is stored with an export and hashed into its digest. Options
+        that the format does not read are left out (`FORMAT_OPTIONS`)."""
+        result = canonical_dict(self)
+        for name, (formats, _) in FORMAT_OPTIONS.items():
+            if self.format not in formats:
+                del result[name]
+        return result
 
     def margin_for_strength(self, strength: int | None) -> float:
         if strength is None:
@@ -239,6 +282,17 @@ def canonical_dict(record: Any) -> dict[str, Any]:
 
 def _check_combination(values: dict[str, Any], fail: Any) -> None:
     export_format = values["format"]
+    for name, (formats, default) in FORMAT_OPTIONS.items():
+        if export_format not in formats and values[name] != default:
+            fail(name, f"Applies to the {', '.join(sorted(formats))} format(s) only.")
+    if export_format in ANSWER_FORMATS | PROMPT_FORMATS:
+        if values["aggregation"] != "raw" and (
+            export_format not in ("prompt-completion", "prompt-completion-conversational")
+            or "chosen" not in values["answers"]
+        ):
+            fail("aggregation", "People's answers and prompts are not aggregated: use aggregation 'raw'.")
+        if values["columns"]:
+            fail("columns", "This format carries its own fields; extra columns do not apply.")
     if export_format == "judgments" and values["aggregation"] != "raw":
         fail("aggregation", "The judgments format is one row per judgment: use aggregation 'raw'.")
     if export_format == "gold" and values["aggregation"] != "raw":
@@ -248,19 +302,12 @@ def _check_combination(values: dict[str, Any], fail: Any) -> None:
         )
     if export_format == "gold" and values["columns"]:
         fail("columns", "The gold format carries its own fields; extra columns do not apply.")
-    if export_format == "unpaired" and values["ties"] == "both-ways":
+    if export_format in UNPAIRED_FORMATS and values["ties"] == "both-ways":
         fail("ties", "A tie says nothing about desirability: unpaired exports drop ties.")
-    if values["both_bad"] == "undesirable" and export_format != "unpaired":
-        fail("both_bad", "'undesirable' applies to the unpaired format only; pair formats drop both-bad.")
-    if "margin" in values["columns"] and export_format not in (
-        "preference",
-        "preference-conversational",
-        "hh-rlhf",
-    ):
-        fail(
-            "columns",
-            "The margin column exists in the preference, preference-conversational and hh-rlhf formats.",
-        )
+    if values["both_bad"] == "undesirable" and export_format not in UNPAIRED_FORMATS:
+        fail("both_bad", "'undesirable' applies to the unpaired formats only; pair formats drop both-bad.")
+    if "margin" in values["columns"] and export_format not in PREFERENCE_FORMATS:
+        fail("columns", f"The margin column exists in the {', '.join(sorted(PREFERENCE_FORMATS))} formats.")
     if export_format == "judgments" and values["columns"]:
         fail("columns", "The judgments format already carries every field; extra columns do not apply.")
     if "votes" in values["columns"] and values["aggregation"] != "consensus":

@@ -416,6 +416,11 @@ def pair_rows(context: RowContext, verdict: Verdict) -> list[Row]:
                     "chosen": _assistant(entries[chosen].text),
                     "rejected": _assistant(entries[rejected].text),
                 }
+            elif export_format == "preference-conversational-implicit":
+                row = {
+                    "chosen": _messages(group.conversation) + _assistant(entries[chosen].text),
+                    "rejected": _messages(group.conversation) + _assistant(entries[rejected].text),
+                }
             else:
                 row = {
                     "chosen": hh_transcript(group.conversation, entries[chosen].text),
@@ -435,7 +440,8 @@ def _best_positions(verdict: Verdict) -> tuple[list[int], list[int]]:
 
 
 def unpaired_rows(context: RowContext, verdict: Verdict) -> list[Row]:
-    """KTO: the preferred response(s) labelled true, the others false; both-bad gives all false."""
+    """KTO: the preferred response(s) labelled true, the others false; both-bad gives all false. The
+    conversational format keeps the messages and gives the completion as an assistant message."""
     group = context.group
     if verdict.choice == "both_bad":
         if context.options.both_bad != "undesirable":
@@ -448,9 +454,16 @@ def unpaired_rows(context: RowContext, verdict: Verdict) -> list[Row]:
         if len(best) != 1:
             return []  # all tied, or tied winners: the judgment does not say which is desirable
         labelled = [(best[0], True)] + [(position, False) for position in rest]
+    conversational = context.options.format == "unpaired-conversational"
     return [
         context.finish(
-            {"prompt": context.prompt_text(), "completion": group.entries[position].text, "label": label},
+            {
+                "prompt": _messages(group.conversation) if conversational else context.prompt_text(),
+                "completion": _assistant(group.entries[position].text)
+                if conversational
+                else group.entries[position].text,
+                "label": label,
+            },
             verdict,
             None,
             positions=(position,),
@@ -460,17 +473,22 @@ def unpaired_rows(context: RowContext, verdict: Verdict) -> list[Row]:
     ]
 
 
-def sft_rows(context: RowContext, verdict: Verdict) -> list[Row]:
-    """The conversation with the preferred answer appended; tied winners only with ties=both-ways."""
-    group = context.group
+def _winners(context: RowContext, verdict: Verdict) -> list[int]:
+    """The preferred answers' positions; tied winners only with ties=both-ways; none after both-bad."""
     if verdict.choice == "both_bad":
         return []
     if verdict.choice == "tie":
-        winners = list(range(len(group.entries)))
+        winners = list(range(len(context.group.entries)))
     else:
         winners, _ = _best_positions(verdict)
     if len(winners) > 1 and context.options.ties == "drop":
         return []
+    return winners
+
+
+def sft_rows(context: RowContext, verdict: Verdict) -> list[Row]:
+    """The conversation with the preferred answer appended."""
+    group = context.group
     return [
         context.finish(
             {"messages": _messages(group.conversation) + _assistant(group.entries[position].text)},
@@ -479,7 +497,23 @@ def sft_rows(context: RowContext, verdict: Verdict) -> list[Row]:
             positions=(position,),
             naming="single",
         )
-        for position in winners
+        for position in _winners(context, verdict)
+    ]
+
+
+def chosen_completion_rows(context: RowContext, verdict: Verdict) -> list[Row]:
+    """prompt-completion (standard or conversational) from the model answers judgments preferred, when
+    the export takes "chosen" answers (`feedback.export.answers` writes the people's)."""
+    group = context.group
+    conversational = context.options.format == "prompt-completion-conversational"
+    return [
+        {
+            "prompt": _messages(group.conversation),
+            "completion": _assistant(group.entries[position].text),
+        }
+        if conversational
+        else {"prompt": context.prompt_text(), "completion": group.entries[position].text}
+        for position in _winners(context, verdict)
     ]
 
 
@@ -593,9 +627,13 @@ def gold_row(context: RowContext) -> Row:
 ROW_BUILDERS: dict[str, Callable[[RowContext, Verdict], list[Row]]] = {
     "preference": pair_rows,
     "preference-conversational": pair_rows,
+    "preference-conversational-implicit": pair_rows,
     "hh-rlhf": pair_rows,
     "unpaired": unpaired_rows,
+    "unpaired-conversational": unpaired_rows,
     "sft": sft_rows,
+    "prompt-completion": chosen_completion_rows,
+    "prompt-completion-conversational": chosen_completion_rows,
     "rankings": ranking_rows,
     "judgments": judgment_rows,
 }

@@ -108,11 +108,28 @@ def row_schema(options: ExportOptions, axes: tuple[str, ...]) -> Any:
     elif export_format == "preference-conversational":
         columns = [("prompt", messages), ("chosen", messages), ("rejected", messages)]
         naming = "pair"
+    elif export_format == "preference-conversational-implicit":
+        columns = [("chosen", messages), ("rejected", messages)]
+        naming = "pair"
+    elif export_format in ("prompt-completion", "edits", "prompt-only"):
+        return pa.schema(
+            {
+                "prompt-completion": [("prompt", text), ("completion", text)],
+                "edits": [("prompt", text), ("chosen", text), ("rejected", text)],
+                "prompt-only": [("prompt", text)],
+            }[export_format]
+        )
+    elif export_format == "prompt-completion-conversational":
+        return pa.schema([("prompt", messages), ("completion", messages)])
+    elif export_format == "prompt-only-conversational":
+        return pa.schema([("prompt", messages)])
     elif export_format == "hh-rlhf":
         columns = [("chosen", text), ("rejected", text)]
         naming = "pair"
     elif export_format == "unpaired":
         columns = [("prompt", text), ("completion", text), ("label", pa.bool_())]
+    elif export_format == "unpaired-conversational":
+        columns = [("prompt", messages), ("completion", messages), ("label", pa.bool_())]
     elif export_format == "sft":
         columns = [("messages", messages)]
     else:  # rankings

@@ -10,6 +10,8 @@ in-flight submit. SQLite has one writer at a time, so its committed max is alrea
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import connection, transaction
 from django.db.models import Max
 
@@ -18,13 +20,18 @@ from feedback.models import Judgment
 LOCK_TIMEOUT = "10s"
 
 
-def judgment_high_water_mark() -> int:
-    """Call it outside other transactions: the lock is held until the outermost one ends."""
+def table_high_water_mark(model: Any) -> int:
+    """The mark of any table whose rows an export reads by id (judgments; people's answers, review
+    decisions and prompts for the formats made of them). Call it outside other transactions: the lock is
+    held until the outermost one ends."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-                cursor.execute(
-                    f"LOCK TABLE {connection.ops.quote_name(Judgment._meta.db_table)} IN SHARE MODE"
-                )
-        return Judgment.objects.aggregate(mark=Max("id"))["mark"] or 0
+                cursor.execute(f"LOCK TABLE {connection.ops.quote_name(model._meta.db_table)} IN SHARE MODE")
+        return int(model.objects.aggregate(mark=Max("id"))["mark"] or 0)
+
+
+def judgment_high_water_mark() -> int:
+    """Call it outside other transactions: the lock is held until the outermost one ends."""
+    return table_high_water_mark(Judgment)

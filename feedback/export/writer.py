@@ -30,7 +30,8 @@ from typing import Any
 import orjson
 from django.db import transaction
 
-from feedback.export.options import RATED_FORMATS, ExportOptions
+from feedback.export.answers import SourceStats, answer_row_groups, prompt_row_groups, source_marks_now
+from feedback.export.options import ANSWER_FORMATS, PROMPT_FORMATS, RATED_FORMATS, ExportOptions
 from feedback.export.quality import (
     ExportQuality,
     export_quality,
@@ -60,16 +61,18 @@ def snapshot_digest(
     standing_mark: int = 0,
     quality_mark: int = 0,
     review_mark: int = 0,
+    source_marks: dict[str, int] | None = None,
 ) -> str:
-    payload = canonical_json(
-        {
-            "options": options.to_dict(),
-            "high_water_mark": high_water_mark,
-            "standing_mark": standing_mark,
-            "review_mark": review_mark,
-            "quality_mark": quality_mark,
-        }
-    )
+    snapshot: dict[str, Any] = {
+        "options": options.to_dict(),
+        "high_water_mark": high_water_mark,
+        "standing_mark": standing_mark,
+        "review_mark": review_mark,
+        "quality_mark": quality_mark,
+    }
+    if source_marks:  # only the formats made of answers or prompts have them
+        snapshot["source_marks"] = source_marks
+    payload = canonical_json(snapshot)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -104,6 +107,7 @@ class ExportStats:
     agreement_min: float = 1.0
     comparisons_dropped: int = 0
     removed: dict[str, int] = field(default_factory=dict)  # judgments each quality filter left out
+    sources: SourceStats = field(default_factory=SourceStats)  # people's answers and prompts
 
 
 def export_row_groups(
@@ -113,13 +117,24 @@ def export_row_groups(
     axes: tuple[str, ...] | None = None,
     stats: ExportStats | None = None,
     quality: ExportQuality | None = None,
+    source_marks: dict[str, int] | None = None,
 ) -> Iterator[tuple[str, list[Row]]]:
     """(split, rows) for every comparison that gives rows, in the export's order; `stats` counts every
-    comparison; `quality` decides the quality filters (default: as of now). Run it inside a transaction."""
+    comparison; `quality` decides the quality filters (default: as of now). The formats made of people's
+    answers or of prompts read them up to `source_marks` (`feedback.export.answers`): answers first, then
+    the chosen model answers where the export takes them. Run it inside a transaction."""
     if axes is None:
         axes = rating_axes(options)
     if quality is None:
         quality = export_quality(options, high_water_mark=high_water_mark)
+    sources = stats.sources if stats is not None else None
+    if options.format in PROMPT_FORMATS:
+        yield from prompt_row_groups(options, marks=source_marks or {}, stats=sources)
+        return
+    if options.format in ANSWER_FORMATS:
+        yield from answer_row_groups(options, marks=source_marks or {}, quality=quality, stats=sources)
+        if options.format == "edits" or "chosen" not in options.answers:
+            return
     prompt_texts = PromptTexts()
     for group in comparison_groups(options, high_water_mark=high_water_mark, quality=quality):
         agreement = comparison_agreement(group, group.judgments)
@@ -316,10 +331,12 @@ def export_write(
     standing_mark: int | None = None,
     quality_mark: int | None = None,
     review_mark: int | None = None,
+    source_marks: dict[str, int] | None = None,
     leaderboard: Callable[[ExportOptions, ExportQuality], dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
     """Write the export's data files and card into `directory` (created; must be empty or absent).
-    Suspensions and quality figures are read as of the marks (default: now; see feedback.export.quality).
+    Suspensions and quality figures are read as of the marks (default: now; see feedback.export.quality),
+    people's answers and prompts as of `source_marks` (default: now; see feedback.export.answers).
     `leaderboard`, given the options and the quality decisions, returns the leaderboard of the exported
     judgments for the card (`feedback.services.leaderboard.export_leaderboard`; this package only reads).
 
@@ -338,12 +355,15 @@ def export_write(
         quality_mark=quality_mark,
         review_mark=review_mark,
     )
+    if source_marks is None:
+        source_marks = source_marks_now(options)
     digest = snapshot_digest(
         options,
         high_water_mark,
         standing_mark=quality.standing_mark,
         quality_mark=quality.quality_mark,
         review_mark=quality.review_mark,
+        source_marks=source_marks,
     )
     splits = _split_names(options)
     stats = ExportStats(removed=removed_by_quality(options, high_water_mark=high_water_mark, quality=quality))
@@ -373,7 +393,12 @@ def export_write(
         stack.callback(background.join)
         with transaction.atomic():
             for split, rows in export_row_groups(
-                options, high_water_mark=high_water_mark, axes=axes, stats=stats, quality=quality
+                options,
+                high_water_mark=high_water_mark,
+                axes=axes,
+                stats=stats,
+                quality=quality,
+                source_marks=source_marks,
             ):
                 writers[split][1].write(rows)
                 stats.rows[split] += len(rows)
@@ -387,7 +412,13 @@ def export_write(
     if options.output == "hf-dataset":
         _save_to_disk(staging, directory / "dataset", splits=nonempty, fingerprint=digest[:16])
         shutil.rmtree(staging)
-    board = leaderboard(options, quality) if leaderboard is not None and options.format != "gold" else None
+    board = (
+        leaderboard(options, quality)
+        if leaderboard is not None
+        and options.format not in ("gold", *PROMPT_FORMATS)
+        and (options.format not in ANSWER_FORMATS or "chosen" in options.answers)
+        else None
+    )
     (directory / "README.md").write_text(
         dataset_card(
             options,
@@ -396,6 +427,7 @@ def export_write(
             stats=stats,
             quality=quality,
             leaderboard=board,
+            source_marks=source_marks,
         ),
         encoding="utf-8",
     )
@@ -412,6 +444,7 @@ def export_write(
     return {
         "snapshot_digest": digest,
         "high_water_mark": high_water_mark,
+        **({"source_marks": source_marks} if source_marks else {}),
         "rows": {split: stats.rows[split] for split in splits},
         "comparisons": stats.comparisons,
         "judgments": stats.judgments,
@@ -464,12 +497,21 @@ def archive_directory(directory: Path, archive: Path) -> None:
 
 
 def stream_jsonl(
-    options: ExportOptions, *, high_water_mark: int, split: str | None = None
+    options: ExportOptions,
+    *,
+    high_water_mark: int,
+    split: str | None = None,
+    source_marks: dict[str, int] | None = None,
 ) -> Iterator[bytes]:
-    """The rows as JSON Lines in chunks of about 256 KiB; one transaction for the whole stream."""
+    """The rows as JSON Lines in chunks of about 256 KiB; one transaction for the whole stream. The
+    marks of answers and prompts, where the format reads them, default to now."""
     buffer = bytearray()
+    if source_marks is None:
+        source_marks = source_marks_now(options)
     with transaction.atomic():
-        for rows_split, rows in export_row_groups(options, high_water_mark=high_water_mark):
+        for rows_split, rows in export_row_groups(
+            options, high_water_mark=high_water_mark, source_marks=source_marks
+        ):
             if split is not None and rows_split != split:
                 continue
             _json_lines_append(buffer, rows)
@@ -491,6 +533,7 @@ def dataset_card(
     stats: ExportStats,
     quality: ExportQuality | None = None,
     leaderboard: dict[str, Any] | None = None,
+    source_marks: dict[str, int] | None = None,
 ) -> str:
     splits = _split_names(options)
     data_files = {
@@ -513,12 +556,44 @@ def dataset_card(
         "`datasets` as they are; see the format notes below.\n\n"
     )
     write("## Snapshot\n\n")
-    write(f"- Snapshot digest: `{digest}` (SHA-256 of the options and the high-water mark)\n")
+    write(f"- Snapshot digest: `{digest}` (SHA-256 of the options and the high-water marks)\n")
     write(f"- Judgments covered: ids up to {high_water_mark}\n")
+    for name, mark in sorted((source_marks or {}).items()):
+        write(f"- {SOURCE_MARK_NAMES[name]} covered: ids up to {mark}\n")
     write("- Re-exporting this snapshot with the same options writes byte-identical files.\n\n")
     write("## Counts\n\n| split | rows |\n|---|---|\n")
     for split in splits:
         write(f"| {split} | {stats.rows[split]} |\n")
+    if options.format in PROMPT_FORMATS:
+        write(f"\n- Prompts: {stats.sources.prompts} (gold prompts are never exported)\n")
+    if options.format in ANSWER_FORMATS:
+        write(answers_card_section(stats.sources))
+    if _reads_judgments(options):
+        write(_judgments_card_sections(options, stats=stats, quality=quality, leaderboard=leaderboard))
+    write("\n## Options\n\nFilters, aggregation and shape, exactly as given to the export:\n\n```json\n")
+    write(_options_json(options))
+    write("\n```\n\n")
+    write(FORMAT_NOTES)
+    return "\n".join(front) + body.getvalue()
+
+
+def _reads_judgments(options: ExportOptions) -> bool:
+    """Whether the rows come from judgments (all or some): not for prompts, nor for people's answers
+    unless the export also takes the chosen model answers."""
+    if options.format in PROMPT_FORMATS:
+        return False
+    return options.format not in ANSWER_FORMATS or (options.format != "edits" and "chosen" in options.answers)
+
+
+def _judgments_card_sections(
+    options: ExportOptions,
+    *,
+    stats: ExportStats,
+    quality: ExportQuality | None,
+    leaderboard: dict[str, Any] | None,
+) -> str:
+    body = io.StringIO()
+    write = body.write
     write(
         f"\n- Comparisons: {stats.comparisons} (another {stats.comparisons_dropped} matched the filters but "
         "gave no row: no majority, a tie or both-bad left out, or below the minimums)\n"
@@ -547,11 +622,28 @@ def dataset_card(
     write("\n## Categories\n\n| category | comparisons |\n|---|---|\n")
     for name, count in sorted(stats.categories.items()):
         write(f"| {markdown_cell(name)} | {count} |\n")
-    write("\n## Options\n\nFilters, aggregation and shape, exactly as given to the export:\n\n```json\n")
-    write(orjson.dumps(options.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
-    write("\n```\n\n")
-    write(FORMAT_NOTES)
-    return "\n".join(front) + body.getvalue()
+    return body.getvalue()
+
+
+SOURCE_MARK_NAMES = {"answers": "People's answers", "answer_reviews": "Answer reviews", "prompts": "Prompts"}
+
+
+def _options_json(options: ExportOptions) -> str:
+    return orjson.dumps(options.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+
+
+def answers_card_section(sources: SourceStats) -> str:
+    """The card's account of people's answers: how many of each kind by how many people, and those left
+    out, by why."""
+    lines = [
+        "\n## People's answers\n\n",
+        f"- Written (demonstrations): {sources.answers['written']}\n",
+        f"- Edited (model answers people improved): {sources.answers['edited']}\n",
+        f"- People: {len(sources.authors)}\n",
+    ]
+    for why, count in sorted(sources.left_out.items()):
+        lines.append(f"- Left out, {why}: {count}\n")
+    return "".join(lines)
 
 
 def _card_score(score: dict[str, Any] | None) -> str:

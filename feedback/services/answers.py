@@ -18,6 +18,7 @@ from django.db import transaction
 from rapidfuzz.distance import Levenshtein
 
 from feedback.models import (
+    AnswerReview,
     Assignment,
     Comparison,
     ComparisonResponse,
@@ -28,6 +29,9 @@ from feedback.models import (
     Response,
 )
 from feedback.services.battles import style_fields
+from feedback.services.review import may_review
+
+REVIEW_REASON_MAX_CHARS = 2_000
 
 
 class AnswerInvalid(ValueError):
@@ -199,3 +203,91 @@ def answer_diff(original: str, edited: str) -> list[tuple[str, str]]:
             add("delete", before[opcode.src_start : opcode.src_end])
             add("insert", after[opcode.dest_start : opcode.dest_end])
     return segments
+
+
+class AnswerReviewConflict(Exception):
+    """The answer no longer waits for this decision (HTTP 409): another reviewer decided it first."""
+
+
+class AnswerReviewForbidden(Exception):
+    """The user may not review answers in this project (HTTP 403)."""
+
+
+REVIEWABLE = (Response.Review.PENDING, Response.Review.UNREVIEWED)
+
+
+def answer_review(
+    *,
+    reviewer: Any,
+    answer_id: int,
+    action: str,
+    submission_key: str,
+    reason: str = "",
+    text: str | None = None,
+) -> AnswerReview:
+    """A reviewer's decision on a person's answer, in one transaction under the answer's row lock: accept
+    it, reject it (with a reason), or edit it (`text`: the reviewer's edit is stored as an answer of its
+    own, edited from this one and accepted, and this one is marked revised). Only an answer waiting for
+    review, or one that counts unreviewed, can be decided; the second of two racing reviewers gets
+    AnswerReviewConflict. Idempotent by the reviewer's key: the same decision again returns the stored
+    one, another decision under it raises AnswerInvalid."""
+    errors: dict[str, list[str]] = {}
+    if action not in AnswerReview.Action.values:
+        errors["action"] = [f"One of: {', '.join(AnswerReview.Action.values)}."]
+    reason = reason if isinstance(reason, str) else ""
+    if action == AnswerReview.Action.REJECT and not reason.strip():
+        errors["reason"] = ["Say why the answer is rejected: the writer reads it."]
+    if "\x00" in reason or len(reason) > REVIEW_REASON_MAX_CHARS:
+        errors["reason"] = [f"At most {REVIEW_REASON_MAX_CHARS:,} characters, without NUL."]
+    if not isinstance(submission_key, str) or not 8 <= len(submission_key) <= 64:
+        errors["submission_key"] = ["A submission key is 8 to 64 characters."]
+    if errors:
+        raise AnswerInvalid(errors)
+    with transaction.atomic():
+        answer = (
+            Response.objects.select_for_update(of=("self",))
+            .select_related("prompt__project")
+            .filter(pk=answer_id, source=Response.Source.HUMAN)
+            .first()
+        )
+        if answer is None:
+            raise Response.DoesNotExist(f"No person's answer {answer_id}.")
+        if not may_review(user=reviewer, project=answer.prompt.project):
+            raise AnswerReviewForbidden("You do not review this project.")
+        earlier = AnswerReview.objects.filter(reviewer=reviewer, submission_key=submission_key).first()
+        if earlier is not None:
+            same = earlier.answer_id == answer.pk and earlier.action == action and earlier.reason == reason
+            if same and action == AnswerReview.Action.EDIT:
+                same = earlier.revision is not None and earlier.revision.text == text
+            if not same:
+                raise AnswerInvalid({"submission_key": ["This key was already used for another decision."]})
+            return earlier
+        if answer.review not in REVIEWABLE:
+            raise AnswerReviewConflict(f"This answer was already {answer.get_review_display().lower()}.")
+        revision = None
+        if action == AnswerReview.Action.EDIT:
+            if (problem := edit_text_error(answer.text, text)) is not None:
+                raise AnswerInvalid({"text": [problem]})
+            revision = human_answer_create(
+                prompt=answer.prompt,
+                author=reviewer,
+                text=text,
+                edited_from=answer,
+                review=Response.Review.ACCEPTED,
+            )
+        previous = answer.review
+        answer.review = {
+            AnswerReview.Action.ACCEPT: Response.Review.ACCEPTED,
+            AnswerReview.Action.REJECT: Response.Review.REJECTED,
+            AnswerReview.Action.EDIT: Response.Review.REVISED,
+        }[AnswerReview.Action(action)]
+        answer.save(update_fields=["review"])
+        return AnswerReview.objects.create(
+            answer=answer,
+            reviewer=reviewer,
+            action=action,
+            reason=reason,
+            revision=revision,
+            previous=previous,
+            submission_key=submission_key,
+        )

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from feedback.export.answers import source_marks_now
 from feedback.export.options import SPLITS, ExportOptions
 from feedback.export.quality import quality_marks_now
 from feedback.export.snapshot import judgment_high_water_mark
@@ -49,9 +50,15 @@ def export_create(
         mark = snapshot_of.high_water_mark
         standing_mark, quality_mark = snapshot_of.standing_mark, snapshot_of.quality_mark
         review_mark = snapshot_of.review_mark
+        # The other export's marks of answers and prompts where it read the same sources, else now.
+        fresh = source_marks_now(options)
+        source_marks = (
+            dict(snapshot_of.source_marks) if set(snapshot_of.source_marks) == set(fresh) else fresh
+        )
     else:
         mark = judgment_high_water_mark()
         standing_mark, quality_mark, review_mark = quality_marks_now()
+        source_marks = source_marks_now(options)
     with transaction.atomic():
         export = Export.objects.create(
             options=options.to_dict(),
@@ -59,8 +66,14 @@ def export_create(
             standing_mark=standing_mark,
             quality_mark=quality_mark,
             review_mark=review_mark,
+            source_marks=source_marks,
             snapshot_digest=snapshot_digest(
-                options, mark, standing_mark=standing_mark, quality_mark=quality_mark, review_mark=review_mark
+                options,
+                mark,
+                standing_mark=standing_mark,
+                quality_mark=quality_mark,
+                review_mark=review_mark,
+                source_marks=source_marks,
             ),
             created_by=created_by if getattr(created_by, "is_authenticated", False) else None,
         )
@@ -109,6 +122,7 @@ def export_run(*, export_id: int) -> Export:
             standing_mark=export.standing_mark,
             review_mark=export.review_mark,
             quality_mark=export.quality_mark,
+            source_marks=dict(export.source_marks),
             directory=scratch / "files",
             leaderboard=partial(export_leaderboard, high_water_mark=export.high_water_mark),
         )

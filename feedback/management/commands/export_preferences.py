@@ -106,6 +106,7 @@ class Command(BaseCommand):
             raise CommandError("The export options were refused.") from None
         mark = options["high_water_mark"]
         standing_mark = quality_mark = review_mark = None  # now, unless a recorded snapshot says otherwise
+        source_marks = None
         if options["snapshot"] is not None:
             recorded = Export.objects.filter(pk=options["snapshot"]).first()
             if recorded is None:
@@ -113,6 +114,7 @@ class Command(BaseCommand):
             mark = recorded.high_water_mark
             standing_mark, quality_mark = recorded.standing_mark, recorded.quality_mark
             review_mark = recorded.review_mark
+            source_marks = dict(recorded.source_marks) or None
         if mark is not None and mark < 0:
             raise CommandError("--high-water-mark cannot be negative.")
         if mark is None:
@@ -126,6 +128,7 @@ class Command(BaseCommand):
             standing_mark=standing_mark,
             review_mark=review_mark,
             quality_mark=quality_mark,
+            source_marks=source_marks,
             directory=directory,
             leaderboard=partial(export_leaderboard, high_water_mark=mark),
         )

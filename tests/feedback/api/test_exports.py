@@ -68,10 +68,17 @@ def judged():
                         [
                             "preference",
                             "preference-conversational",
+                            "preference-conversational-implicit",
                             "unpaired",
+                            "unpaired-conversational",
                             "hh-rlhf",
                             "rankings",
                             "sft",
+                            "prompt-completion",
+                            "prompt-completion-conversational",
+                            "edits",
+                            "prompt-only",
+                            "prompt-only-conversational",
                             "judgments",
                             "gold",
                         ]

@@ -94,6 +94,7 @@ def test_the_documented_stream_parameters_are_the_export_options():
     assert set(ExportStreamQuery().fields) == options | {"split"}
     assert set(ExportCreateSerializer().fields) == options | {"snapshot_of"}
     assert sorted(EXPORT_LIST_OPTIONS) == [
+        "answers",
         "checkpoints",
         "columns",
         "exclude_annotators",

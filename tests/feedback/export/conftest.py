@@ -1,10 +1,13 @@
 """A small, fully known judgment set: every export test derives its expected rows from it by hand."""
 
+import zipfile
 from dataclasses import dataclass
 
 import pytest
 
+from feedback.export.options import ExportOptions
 from feedback.models import Comparison, ComparisonResponse, Judgment, PolicyCheckpoint, Project
+from feedback.services.exports import export_create, export_path, export_run
 from tests.factories import (
     AnnotatorFactory,
     ComparisonFactory,
@@ -132,3 +135,14 @@ def prompt_factory():
 @pytest.fixture
 def comparison_factory():
     return ComparisonFactory
+
+
+def exported(tmp_path, **options):
+    """Run the export job and unpack its archive, as a data engineer would after downloading it:
+    (the directory, the export)."""
+    export = export_run(export_id=export_create(options=ExportOptions.from_mapping(options)).pk)
+    assert export.status == "completed", export.error
+    target = tmp_path / f"export-{export.pk}"
+    with zipfile.ZipFile(export_path(export)) as bundle:
+        bundle.extractall(target)
+    return target, export

@@ -20,6 +20,16 @@ def test_defaults_and_canonical_round_trip():
     consensus = ExportOptions.from_mapping({"format": "preference", "aggregation": "consensus"})
     assert consensus.columns == ("agreement", "reviewed", "votes")
     assert consensus.both_bad == "drop"
+    # Options only some formats read stay out of the others' canonical form (and so of their digest).
+    assert "answers" not in options.to_dict()
+    assert "edit_pairs" not in options.to_dict()
+    answers = ExportOptions.from_mapping({"format": "prompt-completion", "answers": "written,chosen,written"})
+    assert answers.answers == ("chosen", "written")
+    assert answers.to_dict()["answers"] == ["chosen", "written"]
+    assert "edit_pairs" not in answers.to_dict()
+    assert ExportOptions.from_mapping(answers.to_dict()) == answers
+    assert ExportOptions.from_mapping({"format": "edits"}).to_dict()["edit_pairs"] == "edit-over-original"
+    assert ExportOptions.from_mapping({"format": "unpaired-conversational"}).both_bad == "undesirable"
 
 
 @pytest.mark.parametrize(
@@ -30,7 +40,9 @@ def test_defaults_and_canonical_round_trip():
             {"format": "csv"},
             {
                 "format": [
-                    "'csv' is not one of: preference, preference-conversational, unpaired, hh-rlhf, rankings, sft, judgments, gold."
+                    "'csv' is not one of: preference, preference-conversational, preference-conversational-implicit, "
+                    "unpaired, unpaired-conversational, hh-rlhf, rankings, sft, prompt-completion, "
+                    "prompt-completion-conversational, edits, prompt-only, prompt-only-conversational, judgments, gold."
                 ]
             },
         ),
@@ -75,15 +87,40 @@ def test_defaults_and_canonical_round_trip():
         ),
         (
             {"format": "preference", "both_bad": "undesirable"},
-            {"both_bad": ["'undesirable' applies to the unpaired format only; pair formats drop both-bad."]},
+            {"both_bad": ["'undesirable' applies to the unpaired formats only; pair formats drop both-bad."]},
         ),
         (
             {"format": "sft", "columns": "margin"},
             {
                 "columns": [
-                    "The margin column exists in the preference, preference-conversational and hh-rlhf formats."
+                    "The margin column exists in the hh-rlhf, preference, preference-conversational, "
+                    "preference-conversational-implicit formats."
                 ]
             },
+        ),
+        (
+            {"format": "preference", "answers": "chosen"},
+            {
+                "answers": [
+                    "Applies to the prompt-completion, prompt-completion-conversational format(s) only."
+                ]
+            },
+        ),
+        (
+            {"format": "prompt-completion", "answers": "written,typed"},
+            {"answers": ["A non-empty list of: chosen, edited, written."]},
+        ),
+        (
+            {"format": "edits", "aggregation": "consensus"},
+            {"aggregation": ["People's answers and prompts are not aggregated: use aggregation 'raw'."]},
+        ),
+        (
+            {"format": "prompt-only", "columns": "ids"},
+            {"columns": ["This format carries its own fields; extra columns do not apply."]},
+        ),
+        (
+            {"format": "sft", "edit_pairs": "expanded"},
+            {"edit_pairs": ["Applies to the edits format(s) only."]},
         ),
         (
             {"format": "preference", "columns": "votes"},

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import load_dataset, load_from_disk
 
-from feedback.export.options import FORMATS, ExportOptions
+from feedback.export.options import ANSWER_FORMATS, FORMATS, PROMPT_FORMATS, ExportOptions
 from feedback.export.snapshot import judgment_high_water_mark
 from feedback.export.writer import export_write
 from feedback.models import Prompt, conversation_hash
@@ -36,15 +36,20 @@ def same(value):
 def test_parquet_and_datasets_directory_hold_the_jsonl_rows(corpus, tmp_path, export_format):
     if export_format == "gold":
         _gold_answered(corpus)
-    aggregation = "raw" if export_format in ("judgments", "gold") else "consensus"
+    own_fields = ("judgments", "gold", *ANSWER_FORMATS, *PROMPT_FORMATS)
+    aggregation = "raw" if export_format in own_fields else "consensus"
     common = {
         "format": export_format,
         "aggregation": aggregation,
         "exclude_flagged": False,
         "test_fraction": 0.5,
     }
-    if export_format not in ("judgments", "gold"):
+    if export_format not in own_fields:
         common["columns"] = "ids,checkpoints,category,agreement,votes"
+    if export_format.startswith("prompt-completion"):
+        common["answers"] = "chosen,edited,written"
+    if export_format == "edits":
+        _edits_written(corpus)
     write(tmp_path, "jsonl", output="jsonl", **common)
     write(tmp_path, "gz", output="jsonl.gz", **common)
     write(tmp_path, "parquet", output="parquet", **common)
@@ -67,6 +72,20 @@ def test_parquet_and_datasets_directory_hold_the_jsonl_rows(corpus, tmp_path, ex
     assert counts  # something was exported
     loaded = load_dataset("parquet", data_dir=str(tmp_path / "parquet"))
     assert {split: len(rows) for split, rows in loaded.items()} == counts
+
+
+def _edits_written(corpus) -> None:
+    """A person's improvement of each of the corpus's first responses to six prompts."""
+    from feedback.models import Response
+    from feedback.services.answers import human_answer_create
+
+    editor = AnnotatorFactory(username="output-editor")
+    for response in (
+        Response.objects.filter(source="model").order_by("prompt_id", "pk").distinct("prompt_id")[:6]
+    ):
+        human_answer_create(
+            prompt=response.prompt, author=editor, text=response.text + " (improved)", edited_from=response
+        )
 
 
 def _gold_answered(corpus) -> None:

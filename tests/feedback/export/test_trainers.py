@@ -2,20 +2,18 @@
 exported by the export job, and read by TRL's trainers as they are (two optimizer steps each, on CPU)."""
 
 import json
-import zipfile
 
 import pytest
 from datasets import load_dataset
 
 from annotate.assignment import comparison_lease_next, judgment_submit
 from annotate.submission import JudgmentSubmission
-from feedback.export.options import ExportOptions
 from feedback.models import Comparison, Judgment, PolicyCheckpoint
-from feedback.services.exports import export_create, export_path, export_run
 from feedback.services.generation import generation_run_start
 from inference.tasks import generate_chunk
 from inference.tiny import build_tiny_checkpoint
 from tests.factories import AnnotatorFactory, ProjectFactory, PromptFactory
+from tests.feedback.export.conftest import exported
 from tests.trl_consumers import load_exported_dataset, train_dpo, train_kto, train_reward, train_sft
 
 CHOICES = ["a", "b", "a", "tie", "b", "both_bad", "a", "b"]
@@ -66,16 +64,6 @@ def judged(db, tiny_checkpoint, django_capture_on_commit_callbacks, settings, tm
                 ),
             )
     return project
-
-
-def exported(tmp_path, **options):
-    """Run the export job and unpack its archive, as a data engineer would after downloading it."""
-    export = export_run(export_id=export_create(options=ExportOptions.from_mapping(options)).pk)
-    assert export.status == "completed", export.error
-    target = tmp_path / f"export-{export.pk}"
-    with zipfile.ZipFile(export_path(export)) as bundle:
-        bundle.extractall(target)
-    return target, export
 
 
 def test_preference_files_train_reward_and_dpo(judged, tiny_checkpoint, tmp_path):
