@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from annotate.drafts import draft_clean
 from annotate.rendering import markdown_to_safe_html
 from annotate.selectors import project_get_for_annotator
 from annotate.submission import SubmissionInvalid
@@ -30,8 +32,16 @@ from annotate.views import (
     json_login_required,
     strict_content_security_policy,
 )
-from feedback.models import Project, ReviewDecision, ReviewItem
+from feedback.models import AnswerReview, Project, Response, ReviewDecision, ReviewItem
 from feedback.selectors import review_next_item, review_page, review_queue_items
+from feedback.services.answers import (
+    REVIEWABLE,
+    AnswerInvalid,
+    AnswerReviewConflict,
+    AnswerReviewForbidden,
+    answer_diff,
+    answer_review,
+)
 from feedback.services.review import (
     ReviewConflict,
     ReviewForbidden,
@@ -92,10 +102,26 @@ def review_queue(request: HttpRequest, slug: str) -> HttpResponse:
         for item in items
     ]
     statuses = [(label, counts.get(value, 0)) for value, label in ReviewItem.Status.choices]
+    waiting_answers = _answers_waiting(project).select_related("prompt", "edited_from")
+    answers = [
+        {
+            "answer": answer,
+            "kind": "edit" if answer.edited_from_id else "written",
+            "prompt": answer.prompt.preview,
+        }
+        for answer in waiting_answers[:ANSWER_QUEUE_ITEMS]
+    ]
     return render(
         request,
         "annotate/review_queue.html",
-        {"project": project, "rows": rows, "statuses": statuses, "waiting": counts.get("pending", 0)},
+        {
+            "project": project,
+            "rows": rows,
+            "statuses": statuses,
+            "waiting": counts.get("pending", 0),
+            "answers": answers,
+            "answers_waiting": waiting_answers.count(),
+        },
     )
 
 
@@ -203,3 +229,170 @@ def review_decision(request: HttpRequest, slug: str, item_id: int) -> HttpRespon
         "next_url": reverse("annotate:review_next", args=[project.slug]) + f"?after={item_id}",
     }
     return JsonResponse(body, status=200 if result.replayed else 201)
+
+
+# --- people's answers ------------------------------------------------------------------------------------
+
+ANSWER_QUEUE_ITEMS = 200
+
+
+def _answers_waiting(project: Project) -> QuerySet[Response]:
+    """The project's people's answers waiting for a reviewer, oldest first."""
+    return Response.objects.filter(
+        prompt__project=project, source=Response.Source.HUMAN, review=Response.Review.PENDING
+    ).order_by("pk")
+
+
+def _answer_or_404(project: Project, answer_id: int) -> Response:
+    answer = (
+        Response.objects.select_related("prompt", "edited_from", "assignment__comparison", "judgment")
+        .filter(prompt__project=project, source=Response.Source.HUMAN, pk=answer_id)
+        .first()
+    )
+    if answer is None:
+        raise Http404("No such answer in this project.")
+    return answer
+
+
+@login_required
+@require_GET
+@never_cache
+def answer_review_next(request: HttpRequest, slug: str) -> HttpResponse:
+    """To the oldest answer waiting (after `?after=`), or back to the queue when none waits."""
+    project = _project_to_review(request, slug)
+    waiting = _answers_waiting(project)
+    if (after := request.GET.get("after", "")).isdigit():
+        waiting = waiting.filter(pk__gt=int(after))
+    answer = waiting.first()
+    if answer is None:
+        return redirect("annotate:review_queue", slug=project.slug)
+    return redirect("annotate:answer_review", slug=project.slug, answer_id=answer.pk)
+
+
+@login_required
+@require_GET
+@never_cache
+@strict_content_security_policy
+def answer_review_page(request: HttpRequest, slug: str, answer_id: int) -> HttpResponse:
+    """A person's answer for a reviewer: the conversation, the model answers it was written beside (or
+    the one it was edited from, with the diff), the answer; accept, reject with a reason, or edit."""
+    project = _project_to_review(request, slug)
+    answer = _answer_or_404(project, answer_id)
+    references = []
+    if answer.assignment is not None:
+        references = [
+            {"label": entry.label, "html": markdown_to_safe_html(entry.response.text)}
+            for entry in answer.assignment.comparison.entries.select_related("response").order_by("position")
+        ]
+    original = answer.edited_from
+    urls = {
+        "decisionUrl": reverse("annotate:answer_review_decision", args=[project.slug, answer.pk]),
+        "previewUrl": reverse("annotate:answer_review_preview", args=[project.slug, answer.pk]),
+        "nextUrl": reverse("annotate:answer_review_next", args=[project.slug]) + f"?after={answer.pk}",
+        "queueUrl": reverse("annotate:review_queue", args=[project.slug]),
+    }
+    return render(
+        request,
+        "annotate/answer_review.html",
+        {
+            "project": project,
+            "answer": answer,
+            "conversation": [
+                {"role": message["role"], "html": markdown_to_safe_html(message["content"])}
+                for message in answer.prompt.conversation
+            ],
+            "references": references,
+            "original_html": markdown_to_safe_html(original.text) if original is not None else None,
+            "diff": answer_diff(original.text, answer.text) if original is not None else None,
+            "answer_html": markdown_to_safe_html(answer.text),
+            "decisions": answer.reviews.select_related("reviewer").order_by("pk"),
+            "pending": answer.review in REVIEWABLE,
+            "max_chars": settings.RANKWISE_ANSWER_MAX_CHARS,
+            "config": {
+                **urls,
+                "pending": answer.review in REVIEWABLE,
+                "text": answer.text,
+                "maxChars": settings.RANKWISE_ANSWER_MAX_CHARS,
+            },
+        },
+    )
+
+
+@json_login_required
+@require_http_methods(["GET", "POST"])
+def answer_review_preview(request: HttpRequest, slug: str, answer_id: int) -> HttpResponse:
+    """The reviewer's edit as they type: its sanitized preview and its diff from the answer (nothing is
+    stored; the editor's draft contract, so `annotate/editor.js` serves both)."""
+    reviewer = _annotator(request)
+    project = project_get_for_annotator(user=reviewer, slug=slug)
+    answer = (
+        Response.objects.filter(prompt__project=project, source=Response.Source.HUMAN, pk=answer_id).first()
+        if project is not None
+        else None
+    )
+    if project is None or answer is None:
+        return error_response(404, "No such answer for you.")
+    if not may_review(user=reviewer, project=project):
+        return error_response(403, "Only the project's reviewers and managers review its answers.")
+    if request.method == "GET":
+        return JsonResponse({"text": "", "revision": 0, "base": "", "preview_html": "", "diff": None})
+    try:
+        text, revision, _ = draft_clean(_json_body(request))
+    except SubmissionInvalid as error:
+        return error_response(400, "Fix the fields named.", error.errors)
+    return JsonResponse(
+        {
+            "text": text,
+            "revision": revision,
+            "preview_html": str(markdown_to_safe_html(text)),
+            "diff": [list(segment) for segment in answer_diff(answer.text, text)],
+        }
+    )
+
+
+@json_login_required
+@require_POST
+def answer_review_decision(request: HttpRequest, slug: str, answer_id: int) -> HttpResponse:
+    """POST {"submission_key", "action": accept|reject|edit, "reason"?, "text"?}: 201 with the decision
+    (200 when it replays one stored under the key) and where to go next."""
+    reviewer = _annotator(request)
+    project = project_get_for_annotator(user=reviewer, slug=slug)
+    if (
+        project is None
+        or not Response.objects.filter(
+            prompt__project=project, source=Response.Source.HUMAN, pk=answer_id
+        ).exists()
+    ):
+        return error_response(404, "No such answer for you.")
+    if not may_review(user=reviewer, project=project):
+        return error_response(403, "Only the project's reviewers and managers review its answers.")
+    try:
+        body = _json_body(request)
+        if not isinstance(body, dict) or set(body) - {"submission_key", "action", "reason", "text"}:
+            raise SubmissionInvalid(
+                {"non_field_errors": "Send submission_key, action and, as needed, reason and text only."}
+            )
+        stored_before = AnswerReview.objects.filter(
+            reviewer=reviewer, submission_key=body.get("submission_key")
+        ).exists()
+        decision = answer_review(
+            reviewer=reviewer,
+            answer_id=answer_id,
+            action=body.get("action"),
+            submission_key=body.get("submission_key"),
+            reason=body.get("reason", ""),
+            text=body.get("text"),
+        )
+    except (SubmissionInvalid, AnswerInvalid) as error:
+        return error_response(400, "The decision was not saved: fix the fields named.", error.errors)
+    except AnswerReviewForbidden as error:
+        return error_response(403, str(error))
+    except AnswerReviewConflict as error:
+        return error_response(409, str(error))
+    body = {
+        "decision_id": decision.pk,
+        "action": decision.action,
+        "replayed": stored_before,
+        "next_url": reverse("annotate:answer_review_next", args=[project.slug]) + f"?after={answer_id}",
+    }
+    return JsonResponse(body, status=200 if stored_before else 201)

@@ -165,6 +165,17 @@ def annotator_project_summaries(*, user: User, projects: QuerySet[Project]) -> l
         .values_list("project", "total")
         .order_by()
     )
+    # People's answers waiting for review count too.
+    for project_id, total in (
+        Response.objects.filter(
+            prompt__project_id__in=reviewing, source=Response.Source.HUMAN, review=Response.Review.PENDING
+        )
+        .values("prompt__project")
+        .annotate(total=Count("pk"))
+        .values_list("prompt__project", "total")
+        .order_by()
+    ):
+        waiting[project_id] = waiting.get(project_id, 0) + total
     return [
         {
             "project": project,

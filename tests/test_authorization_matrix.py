@@ -30,6 +30,7 @@ from django.utils import timezone
 from annotate.assignment import comparison_lease_next
 from feedback.export.options import ExportOptions
 from feedback.models import ApiToken, Export, Project, ReviewItem
+from feedback.services.answers import human_answer_create
 from feedback.services.quality import project_quality_refresh
 from feedback.services.standing import annotator_suspend
 from feedback.services.tokens import api_token_create
@@ -112,6 +113,11 @@ RULES = [
     Rule("projects/<slug:slug>/review/next", LOGIN, 403, 404, "→ /projects/world/review/N"),
     Rule("projects/<slug:slug>/review/<int:item_id>", LOGIN, 403, 404, 200),
     Rule("projects/<slug:slug>/review/<int:item_id>/decision", 401, 403, 404, 400, "post", "{}"),
+    # People's answers waiting for review: the same roles.
+    Rule("projects/<slug:slug>/review/answers/next", LOGIN, 403, 404, "→ /projects/world/review/answers/N"),
+    Rule("projects/<slug:slug>/review/answers/<int:answer_id>", LOGIN, 403, 404, 200),
+    Rule("projects/<slug:slug>/review/answers/<int:answer_id>/preview", 401, 403, 404, 200),
+    Rule("projects/<slug:slug>/review/answers/<int:answer_id>/decision", 401, 403, 404, 400, "post", "{}"),
     Rule("healthz", 200, 200, 200, 200),
     Rule("accounts/login/", 200, 200, 200, 200),
     Rule("accounts/logout/", 405, 405, 405, 405),  # logging out takes a POST
@@ -243,6 +249,9 @@ def world(db, annotator, data_engineer, admin_user, settings, tmp_path) -> World
     item = ReviewItem.objects.create(
         comparison=comparisons[1], project=project, reasons=["picked"], queued_at=timezone.now()
     )
+    answer = human_answer_create(
+        prompt=comparisons[2].prompt, author=annotator, text="A person's answer.", review_required=True
+    )
 
     settings.EXPORT_ROOT = tmp_path / "exports"
     settings.EXPORT_ROOT.mkdir()
@@ -275,6 +284,7 @@ def world(db, annotator, data_engineer, admin_user, settings, tmp_path) -> World
             "judgments": judgment.pk,
             "generation-runs": run.pk,
             "exports": export.pk,
+            "answers": answer.pk,
         },
         objects=objects,
     )
@@ -302,6 +312,7 @@ def concrete_url(route: str, world: World) -> str:
         "<path:content_type_id>": str(ContentType.objects.get_for_model(Project).pk),
         "<int:export_id>": str(world.ids["exports"]),
         "<int:item_id>": str(world.ids["projects"]),
+        "<int:answer_id>": str(world.ids["answers"]),
     }
     if route.startswith("admin/r/"):
         values["<path:object_id>"] = str(world.project.pk)

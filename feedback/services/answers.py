@@ -220,10 +220,10 @@ def answer_review(
     *,
     reviewer: Any,
     answer_id: int,
-    action: str,
-    submission_key: str,
-    reason: str = "",
-    text: str | None = None,
+    action: Any,
+    submission_key: Any,
+    reason: Any = "",
+    text: Any = None,
 ) -> AnswerReview:
     """A reviewer's decision on a person's answer, in one transaction under the answer's row lock: accept
     it, reject it (with a reason), or edit it (`text`: the reviewer's edit is stored as an answer of its

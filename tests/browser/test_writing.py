@@ -149,3 +149,39 @@ def test_the_writing_page_reads_well_on_wide_and_narrow_screens(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"writing-{width}.png"), full_page=True)
     _no_harm(watch, page, ".conversation", "#writer-preview")
+
+
+def test_a_reviewer_edits_a_hostile_answer_with_the_keyboard(browser_page, live_server):
+    from feedback.services.answers import human_answer_create
+    from tests.factories import AdminFactory
+
+    page, watch = browser_page
+    writer = AnnotatorFactory(username="hostile-writer")
+    project = ProjectFactory(
+        slug="review-browser", comparison_mode=Project.ComparisonMode.DEMONSTRATION, answers_reviewed=True
+    )
+    prompt = PromptFactory(
+        project=project, conversation=[{"role": "user", "content": f"Say hi.\n\n{HOSTILE}"}]
+    )
+    answer = human_answer_create(prompt=prompt, author=writer, text=f"Hi!\n\n{HOSTILE}", review_required=True)
+    reviewer = AdminFactory(username="keyboard-reviewer")
+    open_workspace(page, live_server, reviewer, project)  # logs in
+    page.goto(f"{live_server.url}/projects/{project.slug}/review")
+    page.locator("#start-answers").click()
+    _ready(page, "answer-review")
+    page.keyboard.press("e")
+    page.locator("#reviewer-text").wait_for()
+    assert page.locator("#reviewer-text").input_value() == answer.text
+    page.keyboard.press("Control+End")
+    page.keyboard.type("\n\nReviewed <b>fine</b>.")
+    page.locator("#reviewer-diff ins").first.wait_for()
+    page.locator("#reviewer-draft").filter(has_text="Preview updated").wait_for()
+    page.keyboard.press("Control+Enter")
+    page.locator("#status.saved").wait_for()
+    page.wait_for_url(f"{live_server.url}/projects/{project.slug}/review")  # nothing more waits
+    answer.refresh_from_db()
+    assert answer.review == "revised"
+    revision = Response.objects.get(revision_of__answer=answer)
+    assert revision.text == answer.text + "\n\nReviewed <b>fine</b>."
+    assert revision.author == reviewer
+    _no_harm(watch, page)

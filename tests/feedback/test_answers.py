@@ -3,6 +3,8 @@ checkpoint's; bad text refused with a message and nothing stored; the database h
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from django.db import IntegrityError, transaction
 
@@ -82,3 +84,27 @@ def test_the_database_holds_the_lineage_rules():
     ):
         with pytest.raises(IntegrityError), transaction.atomic():
             Response.objects.create(prompt=prompt, sample_index=9, text="x", **fields)
+
+
+def test_the_word_diff_rebuilds_both_texts_and_marks_only_what_changed():
+    import random
+
+    from feedback.services.answers import answer_diff
+
+    assert answer_diff("The cat sat.", "The black cat sat!") == [
+        ("equal", "The "),
+        ("insert", "black "),
+        ("equal", "cat sat"),
+        ("delete", "."),
+        ("insert", "!"),
+    ]
+    assert answer_diff("same", "same") == [("equal", "same")]
+    rng = random.Random(5)
+    words = ["alpha", "beta", " ", "\n", ",", "γάμμα", "<b>", "**x**"]
+    for _ in range(200):
+        before = "".join(rng.choice(words) for _ in range(rng.randint(0, 40)))
+        after = "".join(rng.choice(words) for _ in range(rng.randint(0, 40)))
+        segments = answer_diff(before, after)
+        assert "".join(text for op, text in segments if op != "insert") == before
+        assert "".join(text for op, text in segments if op != "delete") == after
+        assert all(first[0] != second[0] for first, second in itertools.pairwise(segments))

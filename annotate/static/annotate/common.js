@@ -154,8 +154,32 @@ window.rankwise = (function () {
     bar.value = progress.completed;
   }
 
+  // The keys every review page has: ? help, n the next item, u the queue. `left()` is told before the page
+  // is left. Where nothing waits for a decision (no `form`), they are the page's only keys, and it is ready.
+  function reviewPageKeys(config, form, left) {
+    function go(url) {
+      left();
+      window.location.assign(url);
+    }
+    function pageKey(key) {
+      if (key === "?") openDialog("help-dialog");
+      else if (key === "n") go(config.nextUrl);
+      else if (key === "u") go(config.queueUrl);
+      else return false;
+      return true;
+    }
+    if (!form) {
+      document.addEventListener("keydown", (event) => {
+        if (event.ctrlKey || event.metaKey || event.altKey || anyDialogOpen()) return;
+        if (pageKey(event.key)) event.preventDefault();
+      });
+      document.body.dataset.ready = "true";
+    }
+    return { go, pageKey };
+  }
+
   return {
-    openDialog, anyDialogOpen, wireDialogs, newKey, postJson, getJson, deliver, wireSkip, showProgress, fieldErrors,
+    reviewPageKeys, openDialog, anyDialogOpen, wireDialogs, newKey, postJson, getJson, deliver, wireSkip, showProgress, fieldErrors,
     statusLine, lockForm, textFieldKeys,
   };
 })();

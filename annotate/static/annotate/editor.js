@@ -5,7 +5,8 @@
 // Saves carry a growing revision: one that arrives late never overwrites a newer draft.
 "use strict";
 
-window.rankwiseEditor = function ({ root, draftUrl, csrfToken, maxChars, base, onLost }) {
+// `words` renames the draft's states where nothing is stored (a reviewer's edit is only previewed).
+window.rankwiseEditor = function ({ root, draftUrl, csrfToken, maxChars, base, onLost, words }) {
   const { getJson, postJson, fieldErrors } = window.rankwise;
   const textarea = root.querySelector(".answer-text");
   const preview = root.querySelector(".preview");
@@ -23,6 +24,7 @@ window.rankwiseEditor = function ({ root, draftUrl, csrfToken, maxChars, base, o
   let timer = null;
   let failures = 0;
   let lost = false; // the lease ran out or the work was finished elsewhere: saving stops
+  const said = { saved: "Draft saved", saving: "Saving draft…", ...(words || {}) };
 
   function setState(text, kind) {
     state.textContent = text;
@@ -78,13 +80,13 @@ window.rankwiseEditor = function ({ root, draftUrl, csrfToken, maxChars, base, o
     inFlight = true;
     const text = textarea.value;
     revision += 1;
-    setState("Saving draft…", "saving");
+    setState(said.saving, "saving");
     const { status, data } = await postJson(draftUrl, { text, revision, base: baseLabel }, csrfToken);
     inFlight = false;
     if (status === 200) {
       failures = 0;
       savedText = text;
-      setState(`Draft saved at ${new Date().toLocaleTimeString()}`, "saved");
+      setState(`${said.saved} at ${new Date().toLocaleTimeString()}`, "saved");
       show(data);
       if (textarea.value !== text) schedule(SAVE_AFTER_MS); // typed on while it was saved
     } else if (status === 400) {

@@ -3,7 +3,7 @@
 "use strict";
 
 (function () {
-  const { openDialog, anyDialogOpen, newKey, postJson, fieldErrors, lockForm, textFieldKeys } = window.rankwise;
+  const { anyDialogOpen, newKey, postJson, fieldErrors, lockForm, textFieldKeys } = window.rankwise;
   const config = JSON.parse(document.getElementById("review-config").textContent);
   const form = document.getElementById("review");
   const isRanking = config.mode === "ranking";
@@ -14,29 +14,8 @@
   // --- the keys every review page has ----------------------------------------------------------------
 
   window.rankwise.wireDialogs();
-
-  function go(url) {
-    finished = true;
-    window.location.assign(url);
-  }
-
-  function pageKey(key) {
-    if (key === "?") openDialog("help-dialog");
-    else if (key === "n") go(config.nextUrl);
-    else if (key === "u") go(config.queueUrl);
-    else return false;
-    return true;
-  }
-
-  if (!form) {
-    // Already decided: only the page keys.
-    document.addEventListener("keydown", (event) => {
-      if (event.ctrlKey || event.metaKey || event.altKey || anyDialogOpen()) return;
-      if (pageKey(event.key)) event.preventDefault();
-    });
-    document.body.dataset.ready = "true";
-    return;
-  }
+  const { go, pageKey } = window.rankwise.reviewPageKeys(config, form, () => (finished = true));
+  if (!form) return; // already decided: only the page keys
 
   const setStatus = window.rankwise.statusLine(document.getElementById("status"));
   const submitButton = document.getElementById("submit-button");
