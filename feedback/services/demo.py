@@ -47,6 +47,19 @@ DEMO_DIRECTORY = Path(__file__).resolve().parent.parent / "demo"
 DEMO_PROMPTS = DEMO_DIRECTORY / "prompts.jsonl"
 DEMO_GOLD = DEMO_DIRECTORY / "gold.jsonl"
 DEMO_PROJECT_SLUG = "demo"
+# The demonstration project: people write the answers to the same prompts, two per prompt, and the demo
+# reviewer accepts, rejects or edits them before they count.
+DEMO_WRITING_SLUG = "demo-writing"
+DEMO_WRITING_GUIDELINES = """\
+# How to write
+
+Write the answer you would want an assistant to give: follow every instruction in the prompt (length,
+format, number of items), be correct and complete, and keep the tone right for the reader. Markdown
+works: lists, **bold**, headings and code blocks show in the preview as they will be read.
+
+Your draft is saved as you type. A reviewer reads each answer before it goes into a training set; say
+in the answer nothing you would not want a stranger to read.
+"""
 # Each comparison is judged by 5 of the 6 people of the simulated crowd, so every pair of them shares
 # enough comparisons for a kappa; 6 gold answers are enough to grade (the demo has 8 gold items).
 DEMO_JUDGMENTS_PER_COMPARISON = 5
@@ -91,7 +104,7 @@ DEMO_ACCOUNTS = (
     DemoAccount("annotator1", "annotator", group=ANNOTATORS_GROUP),
     DemoAccount("annotator2", "annotator", group=ANNOTATORS_GROUP),
     DemoAccount("engineer", "data engineer", group=DATA_ENGINEERS_GROUP),
-    DemoAccount("reviewer", "reviewer (the demo project's review queue)", project_role=ProjectRole.REVIEWER),
+    DemoAccount("reviewer", "reviewer (the demo projects' review queues)", project_role=ProjectRole.REVIEWER),
 )
 
 
@@ -101,6 +114,8 @@ class DemoSeedResult:
     project: Project
     prompts: PromptImportReport
     gold: GoldImportReport
+    writing: Project
+    writing_prompts: PromptImportReport
 
 
 def demo_credentials_path() -> Path:
@@ -139,26 +154,48 @@ def demo_seed() -> DemoSeedResult:
                 "guidelines": DEMO_GUIDELINES,
                 "judgments_per_comparison": DEMO_JUDGMENTS_PER_COMPARISON,
                 "gold_min_answers": DEMO_GOLD_MIN_ANSWERS,
+                "answer_editing": Project.AnswerEditing.OPTIONAL,
             },
         )
-        project.members.add(*user_model.objects.filter(groups__name=ANNOTATORS_GROUP))
-        for account in DEMO_ACCOUNTS:
-            if account.project_role:
-                ProjectMembership.objects.update_or_create(
-                    project=project,
-                    user=user_model.objects.get(username=account.username),
-                    defaults={"role": account.project_role},
-                )
+        writing, _ = Project.objects.get_or_create(
+            slug=DEMO_WRITING_SLUG,
+            defaults={
+                "name": "Demo: write the answer",
+                "guidelines": DEMO_WRITING_GUIDELINES,
+                "comparison_mode": Project.ComparisonMode.DEMONSTRATION,
+                "judgments_per_comparison": 2,
+                "answers_reviewed": True,
+                "gold_rate": 0.0,
+            },
+        )
+        for each in (project, writing):
+            each.members.add(*user_model.objects.filter(groups__name=ANNOTATORS_GROUP))
+            for account in DEMO_ACCOUNTS:
+                if account.project_role:
+                    ProjectMembership.objects.update_or_create(
+                        project=each,
+                        user=user_model.objects.get(username=account.username),
+                        defaults={"role": account.project_role},
+                    )
         with DEMO_PROMPTS.open("rb") as source:
             report = prompts_import(project=project, source=source, file_format="jsonl")
         with DEMO_GOLD.open("rb") as source:
             gold = gold_import(project=project, source=source)
+        with DEMO_PROMPTS.open("rb") as source:  # writing tasks open as the prompts arrive
+            writing_report = prompts_import(project=writing, source=source, file_format="jsonl")
 
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as file:
         json.dump(credentials, file, indent=2)
-    return DemoSeedResult(credentials=credentials, project=project, prompts=report, gold=gold)
+    return DemoSeedResult(
+        credentials=credentials,
+        project=project,
+        prompts=report,
+        gold=gold,
+        writing=writing,
+        writing_prompts=writing_report,
+    )
 
 
 def demo_generate(*, checkpoint_path: Path) -> list[GenerationRun]:

@@ -231,3 +231,61 @@ def test_a_claim_waits_for_the_last_open_comparison_when_another_transaction_hol
     lease = leases[0]
     assert isinstance(lease, Assignment)
     assert lease.comparison_id == last.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_tabs_submitting_the_same_draft_at_once_store_one_answer():
+    """Two tabs of one writer send the same answer with their own keys at the same instant (a barrier
+    releases both transactions together), ten times over: each time one answer is stored, and both tabs
+    are answered with it."""
+    from annotate.writing import answer_submit
+    from feedback.models import Project, Prompt, Response
+    from feedback.services.answers import writing_tasks_open
+
+    project = ProjectFactory(
+        slug="two-tabs", comparison_mode=Project.ComparisonMode.DEMONSTRATION, judgments_per_comparison=1
+    )
+    writer = AnnotatorFactory(username="two-tabs-writer")
+    project.members.add(writer)
+    for index in range(10):
+        Prompt.objects.create(
+            project=project,
+            external_id=f"tab-{index}",
+            conversation=[{"role": "user", "content": f"Question {index}?"}],
+            content_hash=f"{index:064d}",
+        )
+    assert writing_tasks_open(project=project) == 10
+    for round_number in range(10):
+        lease = comparison_lease_next(annotator=writer, project=project)
+        text = f"The same draft, round {round_number}."
+        barrier = threading.Barrier(2)
+        results, failures = [], []
+
+        def tab(
+            key: str,
+            lease_id: int = lease.pk,
+            text: str = text,
+            barrier: threading.Barrier = barrier,
+            results: list = results,
+            failures: list = failures,
+        ) -> None:
+            try:
+                barrier.wait(timeout=10)
+                results.append(
+                    answer_submit(annotator=writer, assignment_id=lease_id, submission_key=key, text=text)
+                )
+            except BaseException as error:
+                failures.append(error)
+            finally:
+                connections.close_all()
+
+        tabs = [threading.Thread(target=tab, args=(f"tab-{round_number}-{side}",)) for side in ("one", "two")]
+        for thread in tabs:
+            thread.start()
+        for thread in tabs:
+            thread.join(timeout=30)
+        assert failures == []
+        assert sorted(result.replayed for result in results) == [False, True]
+        assert len({result.answer.pk for result in results}) == 1
+    assert Response.objects.filter(source="human").count() == 10
+    assert Comparison.objects.filter(project=project, status="completed").count() == 10

@@ -87,7 +87,18 @@ def test_seeding_twice_gives_the_same_rows_and_the_same_working_passwords(capsys
         ("reviewer", False, False, ()),
     ]
     assert first["members"] == ["annotator1", "annotator2", "reviewer"]
-    assert Project.objects.get(slug="demo").memberships.get(user__username="reviewer").role == "reviewer"
+    assert first["projects"] == ["demo", "demo-writing"]
+    for slug in ("demo", "demo-writing"):
+        assert Project.objects.get(slug=slug).memberships.get(user__username="reviewer").role == "reviewer"
+    writing = Project.objects.get(slug="demo-writing")
+    assert (writing.comparison_mode, writing.answers_reviewed) == ("demonstration", True)
+    assert sorted(writing.members.values_list("username", flat=True)) == [
+        "annotator1",
+        "annotator2",
+        "reviewer",
+    ]
+    assert Comparison.objects.filter(project=writing).count() == writing.prompts.count()
+    assert Project.objects.get(slug="demo").answer_editing == "optional"
     assert len(first["prompts"]) >= 40
     assert [external_id for external_id, _, _ in first["gold"]] == [
         f"demo-gold-{number}" for number in range(1, 9)
@@ -151,6 +162,15 @@ def test_make_demo_seeding_on_its_own_sqlite_database_is_repeatable(tmp_path):
     )
     assert outputs[0][1] == "Gold items: 8 gold item(s) imported, 0 already there."
     assert outputs[1][1] == "Gold items: 0 gold item(s) imported, 8 already there."
+    assert outputs[0][2] == (
+        f"Writing project 'demo-writing': prompts {count} imported, 0 unchanged, 0 conflict(s) of {count} "
+        f"prompt(s); {count} writing task(s) opened."
+    )
+    assert outputs[1][2] == (
+        f"Writing project 'demo-writing': prompts 0 imported, {count} unchanged, 0 conflict(s) of {count} "
+        "prompt(s)."
+    )
+    outputs = [output[:2] + output[3:] for output in outputs]  # the rest as before the writing project
     generated = re.fullmatch(
         rf"Generation run 1 \(tiny-instruct\): completed, {count} of {count} prompts, (\d+) comparisons\.",
         outputs[0][2],
@@ -191,11 +211,20 @@ def test_make_demo_seeding_on_its_own_sqlite_database_is_repeatable(tmp_path):
     checkpoint_row = database.execute(
         "SELECT validation_status, source FROM feedback_policycheckpoint"
     ).fetchall()
-    assert one("SELECT count(*) FROM feedback_comparison WHERE is_gold = 0") == (made,)
+    assert one(
+        "SELECT count(*) FROM feedback_comparison WHERE is_gold = 0 "
+        "AND project_id = (SELECT id FROM feedback_project WHERE slug = 'demo')"
+    ) == (made,)
     # Left open for the people trying the demo: untouched comparisons, and the gold items.
-    assert one("SELECT count(*) FROM feedback_comparison WHERE status = 'open' AND is_gold = 0") == (
-        DEMO_LEFT_OPEN,
-    )
+    assert one(
+        "SELECT count(*) FROM feedback_comparison WHERE status = 'open' AND is_gold = 0 "
+        "AND project_id = (SELECT id FROM feedback_project WHERE slug = 'demo')"
+    ) == (DEMO_LEFT_OPEN,)
+    # And a writing task for every prompt of the writing project (no gold there).
+    assert one(
+        "SELECT count(*) FROM feedback_comparison WHERE status = 'open' AND project_id = "
+        "(SELECT id FROM feedback_project WHERE slug = 'demo-writing' AND comparison_mode = 'demonstration')"
+    ) == (count,)
     assert one("SELECT count(*) FROM feedback_comparison WHERE status = 'open' AND is_gold = 1") == (8,)
     assert one("SELECT count(*) FROM feedback_response WHERE source = 'model'") == (4 * count,)
     assert checkpoint_row == [("valid", str(checkpoint.resolve()))] * 2  # tiny-instruct and tiny-base
@@ -221,7 +250,10 @@ def test_make_demo_seeding_on_its_own_sqlite_database_is_repeatable(tmp_path):
     # count toward their gold rate).
     assert (count_, lowest, highest) == (4, "a", "a")
     assert 2 <= distinct <= 4
-    assert one("SELECT sum(lease_count) FROM feedback_comparison") == (2,)
+    assert one(
+        "SELECT sum(lease_count) FROM feedback_comparison "
+        "WHERE project_id = (SELECT id FROM feedback_project WHERE slug = 'demo')"
+    ) == (2,)
 
 
 @pytest.fixture

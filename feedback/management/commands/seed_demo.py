@@ -37,6 +37,9 @@ class Command(BaseCommand):
         result = demo_seed()
         self.stdout.write(f"Demo project {result.project.slug!r}: prompts {result.prompts.summary()}.")
         self.stdout.write(f"Gold items: {result.gold.summary()}.")
+        self.stdout.write(
+            f"Writing project {result.writing.slug!r}: prompts {result.writing_prompts.summary()}."
+        )
         if checkpoint is not None:
             try:
                 runs = demo_generate(checkpoint_path=checkpoint)
