@@ -11,7 +11,12 @@ Locks, always in this order, so no two paths can deadlock:
   locks one comparison with `FOR UPDATE SKIP LOCKED` (never waits for another claim);
 - a suspension (`feedback.services.standing`) locks the standing, then expires the annotator's leases
   as the sweep does;
-- a submission or skip locks its assignment row, then updates its comparison;
+- a submission or skip locks its assignment row, then updates its comparison; a submission that stores a
+  person's answer (a demonstration, or an edit with a judgment) then takes a no-key lock on its prompt
+  (`feedback.services.answers.human_answer_create`, to number the prompt's answers), which no insert that
+  references the prompt waits for;
+- a reviewer's decision on an answer locks the answer, then (for an edit) its prompt as above; opening
+  writing tasks locks the project row first (`writing_tasks_open`);
 - the expiry sweep locks overdue assignments with `SKIP LOCKED`, then updates their comparisons in id order.
 
 Cost per claim does not grow with the project: the candidate is the first row of the partial index

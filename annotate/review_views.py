@@ -32,7 +32,7 @@ from annotate.views import (
     json_login_required,
     strict_content_security_policy,
 )
-from feedback.models import AnswerReview, Project, Response, ReviewDecision, ReviewItem
+from feedback.models import Project, Response, ReviewDecision, ReviewItem
 from feedback.selectors import review_next_item, review_page, review_queue_items
 from feedback.services.answers import (
     REVIEWABLE,
@@ -102,7 +102,7 @@ def review_queue(request: HttpRequest, slug: str) -> HttpResponse:
         for item in items
     ]
     statuses = [(label, counts.get(value, 0)) for value, label in ReviewItem.Status.choices]
-    waiting_answers = _answers_waiting(project).select_related("prompt", "edited_from")
+    waiting_answers = _answers_waiting(project, request.user).select_related("prompt", "edited_from")
     answers = [
         {
             "answer": answer,
@@ -236,11 +236,15 @@ def review_decision(request: HttpRequest, slug: str, item_id: int) -> HttpRespon
 ANSWER_QUEUE_ITEMS = 200
 
 
-def _answers_waiting(project: Project) -> QuerySet[Response]:
-    """The project's people's answers waiting for a reviewer, oldest first."""
-    return Response.objects.filter(
-        prompt__project=project, source=Response.Source.HUMAN, review=Response.Review.PENDING
-    ).order_by("pk")
+def _answers_waiting(project: Project, reviewer: Any) -> QuerySet[Response]:
+    """The project's people's answers waiting for a reviewer, oldest first; not the reviewer's own."""
+    return (
+        Response.objects.filter(
+            prompt__project=project, source=Response.Source.HUMAN, review=Response.Review.PENDING
+        )
+        .exclude(author=reviewer)
+        .order_by("pk")
+    )
 
 
 def _answer_or_404(project: Project, answer_id: int) -> Response:
@@ -260,7 +264,7 @@ def _answer_or_404(project: Project, answer_id: int) -> Response:
 def answer_review_next(request: HttpRequest, slug: str) -> HttpResponse:
     """To the oldest answer waiting (after `?after=`), or back to the queue when none waits."""
     project = _project_to_review(request, slug)
-    waiting = _answers_waiting(project)
+    waiting = _answers_waiting(project, request.user)
     if (after := request.GET.get("after", "")).isdigit():
         waiting = waiting.filter(pk__gt=int(after))
     answer = waiting.first()
@@ -372,10 +376,7 @@ def answer_review_decision(request: HttpRequest, slug: str, answer_id: int) -> H
             raise SubmissionInvalid(
                 {"non_field_errors": "Send submission_key, action and, as needed, reason and text only."}
             )
-        stored_before = AnswerReview.objects.filter(
-            reviewer=reviewer, submission_key=body.get("submission_key")
-        ).exists()
-        decision = answer_review(
+        result = answer_review(
             reviewer=reviewer,
             answer_id=answer_id,
             action=body.get("action"),
@@ -390,9 +391,9 @@ def answer_review_decision(request: HttpRequest, slug: str, answer_id: int) -> H
     except AnswerReviewConflict as error:
         return error_response(409, str(error))
     body = {
-        "decision_id": decision.pk,
-        "action": decision.action,
-        "replayed": stored_before,
+        "decision_id": result.decision.pk,
+        "action": result.decision.action,
+        "replayed": result.replayed,
         "next_url": reverse("annotate:answer_review_next", args=[project.slug]) + f"?after={answer_id}",
     }
-    return JsonResponse(body, status=200 if stored_before else 201)
+    return JsonResponse(body, status=200 if result.replayed else 201)

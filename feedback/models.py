@@ -876,7 +876,15 @@ class Response(models.Model):
                 name="response_answer_key_once",
             ),
         ]
-        indexes = [models.Index(fields=["run", "prompt"], name="response_run_prompt_idx")]
+        indexes = [
+            models.Index(fields=["run", "prompt"], name="response_run_prompt_idx"),
+            # People's answers: the review queue's (per project, through the prompt) and the exports' scans,
+            # small partial indexes beside the model answers' table.
+            models.Index(
+                fields=["prompt"], name="response_review_pending_idx", condition=Q(review="pending")
+            ),
+            models.Index(fields=["id"], name="response_human_idx", condition=Q(source="human")),
+        ]
 
     def __str__(self) -> str:
         return f"Response {self.pk} to prompt {self.prompt_id} (sample {self.sample_index})"

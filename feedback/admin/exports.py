@@ -106,6 +106,7 @@ class ExportForm(forms.Form):
     edit_pairs = forms.ChoiceField(
         choices=_choices(EDIT_PAIRS),
         initial="edit-over-original",
+        required=False,
         label="Edit pairs",
         help_text="edits format: the edit over its original, or expanded to edited > chosen > rejected.",
     )

@@ -31,7 +31,7 @@ from django.db.models import Q
 from feedback.export.options import ANSWER_FORMATS, PROMPT_FORMATS, ExportOptions
 from feedback.export.quality import ExportQuality
 from feedback.export.rows import Row, split_of
-from feedback.export.snapshot import table_high_water_mark
+from feedback.export.snapshot import table_high_water_mark, table_high_water_marks
 from feedback.models import AnswerReview, ComparisonResponse, Judgment, Project, Prompt, Response
 from feedback.prompting import completion_prompt_render
 from feedback.verdicts import PAIRWISE_RANKINGS
@@ -43,10 +43,8 @@ def source_marks_now(options: ExportOptions) -> dict[str, int]:
     """What a new export of `options` reads besides judgments, as of now ({} for judgment formats).
     Call it outside other transactions (see `table_high_water_mark`)."""
     if options.format in ANSWER_FORMATS:
-        return {
-            "answers": table_high_water_mark(Response),
-            "answer_reviews": table_high_water_mark(AnswerReview),
-        }
+        answers, reviews = table_high_water_marks(Response, AnswerReview)
+        return {"answers": answers, "answer_reviews": reviews}
     if options.format in PROMPT_FORMATS:
         return {"prompts": table_high_water_mark(Prompt)}
     return {}
@@ -117,7 +115,7 @@ def answer_row_groups(
 ) -> Iterator[tuple[str, list[Row]]]:
     """(split, rows) of each counted answer of the answer formats, in answer id order."""
     stats = stats if stats is not None else SourceStats()
-    answers = _answers(marks)
+    answers = _answers(marks, options)
     decisions = _decisions(marks)
     revisions = set(
         AnswerReview.objects.filter(
@@ -140,44 +138,54 @@ def answer_row_groups(
         )
     }
     templates = dict(Project.objects.values_list("pk", "completion_template"))
+    # An edit made after a verdict goes where its comparison goes: not out of one a reviewer retired.
+    judged = dict(
+        Judgment.objects.filter(
+            pk__in={answer.judgment_id for answer in answers.values() if answer.judgment_id}
+        ).values_list("pk", "comparison_id")
+    )
     for answer in answers.values():
         if answer.id not in selected:
             continue
         root = _root(answer, answers)
         kind = "edited" if root.edited_from_id in originals else "written"
+        if kind not in (("edited",) if options.format == "edits" else options.answers):
+            continue
         why = _left_out(answer, decisions, revisions, options)
+        if (
+            why is None
+            and root.judgment_id in judged
+            and quality.reviews.get(judged[root.judgment_id], 0) is None
+        ):
+            why = "its comparison was retired by a reviewer"
         if why is not None:
             stats.left_out[why] = stats.left_out.get(why, 0) + 1
             continue
         prompt = prompts[answer.prompt_pk]
         if options.format == "edits":
-            if kind != "edited":
-                continue
             rows = _edit_rows(answer, root, originals, prompt, options, templates)
         else:
-            if kind not in options.answers:
-                continue
             rows = [_completion_row(answer.text, prompt, options, templates)]
         stats.answers[kind] += 1
         stats.authors.add(answer.author_id)
         yield split_of(prompt["content_hash"], options), rows
 
 
-def _answers(marks: dict[str, int]) -> dict[int, _Answer]:
-    """Every person's answer at or below the mark (the lineage of a counted one may run through any)."""
-    rows = (
-        Response.objects.filter(source=Response.Source.HUMAN, pk__lte=marks.get("answers", 0))
-        .order_by("pk")
-        .values_list(
-            "pk",
-            "prompt_id",
-            "prompt__project_id",
-            "author_id",
-            "text",
-            "edited_from_id",
-            "judgment_id",
-            "review_required",
-        )
+def _answers(marks: dict[str, int], options: ExportOptions) -> dict[int, _Answer]:
+    """Every person's answer of the exported projects at or below the mark (the lineage of a counted one
+    may run through any; an answer and the edits of it share their prompt, so their project)."""
+    answers = Response.objects.filter(source=Response.Source.HUMAN, pk__lte=marks.get("answers", 0))
+    if options.projects:
+        answers = answers.filter(prompt__project__slug__in=options.projects)
+    rows = answers.order_by("pk").values_list(
+        "pk",
+        "prompt_id",
+        "prompt__project_id",
+        "author_id",
+        "text",
+        "edited_from_id",
+        "judgment_id",
+        "review_required",
     )
     return {row[0]: _Answer(*row) for row in rows.iterator(CHUNK_SIZE)}
 

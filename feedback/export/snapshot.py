@@ -20,16 +20,22 @@ from feedback.models import Judgment
 LOCK_TIMEOUT = "10s"
 
 
-def table_high_water_mark(model: Any) -> int:
-    """The mark of any table whose rows an export reads by id (judgments; people's answers, review
-    decisions and prompts for the formats made of them). Call it outside other transactions: the lock is
-    held until the outermost one ends."""
+def table_high_water_marks(*models: Any) -> list[int]:
+    """The marks of tables whose rows an export reads by id (judgments; people's answers, review
+    decisions and prompts for the formats made of them), taken together: rows written in one transaction
+    into two of them (a reviewer's edit and its decision) are either both below their marks or neither.
+    Call it outside other transactions: the locks are held until the outermost one ends."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
+            tables = ", ".join(connection.ops.quote_name(model._meta.db_table) for model in models)
             with connection.cursor() as cursor:
                 cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-                cursor.execute(f"LOCK TABLE {connection.ops.quote_name(model._meta.db_table)} IN SHARE MODE")
-        return int(model.objects.aggregate(mark=Max("id"))["mark"] or 0)
+                cursor.execute(f"LOCK TABLE {tables} IN SHARE MODE")
+        return [int(model.objects.aggregate(mark=Max("id"))["mark"] or 0) for model in models]
+
+
+def table_high_water_mark(model: Any) -> int:
+    return table_high_water_marks(model)[0]
 
 
 def judgment_high_water_mark() -> int:

@@ -301,4 +301,18 @@ class Migration(migrations.Migration):
                 name="answer_review_edit_has_revision",
             ),
         ),
+        migrations.AddIndex(
+            model_name="response",
+            index=models.Index(
+                condition=models.Q(("review", "pending")),
+                fields=["prompt"],
+                name="response_review_pending_idx",
+            ),
+        ),
+        migrations.AddIndex(
+            model_name="response",
+            index=models.Index(
+                condition=models.Q(("source", "human")), fields=["id"], name="response_human_idx"
+            ),
+        ),
     ]

@@ -11,10 +11,12 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F
 from rapidfuzz.distance import Levenshtein
 
 from feedback.models import (
@@ -94,8 +96,9 @@ def human_answer_create(
     if errors:
         raise AnswerInvalid(errors)
     with transaction.atomic():
-        # Numbered per prompt among people's answers, in the order they were written.
-        Prompt.objects.select_for_update().filter(pk=prompt.pk).get()
+        # Numbered per prompt among people's answers, in the order they were written. A no-key lock: the
+        # inserts that reference the prompt (generation, comparisons) do not wait for it.
+        Prompt.objects.select_for_update(no_key=True).filter(pk=prompt.pk).get()
         written = Response.objects.filter(prompt=prompt, source=Response.Source.HUMAN).count()
         return Response.objects.create(
             prompt=prompt,
@@ -210,7 +213,13 @@ class AnswerReviewConflict(Exception):
 
 
 class AnswerReviewForbidden(Exception):
-    """The user may not review answers in this project (HTTP 403)."""
+    """The user may not review this answer (HTTP 403): not a reviewer of its project, or its writer."""
+
+
+@dataclass(frozen=True)
+class AnswerReviewResult:
+    decision: AnswerReview
+    replayed: bool  # a retry of a decision already stored under the same key
 
 
 REVIEWABLE = (Response.Review.PENDING, Response.Review.UNREVIEWED)
@@ -224,7 +233,7 @@ def answer_review(
     submission_key: Any,
     reason: Any = "",
     text: Any = None,
-) -> AnswerReview:
+) -> AnswerReviewResult:
     """A reviewer's decision on a person's answer, in one transaction under the answer's row lock: accept
     it, reject it (with a reason), or edit it (`text`: the reviewer's edit is stored as an answer of its
     own, edited from this one and accepted, and this one is marked revised). Only an answer waiting for
@@ -236,7 +245,7 @@ def answer_review(
         errors["action"] = [f"One of: {', '.join(AnswerReview.Action.values)}."]
     reason = reason if isinstance(reason, str) else ""
     if action == AnswerReview.Action.REJECT and not reason.strip():
-        errors["reason"] = ["Say why the answer is rejected: the writer reads it."]
+        errors["reason"] = ["Say why the answer is rejected: it is recorded with the decision."]
     if "\x00" in reason or len(reason) > REVIEW_REASON_MAX_CHARS:
         errors["reason"] = [f"At most {REVIEW_REASON_MAX_CHARS:,} characters, without NUL."]
     if not isinstance(submission_key, str) or not 8 <= len(submission_key) <= 64:
@@ -254,6 +263,10 @@ def answer_review(
             raise Response.DoesNotExist(f"No person's answer {answer_id}.")
         if not may_review(user=reviewer, project=answer.prompt.project):
             raise AnswerReviewForbidden("You do not review this project.")
+        if reviewer.pk in _writers(answer):
+            raise AnswerReviewForbidden(
+                "You wrote this answer (or what it was edited from): another reviewer decides."
+            )
         earlier = AnswerReview.objects.filter(reviewer=reviewer, submission_key=submission_key).first()
         if earlier is not None:
             same = earlier.answer_id == answer.pk and earlier.action == action and earlier.reason == reason
@@ -261,7 +274,7 @@ def answer_review(
                 same = earlier.revision is not None and earlier.revision.text == text
             if not same:
                 raise AnswerInvalid({"submission_key": ["This key was already used for another decision."]})
-            return earlier
+            return AnswerReviewResult(decision=earlier, replayed=True)
         if answer.review not in REVIEWABLE:
             raise AnswerReviewConflict(f"This answer was already {answer.get_review_display().lower()}.")
         revision = None
@@ -282,12 +295,40 @@ def answer_review(
             AnswerReview.Action.EDIT: Response.Review.REVISED,
         }[AnswerReview.Action(action)]
         answer.save(update_fields=["review"])
-        return AnswerReview.objects.create(
-            answer=answer,
-            reviewer=reviewer,
-            action=action,
-            reason=reason,
-            revision=revision,
-            previous=previous,
-            submission_key=submission_key,
+        if action == AnswerReview.Action.REJECT and answer.assignment_id is not None:
+            # A rejected demonstration leaves its prompt one answer short: the task asks for one more.
+            Comparison.objects.filter(assignments__pk=answer.assignment_id).update(
+                required_judgments=F("required_judgments") + 1,
+                status=Comparison.Status.OPEN,
+                completed_at=None,
+            )
+        try:
+            with transaction.atomic():
+                decision = AnswerReview.objects.create(
+                    answer=answer,
+                    reviewer=reviewer,
+                    action=action,
+                    reason=reason,
+                    revision=revision,
+                    previous=previous,
+                    submission_key=submission_key,
+                )
+        except IntegrityError:
+            raise AnswerInvalid(
+                {"submission_key": ["This key is being used for another decision; send a new key."]}
+            ) from None
+        return AnswerReviewResult(decision=decision, replayed=False)
+
+
+def _writers(answer: Response) -> set[int]:
+    """Who wrote the answer and the people's answers it was edited from."""
+    writers = {answer.author_id} if answer.author_id else set()
+    original = answer.edited_from_id
+    while original is not None:
+        author, source, original = (
+            Response.objects.filter(pk=original).values_list("author_id", "source", "edited_from_id").get()
         )
+        if source != Response.Source.HUMAN:
+            break
+        writers.add(author)
+    return writers

@@ -151,6 +151,16 @@ def gold_import(
     idempotent by id: a line whose id is already a gold prompt of the project with the same text is
     skipped; an id already used by anything else is a bad line. Raises `PromptImportError`.
     """
+    if project.comparison_mode == Project.ComparisonMode.DEMONSTRATION:
+        raise PromptImportError(
+            [
+                PromptLineError(
+                    line=1,
+                    message="a demonstration project has no verdicts to check: import gold items into a "
+                    "pairwise or ranking project",
+                )
+            ]
+        )
     items = gold_parse(
         project=project, source=source, max_chars=max_chars or settings.RANKWISE_PROMPT_MAX_CHARS
     )

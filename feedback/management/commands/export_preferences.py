@@ -11,9 +11,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from feedback.export.answers import source_marks_now
 from feedback.export.options import (
     AGGREGATIONS,
     BOTH_BAD_POLICIES,
+    EDIT_PAIRS,
     FORMATS,
     KWISE_EXPANSIONS,
     OUTPUTS,
@@ -68,6 +70,10 @@ class Command(BaseCommand):
         parser.add_argument("--test-fraction", help="Share of prompts in the test split (0–0.9).")
         parser.add_argument("--split-salt")
         parser.add_argument("--output-format", dest="output_format", choices=OUTPUTS, default="jsonl")
+        parser.add_argument(
+            "--answers", help="prompt-completion formats: comma-separated, among chosen, edited, written."
+        )
+        parser.add_argument("--edit-pairs", dest="edit_pairs", choices=EDIT_PAIRS, help="edits format.")
         snapshot = parser.add_mutually_exclusive_group()
         snapshot.add_argument("--high-water-mark", type=int, help="Export this snapshot again.")
         snapshot.add_argument("--snapshot", type=int, help="Export the snapshot of this recorded export.")
@@ -94,6 +100,8 @@ class Command(BaseCommand):
             "columns",
             "test_fraction",
             "split_salt",
+            "answers",
+            "edit_pairs",
         ]:
             if options.get(flag) is not None:
                 data[RENAMED.get(flag, flag)] = options[flag]
@@ -114,7 +122,9 @@ class Command(BaseCommand):
             mark = recorded.high_water_mark
             standing_mark, quality_mark = recorded.standing_mark, recorded.quality_mark
             review_mark = recorded.review_mark
-            source_marks = dict(recorded.source_marks) or None
+            # Its marks of answers and prompts where it read the same sources; otherwise now.
+            fresh = source_marks_now(export_options)
+            source_marks = dict(recorded.source_marks) if set(recorded.source_marks) == set(fresh) else fresh
         if mark is not None and mark < 0:
             raise CommandError("--high-water-mark cannot be negative.")
         if mark is None:

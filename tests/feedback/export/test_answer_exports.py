@@ -4,16 +4,27 @@ made of judgments (conversational unpaired, conversational preference with the p
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 
 import pytest
+from django.core.management import call_command
+from django.utils import timezone
 
 from annotate.assignment import comparison_lease_next, judgment_submit
 from annotate.submission import JudgmentSubmission
 from annotate.writing import answer_submit
 from feedback.export.options import ExportOptions
-from feedback.models import AnswerReview, Comparison, Project, Response
+from feedback.models import (
+    AnswerReview,
+    Comparison,
+    Project,
+    ProjectMembership,
+    ProjectRole,
+    Response,
+    ReviewItem,
+)
 from feedback.services.answers import (
     AnswerInvalid,
     AnswerReviewConflict,
@@ -22,6 +33,9 @@ from feedback.services.answers import (
     writing_tasks_open,
 )
 from feedback.services.exports import export_create, export_path, export_run
+from feedback.services.gold import gold_import
+from feedback.services.prompts import PromptImportError
+from feedback.services.review import review_decide
 from tests.annotate.conftest import comparisons_bulk_create
 from tests.factories import AdminFactory, AnnotatorFactory, ProjectFactory, PromptFactory
 
@@ -119,7 +133,8 @@ def test_reviewing_answers_accepts_rejects_or_replaces_them_once(written):
     again = answer_review(
         reviewer=reviewer, answer_id=answers[0].pk, action="accept", submission_key="review-0001"
     )
-    assert again.pk == AnswerReview.objects.get(submission_key="review-0001").pk
+    assert again.replayed
+    assert again.decision.pk == AnswerReview.objects.get(submission_key="review-0001").pk
     with pytest.raises(AnswerReviewConflict, match="already accepted"):
         answer_review(
             reviewer=reviewer,
@@ -298,3 +313,78 @@ def test_the_conversational_unpaired_and_implicit_prompt_shapes(export_root):
             "margin": 1.0,
         }
     ]
+
+
+def test_a_writer_never_reviews_their_own_answer_and_a_rejection_asks_for_another(written):
+    project, answers, reviewer = written
+    # A reviewer who also writes: their own answer, and a reviewer's edit of it, wait for someone else.
+    ProjectMembership.objects.update_or_create(
+        project=project, user=answers[3].author, defaults={"role": ProjectRole.REVIEWER}
+    )
+    with pytest.raises(AnswerReviewForbidden, match="You wrote this answer"):
+        answer_review(
+            reviewer=answers[3].author, answer_id=answers[3].pk, action="accept", submission_key="own-0001"
+        )
+    revision = Response.objects.get(revision_of__answer=answers[2])
+    assert revision.author == reviewer
+    # The rejected demonstration's task asks for one more answer, and is open again.
+    task = answers[1].assignment.comparison
+    task.refresh_from_db()
+    assert (task.required_judgments, task.status, task.completed_at) == (2, "open", None)
+    # Gold items have no place in a demonstration project.
+    with pytest.raises(PromptImportError) as refused:
+        gold_import(project=project, source=io.BytesIO(b'{"id": "g"}\n'))
+    assert "a demonstration project has no verdicts to check" in refused.value.errors[0].message
+
+
+def test_edits_from_a_retired_comparison_are_left_out_and_counted_apart(edited):
+    _project, texts = edited
+    first = Response.objects.filter(source="human").order_by("pk").first()
+    item = ReviewItem.objects.create(
+        comparison=first.judgment.comparison,
+        project=first.judgment.comparison.project,
+        reasons=["picked"],
+        queued_at=timezone.now(),
+    )
+    review_decide(
+        reviewer=AdminFactory(),
+        item_id=item.pk,
+        submission_key="retire-0001",
+        action="retire",
+        reason="Broken.",
+    )
+    rows, card, _ = _rows({"format": "edits"})
+    assert [row["rejected"] for row in rows] == [texts[1]["A"]]
+    assert "- Left out, its comparison was retired by a reviewer: 1" in card
+    # A format counts only the answers it could hold: no demonstration is counted as left out here.
+    assert "waiting for review" not in card
+
+
+def test_the_command_exports_answers_and_takes_fresh_marks_for_another_source(written, tmp_path):
+    _rows_done, _, answers_export = _rows({"format": "prompt-completion"})
+    call_command(
+        "export_preferences",
+        "--format",
+        "prompt-completion",
+        "--answers",
+        "written",
+        "--snapshot",
+        str(answers_export.pk),
+        "--output",
+        str(tmp_path / "same"),
+        stdout=io.StringIO(),
+    )
+    again = [json.loads(line) for line in (tmp_path / "same" / "train.jsonl").read_text().splitlines()]
+    assert again == _rows_done
+    # The recorded export read answers, not prompts: a prompt-only export of it reads the prompts as now.
+    call_command(
+        "export_preferences",
+        "--format",
+        "prompt-only",
+        "--snapshot",
+        str(answers_export.pk),
+        "--output",
+        str(tmp_path / "prompts"),
+        stdout=io.StringIO(),
+    )
+    assert len((tmp_path / "prompts" / "train.jsonl").read_text().splitlines()) == 4  # gold left out
