@@ -151,6 +151,7 @@ class Migration(migrations.Migration):
             name="submission_key",
             field=models.CharField(
                 blank=True,
+                db_default="",
                 default="",
                 help_text="The author's idempotency key, for a written answer.",
                 max_length=64,
