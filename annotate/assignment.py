@@ -49,6 +49,7 @@ from feedback.models import (
     AnswerDraft,
     Assignment,
     Comparison,
+    ComparisonResponse,
     Judgment,
     Project,
     Response,
@@ -121,20 +122,33 @@ def leases_expire(*, now: datetime | None = None, limit: int = EXPIRY_SWEEP_LIMI
     return len(overdue)
 
 
-def claim_candidates(*, annotator_id: int, project_id: int) -> QuerySet[Comparison]:
+def claim_candidates(*, annotator_id: int, project_id: int, writer: bool = False) -> QuerySet[Comparison]:
     """The claim query: open comparisons with room that the annotator has not taken, next one first.
+    With `writer` (the annotator has answers in the project's comparisons), not those showing an answer
+    of theirs: nobody judges their own writing.
 
     An earlier expired lease of the annotator does not exclude a comparison; the claim revives it.
     """
     taken = Assignment.objects.filter(comparison=OuterRef("pk"), annotator_id=annotator_id).exclude(
         state=Assignment.State.EXPIRED
     )
-    return (
+    candidates = (
         Comparison.objects.filter(project_id=project_id, status=Comparison.Status.OPEN, is_gold=False)
         .filter(_has_room())
         .exclude(Exists(taken))
-        .order_by(F("required_judgments") - F("judgment_count"), "id")
     )
+    if writer:
+        own = ComparisonResponse.objects.filter(comparison=OuterRef("pk"), response__author_id=annotator_id)
+        candidates = candidates.exclude(Exists(own))
+    return candidates.order_by(F("required_judgments") - F("judgment_count"), "id")
+
+
+def writes_in(*, annotator_id: int, project_id: int) -> bool:
+    """Whether any comparison of the project shows an answer the annotator wrote."""
+    # From the author's side: most annotators wrote nothing, and the author index says so at once.
+    return Response.objects.filter(
+        author_id=annotator_id, comparison_entries__comparison__project_id=project_id
+    ).exists()
 
 
 def gold_candidates(*, annotator_id: int, project_id: int) -> QuerySet[Comparison]:
@@ -152,7 +166,9 @@ class _Revive(TypedDict):
     revive: bool
 
 
-def claim_next(*, annotator_id: int, project_id: int) -> QuerySet[WithAnnotations[Comparison, _Revive]]:
+def claim_next(
+    *, annotator_id: int, project_id: int, writer: bool = False
+) -> QuerySet[WithAnnotations[Comparison, _Revive]]:
     """The claim statement: the first candidate, row-locked unless another claim holds it (then the next),
     with its prompt for the page and `revive`, whether the annotator's own expired lease on it is to be
     taken back instead of a new assignment written. Must run in a transaction."""
@@ -160,14 +176,14 @@ def claim_next(*, annotator_id: int, project_id: int) -> QuerySet[WithAnnotation
         comparison=OuterRef("pk"), annotator_id=annotator_id, state=Assignment.State.EXPIRED
     )
     return (
-        claim_candidates(annotator_id=annotator_id, project_id=project_id)
+        claim_candidates(annotator_id=annotator_id, project_id=project_id, writer=writer)
         .select_related("prompt")
         .annotate(revive=Exists(own_expired))
         .select_for_update(skip_locked=True, of=("self",))[:1]
     )
 
 
-def candidate_wait(*, annotator_id: int, project_id: int) -> bool:
+def candidate_wait(*, annotator_id: int, project_id: int, writer: bool = False) -> bool:
     """For a claim that found every candidate locked: wait until the first one (as last committed) is
     released, and say whether there was one; False means nothing is left for the annotator.
 
@@ -175,7 +191,9 @@ def candidate_wait(*, annotator_id: int, project_id: int) -> bool:
     end of a pool would send the annotator away from work still open. The wait takes the row's lock in a
     savepoint rolled back at once, so a waiting claim holds no comparison, and two waiting claims can never
     each hold what the other waits for."""
-    first = claim_candidates(annotator_id=annotator_id, project_id=project_id).values_list("pk", flat=True)
+    first = claim_candidates(annotator_id=annotator_id, project_id=project_id, writer=writer).values_list(
+        "pk", flat=True
+    )
     waited_for = first.first()
     if waited_for is None:
         return False
@@ -249,11 +267,12 @@ def comparison_lease_next(
         )
         if own is not None:
             return own
-        claim = claim_next(annotator_id=annotator.pk, project_id=project.pk)
+        writer = writes_in(annotator_id=annotator.pk, project_id=project.pk)
+        claim = claim_next(annotator_id=annotator.pk, project_id=project.pk, writer=writer)
         for _ in range(CLAIM_ATTEMPTS):
             candidate = claim.first()
             if candidate is None:
-                if not candidate_wait(annotator_id=annotator.pk, project_id=project.pk):
+                if not candidate_wait(annotator_id=annotator.pk, project_id=project.pk, writer=writer):
                     return None
                 continue
             comparison: Comparison = candidate

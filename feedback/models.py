@@ -79,6 +79,23 @@ def default_rating_rubric() -> list[dict[str, Any]]:
     ]
 
 
+# People's answers (`Response.Source.HUMAN`) compared with model answers take part in battles, the
+# leaderboard and the exports' checkpoint column as one participant under this name and id (no checkpoint
+# can have either: ids start at 1 and the name is reserved).
+PEOPLE = "people"
+PEOPLE_ID = 0
+# Who wrote a response (table alias `r`) as a participant: its checkpoint, PEOPLE_ID for a person's answer,
+# −1 for an imported one (gold items), which takes part in nothing.
+PARTICIPANT_SQL = f"coalesce(r.checkpoint_id, CASE WHEN r.source = 'human' THEN {PEOPLE_ID} ELSE -1 END)"
+
+
+def checkpoint_name_validator(value: str) -> None:
+    if value.strip().casefold() == PEOPLE:
+        raise ValidationError(
+            f"{PEOPLE!r} names people's answers on leaderboards and in exports: choose another name."
+        )
+
+
 def default_strength_labels() -> list[str]:
     return ["Slightly better", "Better", "Much better"]
 
@@ -505,7 +522,7 @@ class PolicyCheckpoint(models.Model):
         VALID = "valid", "Valid"
         INVALID = "invalid", "Invalid"
 
-    name = models.CharField(max_length=200, unique=True)
+    name = models.CharField(max_length=200, unique=True, validators=[checkpoint_name_validator])
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.INSTRUCT)
     source_type = models.CharField(max_length=8, choices=SourceType.choices, default=SourceType.LOCAL)
     source = models.CharField(max_length=500, help_text="A local directory, or a hub id such as org/model.")
@@ -553,6 +570,7 @@ class PolicyCheckpoint(models.Model):
         ordering = ["-created_at", "name"]
         constraints = [
             models.CheckConstraint(condition=~Q(source=""), name="checkpoint_source_not_empty"),
+            models.CheckConstraint(condition=~Q(name__iexact=PEOPLE), name="checkpoint_name_not_people"),
             models.CheckConstraint(
                 condition=Q(source_type="hub") | Q(revision=""), name="checkpoint_revision_only_for_hub"
             ),
@@ -816,6 +834,9 @@ class Response(models.Model):
         default=False,
         db_default=False,
         help_text="Its project asked for review when it was written: it counts once accepted.",
+    )
+    time_spent_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Milliseconds the writer spent on the page (demonstrations)."
     )
     # Its style, what the length-controlled leaderboard regresses on (`feedback.quality.leaderboard.
     # markdown_style`): set when generated, filled by the leaderboard's refresh where missing.

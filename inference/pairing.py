@@ -23,8 +23,22 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from feedback.models import Comparison, ComparisonResponse, GenerationRun, Project, Response
-from feedback.services.answers import writing_tasks_open
+from feedback.models import (
+    PEOPLE_ID,
+    Comparison,
+    ComparisonResponse,
+    GenerationRun,
+    PolicyCheckpoint,
+    Project,
+    Prompt,
+    Response,
+)
+from feedback.services.answers import (
+    COUNTED_ANSWERS,
+    AnswersPairingError,
+    answers_pairing_errors,
+    writing_tasks_open,
+)
 
 
 @dataclass(frozen=True)
@@ -142,6 +156,13 @@ def comparisons_create_for_prompts(*, run: GenerationRun, prompt_ids: Sequence[i
             rng=pairing_random(run_seed=run.seed, prompt_id=prompt_id),
         )
         planned.extend((prompt_id, group) for group in groups)
+    return _comparisons_store(project=project, run=run, planned=planned)
+
+
+def _comparisons_store(
+    *, project: Project, run: GenerationRun | None, planned: list[tuple[int, list[Candidate]]]
+) -> int:
+    """Store the planned comparisons (prompt, candidates in display order); returns how many."""
     if not planned:
         return 0
     with transaction.atomic():
@@ -167,3 +188,118 @@ def comparisons_create_for_prompts(*, run: GenerationRun, prompt_ids: Sequence[i
             ]
         )
     return len(comparisons)
+
+
+# --- people's answers -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnswersPairingReport:
+    prompts: int  # prompts with people's answers that count
+    answers: int  # those answers
+    comparisons: int  # comparisons created now
+    already: int  # comparisons of the same kind the project had already
+    short: int  # prompts that got none: too few distinct answers (or no answer of the checkpoint) left
+
+    def summary(self) -> str:
+        return (
+            f"{self.comparisons} comparison(s) created from {self.answers} people's answer(s) to "
+            f"{self.prompts} prompt(s); {self.already} of the same kind already there; {self.short} "
+            "prompt(s) without enough answers to pair."
+        )
+
+
+def answers_comparisons_create(
+    *,
+    project: Project,
+    source: Project | None = None,
+    against: PolicyCheckpoint | None = None,
+    seed: int = 0,
+    prompt_ids: Sequence[int] | None = None,
+) -> AnswersPairingReport:
+    """Put people's answers into `project`'s comparisons: against `against`'s answers to the same prompts
+    (pairs, people's answer on one side), or with no checkpoint against each other (groups of the
+    project's size). The answers are those that count (accepted, or written where no review was asked)
+    to the prompts of `source` (default: the project itself; a demonstration project, say, whose writers'
+    answers a pairwise project judges), gold prompts aside.
+
+    The project's pairing policy applies as to a run's answers: disjoint groups use each answer at most
+    once among the comparisons of this kind (so calling again pairs only what is new), all pairs takes
+    every group not compared yet, both up to the project's cap per prompt; byte-identical texts are never
+    compared. Random choices are seeded by `seed`, the opponent and the prompt, so the same call gives
+    the same comparisons, and again creates nothing. One transaction, under the project's row lock."""
+    source = source or project
+    if errors := answers_pairing_errors(project=project, against=against, seed=seed):
+        raise AnswersPairingError(errors)
+    prompts = Prompt.objects.filter(project=source, is_gold=False)
+    if prompt_ids is not None:
+        prompts = prompts.filter(pk__in=list(prompt_ids))
+    by_prompt: dict[int, list[Candidate]] = {}
+    people = Response.objects.filter(
+        prompt__in=prompts, source=Response.Source.HUMAN, review__in=COUNTED_ANSWERS
+    ).values_list("id", "prompt_id", "sample_index", "text")
+    for response_id, prompt_id, sample_index, text in people.order_by("prompt_id", "sample_index"):
+        by_prompt.setdefault(prompt_id, []).append(Candidate(response_id, PEOPLE_ID, sample_index, text))
+    answers = sum(len(found) for found in by_prompt.values())
+    if against is not None and by_prompt:
+        model = Response.objects.filter(
+            prompt_id__in=list(by_prompt), checkpoint=against, source=Response.Source.MODEL
+        ).values_list("id", "prompt_id", "sample_index", "text")
+        for response_id, prompt_id, sample_index, text in model.order_by(
+            "prompt_id", "run_id", "sample_index"
+        ):
+            # Sample indexes restart with each run: offset them past the people's, in the same order.
+            index = len(by_prompt[prompt_id]) + sample_index
+            by_prompt[prompt_id].append(Candidate(response_id, against.pk, index, text))
+    opponent = PEOPLE_ID if against is None else against.pk
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=project.pk).get()
+        compared = _compared(project=project, prompt_ids=list(by_prompt), opponent=opponent)
+        planned: list[tuple[int, list[Candidate]]] = []
+        already = short = 0
+        for prompt_id, candidates in by_prompt.items():
+            existing = compared.get(prompt_id, set())
+            already += len(existing)
+            if project.pairing_strategy == Project.PairingStrategy.DISJOINT:
+                used = set().union(*existing) if existing else set()
+                candidates = [c for c in candidates if c.response_id not in used]
+            groups = plan_comparisons(
+                candidates=candidates,
+                checkpoint_id=PEOPLE_ID,
+                opponent_checkpoint_id=against.pk if against is not None else None,
+                size=project.responses_per_comparison,
+                strategy=project.pairing_strategy,
+                cap=project.max_comparisons_per_prompt,
+                # Reproducible, not secret: the same call pairs the same way.
+                rng=random.Random(f"answers:{seed}:{opponent}:{prompt_id}"),  # noqa: S311
+            )
+            fresh = [group for group in groups if frozenset(c.response_id for c in group) not in existing]
+            fresh = fresh[: max(0, project.max_comparisons_per_prompt - len(existing))]
+            if not fresh and not existing:
+                short += 1
+            planned.extend((prompt_id, group) for group in fresh)
+        created = _comparisons_store(project=project, run=None, planned=planned)
+    return AnswersPairingReport(
+        prompts=len(by_prompt), answers=answers, comparisons=created, already=already, short=short
+    )
+
+
+def _compared(*, project: Project, prompt_ids: list[int], opponent: int) -> dict[int, set[frozenset[int]]]:
+    """The project's comparisons of people's answers against `opponent` (a checkpoint's id, or PEOPLE_ID
+    for each other), per prompt: each as the set of its responses."""
+    groups: dict[int, dict[int, list[tuple[int, int]]]] = {}
+    rows = ComparisonResponse.objects.filter(
+        comparison__project=project, comparison__is_gold=False, comparison__prompt_id__in=prompt_ids
+    ).values_list(
+        "comparison_id", "comparison__prompt_id", "response_id", "response__source", "response__checkpoint_id"
+    )
+    for comparison_id, prompt_id, response_id, source, checkpoint_id in rows:
+        participant = PEOPLE_ID if source == Response.Source.HUMAN else checkpoint_id
+        groups.setdefault(prompt_id, {}).setdefault(comparison_id, []).append((response_id, participant))
+    kind = {PEOPLE_ID, opponent}  # one participant when people meet each other
+    compared: dict[int, set[frozenset[int]]] = {}
+    for prompt_id, comparisons in groups.items():
+        for entries in comparisons.values():
+            if {participant for _, participant in entries} == kind:
+                compared.setdefault(prompt_id, set()).add(frozenset(r for r, _ in entries))
+    return compared

@@ -16,6 +16,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from feedback.prompting import CompletionTemplateError
+from feedback.services.answers import ANSWERS_PAIR_TASK, AnswersPairingError
 from feedback.services.generation import GENERATE_CHUNK_TASK, VALIDATE_CHECKPOINT_TASK, send_task_on_commit
 from inference.backends.base import CheckpointError, CheckpointSpec
 from inference.services import (
@@ -97,3 +98,24 @@ def validate_checkpoint(checkpoint_id: int) -> str:
         return "invalid"
     checkpoint_validation_record(checkpoint_id=checkpoint_id, report=report)
     return "valid"
+
+
+@shared_task(name=ANSWERS_PAIR_TASK)
+def answers_pair(*, project_id: int, source_id: int, against_id: int | None, seed: int) -> str:
+    """Put people's answers into a project's comparisons (`answers_comparisons_create`): idempotent, the
+    same request again creates nothing."""
+    from feedback.models import PolicyCheckpoint, Project
+    from inference.pairing import answers_comparisons_create
+
+    project = Project.objects.filter(pk=project_id).first()
+    source = Project.objects.filter(pk=source_id).first()
+    against = PolicyCheckpoint.objects.filter(pk=against_id).first() if against_id is not None else None
+    if project is None or source is None or (against_id is not None and against is None):
+        return "gone"
+    try:
+        report = answers_comparisons_create(project=project, source=source, against=against, seed=seed)
+    except AnswersPairingError as error:
+        logger.warning("People's answers not paired in %s: %s", project, error)
+        return f"refused: {error}"
+    logger.info("People's answers paired in %s: %s", project, report.summary())
+    return report.summary()

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from feedback import models
 from feedback.roles import ANNOTATORS_GROUP, DATA_ENGINEERS_GROUP
+from feedback.services import answers
 
 TEST_PASSWORD = "correct horse battery staple"
 
@@ -245,3 +246,38 @@ def planted_project(*, judgments_per_pair=60, seed=3):
                 rationale="clearer" if index % 3 == 0 else "",
             )
     return project, base, instruct, lora
+
+
+# --- people's answers against a checkpoint ------------------------------------------------------------
+
+
+def writing_project(*, prompts=4, writers=2, model_answers=2):
+    """A demonstration project whose prompts each have one answer per writer and `model_answers` answers
+    of one checkpoint; returns (project, checkpoint, writers)."""
+    project = ProjectFactory(comparison_mode=models.Project.ComparisonMode.DEMONSTRATION)
+    checkpoint = PolicyCheckpointFactory()
+    run = GenerationRunFactory(project=project, checkpoint=checkpoint)
+    people = [AnnotatorFactory() for _ in range(writers)]
+    for number in range(prompts):
+        prompt = PromptFactory(project=project)
+        for writer in people:
+            answers.human_answer_create(
+                prompt=prompt, author=writer, text=f"{writer.username} answers {number}."
+            )
+        for index in range(model_answers):
+            ResponseFactory(prompt=prompt, run=run, sample_index=index, text=f"Model {index} on {number}.")
+    return project, checkpoint, people
+
+
+def judge_people_against(judged, *, people_win=0.8):
+    """Three annotators judge every comparison: people's answer wins `people_win` of them."""
+    annotators = [AnnotatorFactory() for _ in range(3)]
+    comparisons = list(models.Comparison.objects.filter(project=judged).order_by("pk"))
+    for index, comparison in enumerate(comparisons):
+        first = models.ComparisonResponse.objects.get(comparison=comparison, position=0)
+        first_is_people = first.response.source == models.Response.Source.HUMAN
+        people_better = (index * 7 % 10) < people_win * 10
+        for annotator in annotators:
+            judge(comparison, annotator, "a" if first_is_people == people_better else "b")
+    models.Comparison.objects.filter(project=judged).update(status="completed", judgment_count=3)
+    return comparisons

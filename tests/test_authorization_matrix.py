@@ -150,6 +150,7 @@ RULES = [
     staff_only("admin/feedback/export/<int:export_id>/download/", 200),
     staff_only("admin/feedback/project/<path:object_id>/quality/", 200),
     staff_only("admin/feedback/project/<path:object_id>/leaderboard/", 200),
+    staff_only("admin/feedback/project/<path:object_id>/compare-answers/", 200),
     staff_only("admin/feedback/comparison/import-gold/", 200),
     staff_only("admin/feedback/comparison/<path:object_id>/gold/", 200),
     staff_only("admin/feedback/annotatorstanding/<path:object_id>/(suspend|reinstate)/", 200),

@@ -10,13 +10,15 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.models import User
-from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.http import HttpRequest
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest
 from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from feedback.models import Project
 from feedback.services.prompts import MAX_REPORTED_ERRORS, PromptImportError
 
 # How many bad lines an upload page lists before summarising the rest.
@@ -45,6 +47,20 @@ def key_value_table(data: Mapping[str, Any]) -> SafeString:
 def local_time(moment: datetime) -> str:
     """A moment as the admin writes its own: in the site's time zone and date format."""
     return formats.date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+
+
+def project_page_object(
+    model_admin: admin.ModelAdmin[Project], request: HttpRequest, object_id: str, *, change: bool = False
+) -> Project:
+    """The project of one of its admin pages (quality, leaderboard, comparing answers): 404 when there is
+    none, 403 unless the user may view it (`change`: change it)."""
+    project = model_admin.get_object(request, unquote(object_id))
+    if project is None:
+        raise Http404("No such project.")
+    allowed = model_admin.has_change_permission if change else model_admin.has_view_permission
+    if not allowed(request, project):
+        raise PermissionDenied
+    return project
 
 
 def staff_user(request: HttpRequest) -> User:

@@ -14,7 +14,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -26,13 +25,15 @@ from feedback.admin.charts import (
     forest_plot_svg,
     win_rate_heatmap_svg,
 )
-from feedback.models import LeaderboardReport, PolicyCheckpoint, Project, PromptCategory
+from feedback.admin.common import project_page_object
+from feedback.models import PEOPLE_ID, LeaderboardReport, Project, PromptCategory
 from feedback.selectors import judgment_examples
 from feedback.services.leaderboard import (
     LeaderboardFilters,
     LeaderboardFiltersError,
     head_to_head_report,
     is_stale,
+    leaderboard_participants,
     leaderboard_recompute,
     leaderboard_request,
     project_marks,
@@ -125,7 +126,10 @@ def _table(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "raw_rank": raw["rank"] if raw else MISSING,
                 "controlled_rank": controlled["rank"] if controlled else MISSING,
                 "shift": f"{controlled['elo'] - raw['elo']:+.0f}" if raw and controlled else MISSING,
-                "url": reverse("admin:feedback_policycheckpoint_change", args=[entry["id"]]),
+                # People's answers are no checkpoint: nothing to link to.
+                "url": reverse("admin:feedback_policycheckpoint_change", args=[entry["id"]])
+                if entry["id"] != PEOPLE_ID
+                else None,
             }
         )
     return rows
@@ -247,10 +251,10 @@ def _head_to_head(project: Project, report: Mapping[str, Any], first: str, secon
     labels = {axis["key"]: axis.get("label") or axis["key"] for axis in project.rating_rubric or []}
     names = {"wins": "wins", "losses": "losses", "ties": "ties", "both_bad": "both bad"}
     return {
+        **found,  # its `first` and `second` are ids: the page names them
         "first": first,
         "second": second,
         "met": True,
-        **found,
         "share_lines": [
             {"label": names[line["outcome"]], "count": found[line["outcome"]], **line}
             for line in found["shares"]
@@ -270,17 +274,8 @@ def project_leaderboard_view(
 ) -> HttpResponse:
     """GET: the page for the filters in the query (default filters without one); `?format=csv` the
     table. POST ("Compute again"): send the computation to a worker, then back to the page."""
-    project = model_admin.get_object(request, unquote(object_id))
-    if project is None:
-        raise Http404("No such project.")
-    if not model_admin.has_view_permission(request, project):
-        raise PermissionDenied
-    checkpoints = list(
-        PolicyCheckpoint.objects.filter(responses__prompt__project=project)
-        .distinct()
-        .order_by("created_at", "pk")
-        .values_list("name", flat=True)
-    )
+    project = project_page_object(model_admin, request, object_id)
+    checkpoints = leaderboard_participants(project)
     query = request.GET.copy()
     wants_csv = query.pop("format", [""])[0] == "csv"
     form = LeaderboardForm(query if query.get("filtered") else None, checkpoints=checkpoints)

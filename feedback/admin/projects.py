@@ -11,6 +11,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from feedback.admin.answers_pairing import answers_pairing_view
 from feedback.admin.common import ReadOnlyInline, percent
 from feedback.admin.generation import run_progress, start_runs
 from feedback.admin.leaderboard import project_leaderboard_view
@@ -141,11 +142,19 @@ class ProjectAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.leaderboard_view),
                 name="feedback_project_leaderboard",
             ),
+            path(
+                "<path:object_id>/compare-answers/",
+                self.admin_site.admin_view(self.compare_answers_view),
+                name="feedback_project_compare_answers",
+            ),
             *super().get_urls(),
         ]
 
     def leaderboard_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return project_leaderboard_view(self, request, object_id)
+
+    def compare_answers_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return answers_pairing_view(self, request, object_id)
 
     @admin.display(description="Leaderboard")
     def leaderboard_link(self, project: Project) -> SafeString:

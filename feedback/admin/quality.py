@@ -18,15 +18,15 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
+from feedback.admin.common import project_page_object
 from feedback.models import AnnotatorQuality, AnnotatorStanding, Project, ProjectQuality, PromptCategory
 from feedback.selectors import annotator_quality_rows, project_judgments_after, project_quality_latest
 from feedback.services.quality import project_quality_refresh
@@ -330,11 +330,7 @@ def project_quality_view(
     model_admin: admin.ModelAdmin[Project], request: HttpRequest, object_id: str
 ) -> HttpResponse:
     """GET: the page. POST ("Compute now"): compute the figures, then back to the page."""
-    project = model_admin.get_object(request, unquote(object_id))
-    if project is None:
-        raise Http404("No such project.")
-    if not model_admin.has_view_permission(request, project):
-        raise PermissionDenied
+    project = project_page_object(model_admin, request, object_id)
     url = reverse("admin:feedback_project_quality", args=[project.pk])
     if request.method == "POST":
         if not model_admin.has_change_permission(request, project):

@@ -763,8 +763,12 @@ class LeaderboardQuery(serializers.Serializer):
 
 
 class HeadToHeadQuery(LeaderboardQuery):
-    first = serializers.CharField(max_length=200, help_text="A checkpoint's name.")
-    second = serializers.CharField(max_length=200, help_text="Another checkpoint's name.")
+    first = serializers.CharField(
+        max_length=200, help_text="A checkpoint's name, or `people` for people's answers."
+    )
+    second = serializers.CharField(
+        max_length=200, help_text="Another checkpoint's name, or `people` for people's answers."
+    )
 
 
 class LeaderboardStateSerializer(serializers.Serializer):

@@ -85,6 +85,7 @@ from feedback.api.serializers import (
 )
 from feedback.export.options import SPLITS, ExportOptions, ExportOptionsError
 from feedback.models import (
+    PEOPLE,
     AnnotatorQuality,
     AnnotatorStanding,
     Comparison,
@@ -109,6 +110,7 @@ from feedback.services.leaderboard import (
     head_to_head_report,
     is_stale,
     leaderboard_request,
+    participant_ids,
     project_marks,
 )
 from feedback.services.prompts import PromptImportError, prompt_file_format_for, prompts_import
@@ -880,8 +882,8 @@ class LeaderboardScoped(ProjectScoped):
                 errors[name] = ["This parameter is required: a checkpoint's name."]
             elif len(extra[name]) > 200 or "\x00" in extra[name]:
                 errors[name] = ["A checkpoint's name: at most 200 characters."]
-            elif not PolicyCheckpoint.objects.filter(name=extra[name]).exists():
-                errors[name] = [f"No checkpoint is named {extra[name]!r}."]
+            elif not participant_ids([extra[name]]):
+                errors[name] = [f"No checkpoint is named {extra[name]!r} (nor is it {PEOPLE!r})."]
         try:
             filters = LeaderboardFilters.from_mapping(values)
         except LeaderboardFiltersError as error:
@@ -973,7 +975,7 @@ class ProjectHeadToHead(LeaderboardScoped):
     def get(self, request: Request, slug: str) -> Response:
         project, row, state = self.state()
         names = (self.query["first"], self.query["second"])
-        ids = dict(PolicyCheckpoint.objects.filter(name__in=names).values_list("name", "pk"))
+        ids = participant_ids(names)
         data: dict[str, Any] = {
             **state,
             "first": names[0],

@@ -27,11 +27,15 @@ from typing import Any, cast
 
 import orjson
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
+from django.db.models.functions import Coalesce
 
 from feedback.export.options import ExportOptions
 from feedback.export.quality import ExportQuality, export_quality
 from feedback.models import (
+    PARTICIPANT_SQL,
+    PEOPLE,
+    PEOPLE_ID,
     Comparison,
     ComparisonResponse,
     Judgment,
@@ -115,10 +119,12 @@ def judgments_selected(
         condition &= ~Q(annotator__username__in=options.exclude_annotators)
     judgments = Judgment.objects.filter(condition)
     if options.checkpoints:
-        # Every response of the comparison comes from one of the listed checkpoints.
-        foreign = ComparisonResponse.objects.filter(comparison=OuterRef("comparison_id")).exclude(
-            response__checkpoint__name__in=options.checkpoints
-        )
+        # Every response of the comparison comes from one of the listed checkpoints (`people`: people's
+        # answers).
+        listed = Q(response__checkpoint__name__in=options.checkpoints)
+        if PEOPLE in options.checkpoints:
+            listed |= Q(response__source=Response.Source.HUMAN)
+        foreign = ComparisonResponse.objects.filter(comparison=OuterRef("comparison_id")).exclude(listed)
         judgments = judgments.filter(~Exists(foreign))
     return judgments
 
@@ -215,7 +221,7 @@ def _groups_by_stream(
         " FROM (SELECT i.k_comparison, {aggregates} FROM ({inner}) i GROUP BY i.k_comparison) g"
         " JOIN {comparisons} c ON c.id = g.k_comparison JOIN {prompts} p ON p.id = c.prompt_id"
         " CROSS JOIN LATERAL (SELECT {entry_arrays} FROM (SELECT e.position, e.response_id, r.text,"
-        " r.checkpoint_id FROM {entries} e JOIN {responses} r ON r.id = e.response_id"
+        " {participant} AS checkpoint_id FROM {entries} e JOIN {responses} r ON r.id = e.response_id"
         " WHERE e.comparison_id = c.id ORDER BY e.position) e) x"
         " ORDER BY g.k_comparison"
     ).format(
@@ -227,6 +233,7 @@ def _groups_by_stream(
         entry_arrays=entry_arrays,
         entries=sql.Identifier(ComparisonResponse._meta.db_table),
         responses=sql.Identifier(Response._meta.db_table),
+        participant=sql.SQL(PARTICIPANT_SQL),
     )
     # Read before the stream: nothing else may run on the connection while it is open.
     projects = {
@@ -235,7 +242,7 @@ def _groups_by_stream(
             "pk", "slug", "completion_template", "strength_labels"
         )
     }
-    checkpoints = dict(PolicyCheckpoint.objects.values_list("pk", "name"))
+    checkpoints = {**dict(PolicyCheckpoint.objects.values_list("pk", "name")), PEOPLE_ID: PEOPLE}
     connection.ensure_connection()
     # A savepoint: a stream closed early (a dropped download) is cancelled on the server, which aborts
     # what it runs in; rolling back to the savepoint leaves the caller's transaction usable.
@@ -269,7 +276,7 @@ def _group_of(
     slug, template, labels = projects[project_id]
     positions, response_ids, texts, checkpoint_ids = row[_ENTRIES_AT:_JUDGMENTS_AT]
     entries = [
-        # Imported responses (gold items) have no checkpoint.
+        # Imported responses (gold items) have no checkpoint; people's answers are `PEOPLE`'s.
         Entry(position, response_id, text, checkpoints.get(checkpoint_id, ""))
         for position, response_id, text, checkpoint_id in zip(
             positions, response_ids, texts, checkpoint_ids, strict=True
@@ -315,14 +322,19 @@ def _groups_by_orm(
         "project__strength_labels",
     )
     entries = _rows(
-        ComparisonResponse.objects.filter(comparison_id__in=comparison_ids).order_by(
-            "comparison_id", "position"
-        ),
+        ComparisonResponse.objects.filter(comparison_id__in=comparison_ids)
+        .annotate(
+            q_checkpoint=Coalesce(
+                "response__checkpoint__name",
+                Case(When(response__source=Response.Source.HUMAN, then=Value(PEOPLE)), default=Value("")),
+            )
+        )
+        .order_by("comparison_id", "position"),
         "comparison_id",
         "position",
         "response_id",
         "response__text",
-        "response__checkpoint__name",
+        "q_checkpoint",
     )
     judgment_columns = _JUDGMENT_COLUMNS + (_FULL_JUDGMENT_COLUMNS if full else ())
     judgment_rows = _rows(

@@ -41,7 +41,7 @@ from feedback.export.quality import (
 )
 from feedback.export.rows import PromptTexts, Row, comparison_agreement, group_rows, split_of
 from feedback.export.source import ComparisonGroup, comparison_groups
-from feedback.models import Project, canonical_json
+from feedback.models import PEOPLE, Project, canonical_json
 
 # Rows per Arrow batch, which is also a Parquet row group. 2,048 keeps a Parquet export's peak memory
 # about 15 MB lower than 4,096 did once batches are encoded on the I/O thread (one being built, one being
@@ -619,6 +619,10 @@ def _judgments_card_sections(
     write("\n## Checkpoints\n\n| checkpoint | comparisons |\n|---|---|\n")
     for name, count in sorted(stats.checkpoints.items()):
         write(f"| {markdown_cell(name)} | {count} |\n")
+    if PEOPLE in stats.checkpoints:
+        write(
+            f"\n`{PEOPLE}` stands for people's answers (written or edited by annotators), not a checkpoint.\n"
+        )
     write("\n## Categories\n\n| category | comparisons |\n|---|---|\n")
     for name, count in sorted(stats.categories.items()):
         write(f"| {markdown_cell(name)} | {count} |\n")

@@ -26,14 +26,20 @@ from feedback.models import (
     ComparisonResponse,
     GenerationRun,
     Judgment,
+    PolicyCheckpoint,
     Project,
     Prompt,
     Response,
 )
 from feedback.services.battles import style_fields
+from feedback.services.generation import task_send
 from feedback.services.review import may_review
 
 REVIEW_REASON_MAX_CHARS = 2_000
+# The people's answers that count: accepted, or written where no review was asked.
+COUNTED_ANSWERS = (Response.Review.UNREVIEWED, Response.Review.ACCEPTED)
+# Putting people's answers into comparisons (`inference.pairing.answers_comparisons_create`), on a worker.
+ANSWERS_PAIR_TASK = "inference.answers_pair"
 
 
 class AnswerInvalid(ValueError):
@@ -115,6 +121,55 @@ def human_answer_create(
             review=review or (Response.Review.PENDING if review_required else Response.Review.UNREVIEWED),
             **style_fields(text),
         )
+
+
+class AnswersPairingError(ValueError):
+    """A request to compare people's answers that cannot be met: `errors` maps each field to its
+    messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        self.errors = errors
+        super().__init__("; ".join(f"{key}: {' '.join(messages)}" for key, messages in errors.items()))
+
+
+def answers_pairing_errors(
+    *, project: Project, against: PolicyCheckpoint | None, seed: Any
+) -> dict[str, list[str]]:
+    """Why people's answers cannot be compared in `project` against `against` (a checkpoint; None: each
+    other) with `seed`, by field; empty when they can."""
+    errors: dict[str, list[str]] = {}
+    if project.comparison_mode == Project.ComparisonMode.DEMONSTRATION:
+        errors["project"] = [
+            "A demonstration project takes written answers, not verdicts: compare them in a pairwise or "
+            "ranking project."
+        ]
+    elif against is not None and project.responses_per_comparison != 2:
+        errors["against"] = [
+            "People's answers against a checkpoint are compared in pairs: this project compares "
+            f"{project.responses_per_comparison} responses at a time."
+        ]
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        errors["seed"] = ["An integer from 0 to 4294967295."]
+    return errors
+
+
+def answers_pairing_request(
+    *, project: Project, source: Project | None, against: PolicyCheckpoint | None, seed: int
+) -> None:
+    """Ask a worker to put people's answers into the project's comparisons (see
+    `inference.pairing.answers_comparisons_create`; `feedback` never imports it). Raises
+    AnswersPairingError before sending anything when the request cannot be met."""
+    if errors := answers_pairing_errors(project=project, against=against, seed=seed):
+        raise AnswersPairingError(errors)
+    task_send(
+        ANSWERS_PAIR_TASK,
+        kwargs={
+            "project_id": project.pk,
+            "source_id": (source or project).pk,
+            "against_id": against.pk if against is not None else None,
+            "seed": seed,
+        },
+    )
 
 
 def writing_tasks_open(

@@ -7,8 +7,10 @@ model for both modes, one set of cells, and ties, which Plackett–Luce has no p
 ranking of k responses as k − 1 … k(k−1)/2 pieces of evidence where Plackett–Luce counts k − 1, so a
 ranking project's intervals are somewhat narrower than they should be (its battles are not independent),
 which the leaderboard says. "Both bad" is a battle of its own outcome (`BOTH_BAD`), counted apart and
-left out of the fit unless asked. Responses of the same checkpoint, and imported responses (gold items
-carry no checkpoint), make no battle.
+left out of the fit unless asked. People's answers take part as one more participant, `PEOPLE`
+(`PEOPLE_ID`), so a leaderboard says whether the checkpoints beat the project's writers. Responses of the
+same participant (two people's answers among them), and imported responses (gold items carry no
+checkpoint), make no battle.
 
 The judgments are the export's (`feedback.export.source.judgments_selected`): the same filters and the
 same quality decisions, so the leaderboard is read from exactly the judgments a dataset would be. Where
@@ -28,13 +30,30 @@ from django.db import connection
 from django.db.models import F, QuerySet
 from django.db.models.functions import Length
 
-from feedback.models import Comparison, ComparisonResponse, Judgment, PromptCategory, Response
+from feedback.models import (
+    PARTICIPANT_SQL,
+    PEOPLE_ID,
+    Comparison,
+    ComparisonResponse,
+    Judgment,
+    PromptCategory,
+    Response,
+)
 from feedback.quality.leaderboard import FIRST, SECOND, STYLE_FEATURES, TIE, markdown_style
 from feedback.services.quality import PACKED_BLOCK, _table, packed_int64_rows
 from feedback.verdicts import PAIRWISE_RANKINGS
 
 BOTH_BAD = 3
 CATEGORIES = list(PromptCategory.values)
+
+
+def participant(checkpoint_id: int | None, source: str) -> int:
+    """`PARTICIPANT_SQL` in Python."""
+    if checkpoint_id is not None:
+        return checkpoint_id
+    return PEOPLE_ID if source == Response.Source.HUMAN else -1
+
+
 STYLE_FILL_CHUNK = 2_000
 
 
@@ -119,7 +138,7 @@ _BOTH_BAD_CODE = CHOICES.index("both_bad")
 # Columns of a judgment row: id, comparison, choice code, category code, has a rationale, then a rank per
 # display position (0 where the judgment has none).
 _RANKS = 5
-# Columns of an entry row: comparison, position, response, its checkpoint (−1 for none), its style.
+# Columns of an entry row: comparison, position, response, its participant (PARTICIPANT_SQL), its style.
 _ENTRY_STYLE = 4
 
 
@@ -185,7 +204,7 @@ def _entries_packed(projects: Sequence[int]) -> npt.NDArray[np.int64]:
             "e.comparison_id",
             "e.position",
             "e.response_id",
-            "coalesce(r.checkpoint_id, -1)",
+            PARTICIPANT_SQL,
             *(f"coalesce(r.{name}, 0)" for name in STYLE_FEATURES),
         ],
         f"FROM {_table(ComparisonResponse)} e JOIN {_table(Comparison)} c ON c.id = e.comparison_id "
@@ -203,16 +222,17 @@ def _entries_orm(entries: QuerySet[ComparisonResponse]) -> npt.NDArray[np.int64]
             comparison_id,
             position,
             response_id,
-            -1 if checkpoint_id is None else checkpoint_id,
+            participant(checkpoint_id, source),
             *(style or 0 for style in styles),
         )
-        for comparison_id, position, response_id, checkpoint_id, *styles in entries.order_by(
+        for comparison_id, position, response_id, checkpoint_id, source, *styles in entries.order_by(
             "comparison_id", "position"
         ).values_list(
             "comparison_id",
             "position",
             "response_id",
             "response__checkpoint_id",
+            "response__source",
             *(f"response__{name}" for name in STYLE_FEATURES),
         )
     ]
@@ -284,8 +304,8 @@ NO_SCORE = np.iinfo(np.int64).min
 
 @dataclass(frozen=True)
 class Ratings:
-    """One row per (judgment, response shown) that the judgment rated: the response's checkpoint (−1 for
-    an imported one), and a score per axis (`scored` says which axes it scored)."""
+    """One row per (judgment, response shown) that the judgment rated: the response's participant (its
+    checkpoint, PEOPLE_ID or −1: `PARTICIPANT_SQL`), and a score per axis (`scored` says which axes it scored)."""
 
     judgment: npt.NDArray[np.int64]
     response: npt.NDArray[np.int64]
@@ -326,7 +346,7 @@ def _ratings_packed(judgments: QuerySet[Judgment], axes: list[str]) -> npt.NDArr
         [
             "j.id",
             "e.response_id",
-            "coalesce(r.checkpoint_id, -1)",
+            PARTICIPANT_SQL,
             *(f"coalesce((j.ratings -> e.response_id::text ->> %s)::int8, {NO_SCORE})" for _ in axes),
         ],
         source,
@@ -338,17 +358,17 @@ def _ratings_packed(judgments: QuerySet[Judgment], axes: list[str]) -> npt.NDArr
 
 def _ratings_orm(judgments: QuerySet[Judgment], axes: list[str]) -> npt.NDArray[np.int64]:
     """`_ratings_packed`'s rows through the ORM."""
-    checkpoint_of = dict(
-        Response.objects.filter(
+    participant_of = {
+        pk: participant(checkpoint_id, source)
+        for pk, checkpoint_id, source in Response.objects.filter(
             pk__in=ComparisonResponse.objects.filter(
                 comparison_id__in=judgments.order_by().values("comparison_id")
             ).values("response_id")
-        ).values_list("pk", "checkpoint_id")
-    )
+        ).values_list("pk", "checkpoint_id", "source")
+    }
     collected = []
     for pk, ratings in judgments.exclude(ratings={}).order_by("pk").values_list("pk", "ratings"):
         for response_id, by_axis in sorted(ratings.items(), key=lambda item: int(item[0])):
-            checkpoint = checkpoint_of.get(int(response_id))
             given = [by_axis.get(axis, NO_SCORE) for axis in axes]
-            collected.append((pk, int(response_id), -1 if checkpoint is None else checkpoint, *given))
+            collected.append((pk, int(response_id), participant_of.get(int(response_id), -1), *given))
     return np.array(collected, dtype=np.int64).reshape(-1, 3 + len(axes))

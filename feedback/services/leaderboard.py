@@ -20,8 +20,9 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -44,11 +45,14 @@ from feedback.export.options import (
 from feedback.export.quality import ExportQuality, export_quality
 from feedback.export.source import judgments_selected
 from feedback.models import (
+    PEOPLE,
+    PEOPLE_ID,
     Judgment,
     LeaderboardReport,
     PolicyCheckpoint,
     Project,
     PromptCategory,
+    Response,
     ReviewDecision,
     StandingChange,
 )
@@ -79,6 +83,48 @@ KEEP_FRESH = timedelta(days=7)
 # new filters, and a run must end before the next one starts.
 REFRESH_AT_MOST = 20
 OUTCOMES = ("wins", "losses", "ties", "both_bad")
+AFTER_EVERY_CHECKPOINT = datetime.max.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class PeopleParticipant:
+    """People's answers, as a leaderboard participant beside the checkpoints: named `PEOPLE`, with id
+    `PEOPLE_ID`, listed after every checkpoint (it was registered by none)."""
+
+    pk: int = PEOPLE_ID
+    name: str = PEOPLE
+    kind: str = "people"
+    parent: None = None
+    parent_id: None = None
+    training_step: None = None
+    created_at: datetime = AFTER_EVERY_CHECKPOINT
+
+
+Participant = PolicyCheckpoint | PeopleParticipant
+
+
+def leaderboard_participants(project: Project) -> list[str]:
+    """The names that can meet on the project's leaderboard: the checkpoints whose answers its
+    comparisons show (oldest first), then `PEOPLE` if they show people's answers."""
+    shown = Response.objects.filter(comparison_entries__comparison__project=project)
+    names = list(
+        PolicyCheckpoint.objects.filter(pk__in=shown.filter(checkpoint__isnull=False).values("checkpoint_id"))
+        .order_by("created_at", "pk")
+        .values_list("name", flat=True)
+    )
+    if shown.filter(source=Response.Source.HUMAN).exists():
+        names.append(PEOPLE)
+    return names
+
+
+def participant_ids(names: Sequence[str]) -> dict[str, int]:
+    """Participant name → id, for the names that name one (a checkpoint, or `PEOPLE`)."""
+    found: dict[str, int] = dict(
+        PolicyCheckpoint.objects.filter(name__in=list(names)).values_list("name", "pk")
+    )
+    if PEOPLE in names:
+        found[PEOPLE] = PEOPLE_ID
+    return found
 
 
 # The judgment filters a leaderboard shares with the export, under the same names and meaning.
@@ -160,8 +206,8 @@ class LeaderboardFilters:
         reference = data.get("reference", "")
         if not isinstance(reference, str) or len(reference) > 200 or "\x00" in reference:
             errors["reference"] = ["A checkpoint's name."]
-        elif reference and not PolicyCheckpoint.objects.filter(name=reference).exists():
-            errors["reference"] = [f"No checkpoint is named {reference!r}."]
+        elif reference and not participant_ids([reference]):
+            errors["reference"] = [f"No checkpoint is named {reference!r} (nor is it {PEOPLE!r})."]
         else:
             values["reference"] = reference
         rounds = _integer(data.get("rounds", 1000))
@@ -232,10 +278,12 @@ def leaderboard_of_judgments(
         judgments = judgments.filter(comparison__prompt__category__in=filters.categories)
     battles = battles_read(judgments, projects=projects, decided=decided)
     ids = np.unique(np.concatenate((battles.first, battles.second)))
-    checkpoints = {
+    checkpoints: dict[int, Participant] = {
         checkpoint.pk: checkpoint
         for checkpoint in PolicyCheckpoint.objects.filter(pk__in=ids.tolist()).select_related("parent")
     }
+    if PEOPLE_ID in ids:
+        checkpoints[PEOPLE_ID] = PeopleParticipant()
     report: dict[str, Any] = {
         "high_water_mark": high_water_mark,
         "filters": filters.to_dict(),
@@ -398,9 +446,7 @@ def _distinct_sorted(values: npt.NDArray[np.int64]) -> int:
     return int(len(values) and 1 + np.count_nonzero(values[1:] != values[:-1]))
 
 
-def _reference(
-    order: list[PolicyCheckpoint], fought: npt.NDArray[np.bool_], asked: str, notes: list[str]
-) -> int:
+def _reference(order: list[Participant], fought: npt.NDArray[np.bool_], asked: str, notes: list[str]) -> int:
     """The checkpoint shown at 1000: the one asked for, else the oldest base model, else the first
     registered; only among those with battles in the fit."""
     if asked:
@@ -462,7 +508,7 @@ def _counts(
 
 
 def _entry(
-    checkpoint: PolicyCheckpoint,
+    checkpoint: Participant,
     raw: dict[str, Any] | None,
     controlled: dict[str, Any] | None,
     counts: dict[str, int],
@@ -505,7 +551,7 @@ def _category_fit(
     first: npt.NDArray[np.intp],
     second: npt.NDArray[np.intp],
     outcome: npt.NDArray[np.intp],
-    members: list[PolicyCheckpoint],
+    members: list[Participant],
     *,
     reference: int,
     filters: LeaderboardFilters,
@@ -546,7 +592,7 @@ def _mean_interval(values: npt.NDArray[np.float64]) -> dict[str, Any]:
     return {"count": count, "mean": mean, "low": mean - half, "high": mean + half}
 
 
-def _axes(axes: list[tuple[str, str]], ratings: Any, order: list[PolicyCheckpoint]) -> list[dict[str, Any]]:
+def _axes(axes: list[tuple[str, str]], ratings: Any, order: list[Participant]) -> list[dict[str, Any]]:
     """Each rubric axis's mean score per checkpoint, with its interval, over every rating its responses
     got in the selected judgments."""
     if ratings is None:
@@ -567,7 +613,7 @@ def _pairs(
     battles: Battles,
     first: npt.NDArray[np.intp],
     second: npt.NDArray[np.intp],
-    order: list[PolicyCheckpoint],
+    order: list[Participant],
     scores: npt.NDArray[np.float64],
     axes: list[tuple[str, str]],
     ratings: Any,

@@ -125,3 +125,52 @@ def test_only_data_engineers_and_admins_read_it(client, world):
     assert token_client(annotator).get("/api/v1/projects/arena/leaderboard").status_code == 403
     assert client.get("/api/v1/projects/arena/leaderboard").status_code == 401
     assert not LeaderboardReport.objects.exists()
+
+
+def test_people_meet_a_checkpoint_on_the_leaderboard_and_head_to_head(engineer_api, admin_client):
+    from django.urls import reverse
+
+    from inference.pairing import answers_comparisons_create
+    from tests.factories import ProjectFactory, judge_people_against, writing_project
+
+    source, checkpoint, _ = writing_project(prompts=5, writers=2)
+    judged = ProjectFactory(slug="writers")
+    answers_comparisons_create(project=judged, source=source, against=checkpoint)
+    judge_people_against(judged)
+    engineer_api.get("/api/v1/projects/writers/leaderboard")
+    computed(judged)
+
+    names = [
+        entry["name"]
+        for entry in engineer_api.get("/api/v1/projects/writers/leaderboard").json()["report"]["checkpoints"]
+    ]
+    assert sorted(names) == sorted(["people", checkpoint.name])
+    response = engineer_api.get(
+        "/api/v1/projects/writers/leaderboard/head-to-head", {"first": "people", "second": checkpoint.name}
+    )
+    assert response.status_code == 200, response.content
+    overall = response.json()["overall"]
+    assert (overall["wins"], overall["losses"]) == (24, 6)
+    unknown = engineer_api.get(
+        "/api/v1/projects/writers/leaderboard/head-to-head", {"first": "writers", "second": checkpoint.name}
+    )
+    assert unknown.status_code == 400
+    assert "nor is it 'people'" in unknown.json()["errors"]["first"][0]
+
+    # The admin page lists people without a link (no checkpoint to open) and offers them head to head.
+    page = admin_client.get(
+        reverse("admin:feedback_project_leaderboard", args=[judged.pk]),
+        {
+            "filtered": "on",
+            "exclude_flagged": "on",
+            "exclude_suspended": "on",
+            "adjudicated_wins": "on",
+            "both_bad": "apart",
+            "first": "people",
+            "second": checkpoint.name,
+        },
+    ).content.decode()
+    assert '<option value="people"' in page
+    assert "<td>people <span" in page
+    assert f'<h2 id="head-to-head">people against {checkpoint.name}</h2>' in page
+    assert '<p id="head-to-head-summary">24 wins, 6 losses' in page
