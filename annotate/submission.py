@@ -81,6 +81,13 @@ def _text_error(value: str, *, limit: int) -> str | None:
     return None
 
 
+def time_spent_error(value: Any) -> str | None:
+    """Why `value` is not a time spent on the page (milliseconds, or None for not sent), or None."""
+    if value is not None and (not _is_int(value) or not 0 <= value <= TIME_SPENT_MAX_MS):
+        return f"Must be an integer number of milliseconds from 0 to {TIME_SPENT_MAX_MS}."
+    return None
+
+
 def submission_key_error(key: Any) -> str | None:
     if not isinstance(key, str) or not SUBMISSION_KEY_PATTERN.fullmatch(key):
         return "A submission key is 8 to 64 characters: letters, digits, '.', '_', ':' or '-'."
@@ -140,10 +147,8 @@ def submission_parse(body: Any) -> tuple[str, JudgmentSubmission]:
         errors["flags"] = "A flag is given twice."
 
     time_spent_ms = body.get("time_spent_ms")
-    if time_spent_ms is not None and (
-        not _is_int(time_spent_ms) or not 0 <= time_spent_ms <= TIME_SPENT_MAX_MS
-    ):
-        errors["time_spent_ms"] = f"Must be an integer number of milliseconds from 0 to {TIME_SPENT_MAX_MS}."
+    if (message := time_spent_error(time_spent_ms)) is not None:
+        errors["time_spent_ms"] = message
 
     edit = body.get("edit")
     if edit is not None and (

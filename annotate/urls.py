@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.project_list, name="projects"),
     path("projects/<slug:slug>/annotate", views.workspace, name="workspace"),
     path("projects/<slug:slug>/guidelines", views.guidelines, name="guidelines"),
+    path("projects/<slug:slug>/answers", views.my_answers, name="my_answers"),
     path(
         "projects/<slug:slug>/assignments/<int:assignment_id>/judgment",
         views.judgment_create,

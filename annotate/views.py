@@ -16,6 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
+from django.core.paginator import Paginator
+from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -42,7 +44,7 @@ from annotate.selectors import (
 )
 from annotate.submission import SubmissionInvalid, submission_parse
 from annotate.writing import answer_parse, answer_submit
-from feedback.models import AnswerDraft, ComparisonResponse, JudgmentFlag, Project
+from feedback.models import AnswerDraft, AnswerReview, ComparisonResponse, JudgmentFlag, Project, Response
 from feedback.selectors import projects_open_to
 from feedback.services.answers import answer_diff
 
@@ -136,6 +138,58 @@ def project_list(request: HttpRequest) -> HttpResponse:
     return render(request, "annotate/project_list.html", {"summaries": summaries})
 
 
+ANSWERS_PER_PAGE = 20
+PROMPT_EXCERPT_CHARS = 160
+
+
+@login_required
+@require_GET
+@strict_content_security_policy
+def my_answers(request: HttpRequest, slug: str) -> HttpResponse:
+    """The annotator's own answers in the project (written and edited), newest first: where each stands,
+    a rejection's reason and a reviewer's edit as a diff, so writers learn from the review."""
+    annotator = _annotator(request)
+    project = _project_or_404(request, slug)
+    answers = Response.objects.filter(author=annotator, source=Response.Source.HUMAN, prompt__project=project)
+    counts = [
+        (Response.Review(review).label.lower(), count)
+        for review, count in answers.values_list("review").annotate(count=Count("pk")).order_by("review")
+    ]
+    page = Paginator(
+        answers.select_related("prompt").order_by("-created_at", "-pk"), ANSWERS_PER_PAGE
+    ).get_page(request.GET.get("page"))
+    decisions = {
+        decision.answer_id: decision
+        for decision in AnswerReview.objects.filter(answer__in=list(page.object_list))
+        .select_related("revision")
+        .order_by("pk")
+    }
+    items = []
+    for answer in page.object_list:
+        decision = decisions.get(answer.pk)
+        asked = [message["content"] for message in answer.prompt.conversation if message["role"] == "user"]
+        excerpt = asked[-1] if asked else ""
+        items.append(
+            {
+                "answer": answer,
+                "prompt": excerpt
+                if len(excerpt) <= PROMPT_EXCERPT_CHARS
+                else excerpt[:PROMPT_EXCERPT_CHARS] + "…",
+                "status": answer.get_review_display(),
+                "reason": decision.reason if decision is not None else "",
+                "diff": answer_diff(answer.text, decision.revision.text)
+                if decision is not None and decision.revision is not None
+                else None,
+                "html": markdown_to_safe_html(answer.text),
+            }
+        )
+    return render(
+        request,
+        "annotate/my_answers.html",
+        {"project": project, "answers": items, "counts": counts, "page": page},
+    )
+
+
 @login_required
 @require_GET
 @strict_content_security_policy
@@ -172,6 +226,8 @@ def workspace(request: HttpRequest, slug: str) -> HttpResponse:
         "project": project,
         "progress": _progress(annotator=annotator, project=project),
         "guidelines_html": markdown_to_safe_html(project.guidelines),
+        "answers_taken": project.comparison_mode == Project.ComparisonMode.DEMONSTRATION
+        or project.answer_editing != Project.AnswerEditing.OFF,
     }
     try:
         assignment = comparison_lease_next(annotator=annotator, project=project)
@@ -302,14 +358,16 @@ def judgment_create(
 def answer_create(
     request: HttpRequest, annotator: User, project: Project, assignment_id: int
 ) -> HttpResponse:
-    """POST `{"submission_key", "text"}`: the written answer to a writing task (a demonstration)."""
-    submission_key, text = answer_parse(_json_body(request))
+    """POST `{"submission_key", "text", "time_spent_ms"?}`: the written answer to a writing task (a
+    demonstration)."""
+    submission_key, text, time_spent_ms = answer_parse(_json_body(request))
     result = answer_submit(
         annotator=annotator,
         project=project,
         assignment_id=assignment_id,
         submission_key=submission_key,
         text=text,
+        time_spent_ms=time_spent_ms,
     )
     body = {
         "answer_id": result.answer.pk,

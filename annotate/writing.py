@@ -26,12 +26,12 @@ from annotate.assignment import (
     place_count,
 )
 from annotate.selectors import assignment_get_for_annotator
-from annotate.submission import SubmissionInvalid, submission_key_error
+from annotate.submission import SubmissionInvalid, submission_key_error, time_spent_error
 from feedback.models import Assignment, Project, Response
 from feedback.services.answers import answer_text_error, human_answer_create
 
 KEY_REUSED = "This submission key was already used for a different answer; send a new key for a new answer."
-BODY_FIELDS = frozenset({"submission_key", "text"})
+BODY_FIELDS = frozenset({"submission_key", "text", "time_spent_ms"})
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,9 @@ class AnswerResult:
     replayed: bool
 
 
-def answer_parse(body: Any) -> tuple[str, str]:
-    """(submission key, text) of a decoded JSON body, or SubmissionInvalid with field messages. The text
-    is kept exactly as sent."""
+def answer_parse(body: Any) -> tuple[str, str, int | None]:
+    """(submission key, text, time spent in milliseconds or None) of a decoded JSON body, or
+    SubmissionInvalid with field messages. The text is kept exactly as sent."""
     if not isinstance(body, dict):
         raise SubmissionInvalid({"non_field_errors": "The body must be a JSON object."})
     errors: dict[str, str] = {}
@@ -54,11 +54,14 @@ def answer_parse(body: Any) -> tuple[str, str]:
     text = body.get("text")
     if (message := answer_text_error(text)) is not None:
         errors["text"] = message
+    time_spent_ms = body.get("time_spent_ms")
+    if (message := time_spent_error(time_spent_ms)) is not None:
+        errors["time_spent_ms"] = message
     if errors:
         raise SubmissionInvalid(errors)
     assert isinstance(key, str)
     assert isinstance(text, str)
-    return key, text
+    return key, text, time_spent_ms
 
 
 def answer_submit(
@@ -67,6 +70,7 @@ def answer_submit(
     assignment_id: int,
     submission_key: str,
     text: str,
+    time_spent_ms: int | None = None,
     project: Project | None = None,
     now: datetime | None = None,
 ) -> AnswerResult:
@@ -112,6 +116,7 @@ def answer_submit(
                 assignment=assignment,
                 submission_key=submission_key,
                 review_required=task_project.answers_reviewed,
+                time_spent_ms=time_spent_ms,
             )
         except IntegrityError as error:
             # The key is another answer's (the whole transaction rolls back: no savepoint needed).

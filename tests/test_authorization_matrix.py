@@ -91,6 +91,7 @@ RULES = [
     # Annotators work on the projects they are members of; staff on all; data engineers on none.
     Rule("projects/<slug:slug>/annotate", LOGIN, 200, 404, 200),
     Rule("projects/<slug:slug>/guidelines", LOGIN, 200, 404, 200),
+    Rule("projects/<slug:slug>/answers", LOGIN, 200, 404, 200),
     # JSON endpoints: 401, not a login redirect. An empty submission is refused as invalid before the
     # lease is looked at; a skip reaches the lease, which only its annotator may skip.
     Rule("projects/<slug:slug>/assignments/<int:assignment_id>/judgment", 401, 400, 404, 400, "post", "{}"),

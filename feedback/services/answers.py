@@ -85,6 +85,7 @@ def human_answer_create(
     submission_key: str = "",
     review_required: bool = False,
     review: str | None = None,
+    time_spent_ms: int | None = None,
 ) -> Response:
     """Store a person's answer to `prompt`: a demonstration, or (with `edited_from`, an answer to the same
     prompt) an edit of it, with the Levenshtein distance between the two in characters.
@@ -119,6 +120,7 @@ def human_answer_create(
             submission_key=submission_key,
             review_required=review_required,
             review=review or (Response.Review.PENDING if review_required else Response.Review.UNREVIEWED),
+            time_spent_ms=time_spent_ms,
             **style_fields(text),
         )
 

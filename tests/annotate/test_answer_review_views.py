@@ -101,3 +101,46 @@ def test_decisions_are_recorded_once_and_only_by_reviewers(waiting, project, ann
     revision = Response.objects.get(revision_of__answer=edit)
     assert (revision.text, revision.review, revision.edited_from_id) == ("Clean answer.", "accepted", edit.pk)
     assert AnswerReview.objects.count() == 1
+
+
+def test_writers_see_where_their_answers_stand_with_the_reasons_and_the_edits(waiting, project, annotator):
+    edit, original = waiting
+    second = human_answer_create(
+        prompt=edit.prompt, author=annotator, text="Another try.", edited_from=original, review_required=True
+    )
+    reviewer = logged_in_client(AdminFactory())
+    base = f"/projects/{project.slug}/review/answers"
+    reason = "Off topic <img src=x onerror=alert(1)>"
+    rejected = _post(
+        reviewer,
+        f"{base}/{second.pk}/decision",
+        {"submission_key": "why-00001", "action": "reject", "reason": reason},
+    )
+    assert rejected.status_code == 201
+    revised = _post(
+        reviewer,
+        f"{base}/{edit.pk}/decision",
+        {"submission_key": "fix-000001", "action": "edit", "text": "Better: **bold**"},
+    )
+    assert revised.status_code == 201
+
+    writer = logged_in_client(annotator)
+    page = writer.get(f"/projects/{project.slug}/answers")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "1 rejected · 1 replaced by a reviewer&#x27;s edit" in html
+    assert (
+        """Reviewer's reason: <span class="plain-text">Off topic &lt;img src=x onerror=alert(1)&gt;</span>"""
+        in html
+    )
+    # The reviewer's edit as a diff of the writer's text: removed words struck, nothing live.
+    assert "<del>&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; </del>" in html
+    assert "<script>alert" not in html
+    assert "<img src=x" not in html
+    # Another annotator sees only their own (none); a stranger to the project finds nothing.
+    assert (
+        "You have written no answer"
+        in logged_in_client(AdminFactory()).get(f"/projects/{project.slug}/answers").content.decode()
+    )
+    workspace = writer.get(f"/projects/{project.slug}/annotate").content.decode()
+    assert 'id="my-answers-link"' not in workspace  # this project takes no answers: no link

@@ -194,6 +194,7 @@ def test_the_writing_page_and_the_answer_endpoint(demo, writers):
     html = page.content.decode()
     assert 'id="writer-text"' in html
     assert "Model answer A" in html
+    assert f'<a href="/projects/{demo.slug}/answers" id="my-answers-link">' in html
     assert "<script>alert" not in html
     assert "<img" not in html
     assert "<strong>hi</strong>" in html
@@ -204,12 +205,13 @@ def test_the_writing_page_and_the_answer_endpoint(demo, writers):
     def post(body):
         return client.post(config["submitUrl"], json.dumps(body), content_type="application/json")
 
-    refused = post({"submission_key": "short", "text": "", "extra": 1})
+    refused = post({"submission_key": "short", "text": "", "extra": 1, "time_spent_ms": -1})
     assert refused.status_code == 400
-    assert set(refused.json()["errors"]) == {"submission_key", "text", "non_field_errors"}
-    created = post({"submission_key": "answer-0001", "text": "Hello **you**."})
+    assert set(refused.json()["errors"]) == {"submission_key", "text", "non_field_errors", "time_spent_ms"}
+    created = post({"submission_key": "answer-0001", "text": "Hello **you**.", "time_spent_ms": 41_500})
     assert created.status_code == 201
     body = created.json()
+    assert Response.objects.get(pk=body["answer_id"]).time_spent_ms == 41_500
     assert body["review"] == "unreviewed"
     assert body["progress"]["today"] == 1  # answers count as the day's work
     assert post({"submission_key": "answer-0001", "text": "Hello **you**."}).status_code == 200

@@ -84,6 +84,7 @@ def test_a_demonstration_written_with_the_keyboard_survives_a_reload_and_is_save
         (writer, "Tides follow the *moon* and the **sun**.v")
     ]
     assert answers[0].assignment_id == int(task)
+    assert answers[0].time_spent_ms > 0  # the time on the page since it loaded, after the reload
     _no_harm(watch, page, ".conversation", "#writer-preview")
 
 

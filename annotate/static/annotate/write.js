@@ -6,6 +6,7 @@
 (function () {
   const { openDialog, anyDialogOpen, newKey, deliver, showProgress, fieldErrors, lockForm, textFieldKeys } = window.rankwise;
   const config = JSON.parse(document.getElementById("workspace-config").textContent);
+  const startedAt = performance.now();
   const form = document.getElementById("answer");
   const setStatus = window.rankwise.statusLine(document.getElementById("status"));
   const submitButton = document.getElementById("submit-button");
@@ -43,7 +44,7 @@
       setStatus(`An answer holds at most ${config.maxChars.toLocaleString()} characters; this one has ${text.length.toLocaleString()}.`, "error");
       return;
     }
-    pending = { submission_key: newKey(), text };
+    pending = { submission_key: newKey(), text, time_spent_ms: Math.round(performance.now() - startedAt) };
     lockForm(form, true);
     setStatus("Saving…", "saving");
     deliver(config.submitUrl, pending, csrfToken, {
