@@ -4,7 +4,7 @@ judgments alone (`ANSWER_FORMATS`, `PROMPT_FORMATS`).
 - `prompt-completion` and `prompt-completion-conversational` (SFT): each counted answer of the kinds the
   export takes (`answers`): "written" (a demonstration), "edited" (a model answer a person improved);
   "chosen" adds the model answers judgments preferred (`feedback.export.rows.chosen_completion_rows`).
-- `edits` (reward models, DPO): each counted edit as chosen over the model answer it was edited from; with
+- `edits` and `edits-conversational` (reward models, DPO): each counted edit as chosen over the model answer it was edited from; with
   `edit_pairs="expanded"` also over the other answers of the comparison it was judged in, and the
   annotator's chosen answer over the ones they ranked below it (edited > chosen > rejected).
 - `prompt-only` and `prompt-only-conversational` (GRPO, online DPO): each prompt of the projects.
@@ -22,13 +22,14 @@ same rows whatever is written later.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import Q
 
-from feedback.export.options import ANSWER_FORMATS, PROMPT_FORMATS, ExportOptions
+from feedback.export.options import ANSWER_FORMATS, EDIT_FORMATS, PROMPT_FORMATS, ExportOptions
 from feedback.export.quality import ExportQuality
 from feedback.export.rows import Row, split_of
 from feedback.export.snapshot import table_high_water_mark, table_high_water_marks
@@ -149,7 +150,7 @@ def answer_row_groups(
             continue
         root = _root(answer, answers)
         kind = "edited" if root.edited_from_id in originals else "written"
-        if kind not in (("edited",) if options.format == "edits" else options.answers):
+        if kind not in (("edited",) if options.format in EDIT_FORMATS else options.answers):
             continue
         why = _left_out(answer, decisions, revisions, options)
         if (
@@ -162,7 +163,7 @@ def answer_row_groups(
             stats.left_out[why] = stats.left_out.get(why, 0) + 1
             continue
         prompt = prompts[answer.prompt_pk]
-        if options.format == "edits":
+        if options.format in EDIT_FORMATS:
             rows = _edit_rows(answer, root, originals, prompt, options, templates)
         else:
             rows = [_completion_row(answer.text, prompt, options, templates)]
@@ -252,6 +253,15 @@ def _left_out(
     return None
 
 
+def _assistant(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
+
+
+def _standard(options: ExportOptions) -> ExportOptions:
+    """The same options in the standard (text) format."""
+    return dataclasses.replace(options, format="edits")
+
+
 def _completion_row(
     text: str, prompt: Mapping[str, Any], options: ExportOptions, templates: dict[int, str]
 ) -> Row:
@@ -276,6 +286,12 @@ def _edit_rows(
     assert root.edited_from_id is not None
     text = _prompt_values(prompt, options, templates)
     original = originals[root.edited_from_id][1]
+    if options.format == "edits-conversational":
+        # TRL's conversational preference shape: the prompt's messages, each answer one assistant turn.
+        return [
+            {"prompt": text, "chosen": _assistant(row["chosen"]), "rejected": _assistant(row["rejected"])}
+            for row in _edit_rows(answer, root, originals, prompt, _standard(options), templates)
+        ]
     rows: list[Row] = [{"prompt": text, "chosen": answer.text, "rejected": original}]
     if options.edit_pairs != "expanded" or root.judgment_id is None:
         return rows

@@ -29,6 +29,7 @@ FORMATS = (
     "prompt-completion",
     "prompt-completion-conversational",
     "edits",
+    "edits-conversational",
     "prompt-only",
     "prompt-only-conversational",
     "judgments",
@@ -36,7 +37,8 @@ FORMATS = (
 )
 # Formats made of people's answers (`feedback.export.answers`): demonstrations and edits, with chosen
 # model answers from judgments as an option of the prompt-completion ones.
-ANSWER_FORMATS = frozenset({"prompt-completion", "prompt-completion-conversational", "edits"})
+EDIT_FORMATS = frozenset({"edits", "edits-conversational"})
+ANSWER_FORMATS = frozenset({"prompt-completion", "prompt-completion-conversational"}) | EDIT_FORMATS
 # Formats made of the projects' prompts alone, for online methods that generate their own completions.
 PROMPT_FORMATS = frozenset({"prompt-only", "prompt-only-conversational"})
 # Which people's answers a prompt-completion export takes: "written" (demonstrations), "edited" (model
@@ -48,7 +50,7 @@ EDIT_PAIRS = ("edit-over-original", "expanded")
 # changed no earlier export's digest.
 FORMAT_OPTIONS = {
     "answers": (frozenset({"prompt-completion", "prompt-completion-conversational"}), DEFAULT_ANSWER_SOURCES),
-    "edit_pairs": (frozenset({"edits"}), "edit-over-original"),
+    "edit_pairs": (EDIT_FORMATS, "edit-over-original"),
 }
 # Formats whose rows are (chosen, rejected) pairs: the ones with a margin and per-pair vote counts.
 PREFERENCE_FORMATS = frozenset(

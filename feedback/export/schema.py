@@ -119,6 +119,8 @@ def row_schema(options: ExportOptions, axes: tuple[str, ...]) -> Any:
                 "prompt-only": [("prompt", text)],
             }[export_format]
         )
+    elif export_format == "edits-conversational":
+        return pa.schema([("prompt", messages), ("chosen", messages), ("rejected", messages)])
     elif export_format == "prompt-completion-conversational":
         return pa.schema([("prompt", messages), ("completion", messages)])
     elif export_format == "prompt-only-conversational":

@@ -31,7 +31,7 @@ import orjson
 from django.db import transaction
 
 from feedback.export.answers import SourceStats, answer_row_groups, prompt_row_groups, source_marks_now
-from feedback.export.options import ANSWER_FORMATS, PROMPT_FORMATS, RATED_FORMATS, ExportOptions
+from feedback.export.options import ANSWER_FORMATS, EDIT_FORMATS, PROMPT_FORMATS, RATED_FORMATS, ExportOptions
 from feedback.export.quality import (
     ExportQuality,
     export_quality,
@@ -133,7 +133,7 @@ def export_row_groups(
         return
     if options.format in ANSWER_FORMATS:
         yield from answer_row_groups(options, marks=source_marks or {}, quality=quality, stats=sources)
-        if options.format == "edits" or "chosen" not in options.answers:
+        if options.format in EDIT_FORMATS or "chosen" not in options.answers:
             return
     prompt_texts = PromptTexts()
     for group in comparison_groups(options, high_water_mark=high_water_mark, quality=quality):
@@ -582,7 +582,9 @@ def _reads_judgments(options: ExportOptions) -> bool:
     unless the export also takes the chosen model answers."""
     if options.format in PROMPT_FORMATS:
         return False
-    return options.format not in ANSWER_FORMATS or (options.format != "edits" and "chosen" in options.answers)
+    return options.format not in ANSWER_FORMATS or (
+        options.format not in EDIT_FORMATS and "chosen" in options.answers
+    )
 
 
 def _judgments_card_sections(

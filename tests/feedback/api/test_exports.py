@@ -77,6 +77,7 @@ def judged():
                             "prompt-completion",
                             "prompt-completion-conversational",
                             "edits",
+                            "edits-conversational",
                             "prompt-only",
                             "prompt-only-conversational",
                             "judgments",

@@ -42,7 +42,7 @@ def test_defaults_and_canonical_round_trip():
                 "format": [
                     "'csv' is not one of: preference, preference-conversational, preference-conversational-implicit, "
                     "unpaired, unpaired-conversational, hh-rlhf, rankings, sft, prompt-completion, "
-                    "prompt-completion-conversational, edits, prompt-only, prompt-only-conversational, judgments, gold."
+                    "prompt-completion-conversational, edits, edits-conversational, prompt-only, prompt-only-conversational, judgments, gold."
                 ]
             },
         ),
@@ -120,7 +120,7 @@ def test_defaults_and_canonical_round_trip():
         ),
         (
             {"format": "sft", "edit_pairs": "expanded"},
-            {"edit_pairs": ["Applies to the edits format(s) only."]},
+            {"edit_pairs": ["Applies to the edits, edits-conversational format(s) only."]},
         ),
         (
             {"format": "preference", "columns": "votes"},

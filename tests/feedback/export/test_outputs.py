@@ -48,7 +48,7 @@ def test_parquet_and_datasets_directory_hold_the_jsonl_rows(corpus, tmp_path, ex
         common["columns"] = "ids,checkpoints,category,agreement,votes"
     if export_format.startswith("prompt-completion"):
         common["answers"] = "chosen,edited,written"
-    if export_format == "edits":
+    if export_format.startswith("edits"):
         _edits_written(corpus)
     write(tmp_path, "jsonl", output="jsonl", **common)
     write(tmp_path, "gz", output="jsonl.gz", **common)

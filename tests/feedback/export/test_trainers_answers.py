@@ -158,6 +158,17 @@ def test_edits_train_the_reward_model_and_dpo(loop, tiny_checkpoint, tmp_path):
     _trained(train_reward(directory / "train.jsonl", tiny_checkpoint, tmp_path / "reward"), rows.num_rows)
     _trained(train_dpo(directory / "train.jsonl", tiny_checkpoint, tmp_path / "dpo"), rows.num_rows)
 
+    # The same pairs in the conversational shape: the prompt's messages, each answer an assistant turn.
+    chat, _ = exported(tmp_path, format="edits-conversational", edit_pairs="expanded", output="parquet")
+    chat_rows = load_exported_dataset(chat / "train.parquet")["train"]
+    assert chat_rows.column_names == ["prompt", "chosen", "rejected"]
+    assert chat_rows.num_rows == rows.num_rows
+    assert chat_rows[0]["prompt"][-1]["role"] == "user"
+    assert [turn["content"] for turn in chat_rows["chosen"][0]] == [rows[0]["chosen"]]
+    assert chat_rows[0]["rejected"] == [{"role": "assistant", "content": rows[0]["rejected"]}]
+    _trained(train_reward(chat / "train.parquet", tiny_checkpoint, tmp_path / "reward-chat"), rows.num_rows)
+    _trained(train_dpo(chat / "train.parquet", tiny_checkpoint, tmp_path / "dpo-chat"), rows.num_rows)
+
 
 def test_the_conversational_judgment_shapes_train_kto_and_dpo(loop, tiny_checkpoint, tmp_path):
     unpaired, _ = exported(tmp_path, format="unpaired-conversational", output="hf-dataset")
