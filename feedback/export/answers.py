@@ -140,11 +140,23 @@ def answer_row_groups(
     }
     templates = dict(Project.objects.values_list("pk", "completion_template"))
     # An edit made after a verdict goes where its comparison goes: not out of one a reviewer retired.
-    judged = dict(
-        Judgment.objects.filter(
+    verdicts = {
+        pk: (comparison_id, choice, ranking)
+        for pk, comparison_id, choice, ranking in Judgment.objects.filter(
             pk__in={answer.judgment_id for answer in answers.values() if answer.judgment_id}
-        ).values_list("pk", "comparison_id")
-    )
+        ).values_list("pk", "comparison_id", "choice", "ranking")
+    }
+    judged = {pk: comparison_id for pk, (comparison_id, _, _) in verdicts.items()}
+    # The expanded pairs read what each edit's comparison showed: one query for all of them.
+    shown: dict[int, list[tuple[int, str]]] = {}
+    if options.format in EDIT_FORMATS and options.edit_pairs == "expanded":
+        for comparison_id, response_id, text in (
+            ComparisonResponse.objects.filter(comparison_id__in=set(judged.values()))
+            .order_by("comparison_id", "position")
+            .values_list("comparison_id", "response_id", "response__text")
+            .iterator(chunk_size=CHUNK_SIZE)
+        ):
+            shown.setdefault(comparison_id, []).append((response_id, text))
     for answer in answers.values():
         if answer.id not in selected:
             continue
@@ -164,7 +176,7 @@ def answer_row_groups(
             continue
         prompt = prompts[answer.prompt_pk]
         if options.format in EDIT_FORMATS:
-            rows = _edit_rows(answer, root, originals, prompt, options, templates)
+            rows = _edit_rows(answer, root, originals, prompt, options, templates, verdicts, shown)
         else:
             rows = [_completion_row(answer.text, prompt, options, templates)]
         stats.answers[kind] += 1
@@ -280,9 +292,13 @@ def _edit_rows(
     prompt: Mapping[str, Any],
     options: ExportOptions,
     templates: dict[int, str],
+    verdicts: Mapping[int, tuple[int, str, list[int]]],
+    shown_by_comparison: Mapping[int, list[tuple[int, str]]],
 ) -> list[Row]:
     """The edit over the answer it was edited from; expanded, also over the comparison's other answers,
-    and the annotator's chosen answer over the ones they ranked below it."""
+    and the annotator's chosen answer over the ones they ranked below it (`verdicts`: judgment →
+    (comparison, choice, ranking); `shown_by_comparison`: comparison → its (response, text) in display
+    order)."""
     assert root.edited_from_id is not None
     text = _prompt_values(prompt, options, templates)
     original = originals[root.edited_from_id][1]
@@ -290,22 +306,19 @@ def _edit_rows(
         # TRL's conversational preference shape: the prompt's messages, each answer one assistant turn.
         return [
             {"prompt": text, "chosen": _assistant(row["chosen"]), "rejected": _assistant(row["rejected"])}
-            for row in _edit_rows(answer, root, originals, prompt, _standard(options), templates)
+            for row in _edit_rows(
+                answer, root, originals, prompt, _standard(options), templates, verdicts, shown_by_comparison
+            )
         ]
     rows: list[Row] = [{"prompt": text, "chosen": answer.text, "rejected": original}]
     if options.edit_pairs != "expanded" or root.judgment_id is None:
         return rows
-    judgment = (
-        Judgment.objects.filter(pk=root.judgment_id).values("comparison_id", "choice", "ranking").first()
-    )
-    if judgment is None:
+    verdict = verdicts.get(root.judgment_id)
+    if verdict is None:
         return rows
-    shown = list(
-        ComparisonResponse.objects.filter(comparison_id=judgment["comparison_id"])
-        .order_by("position")
-        .values_list("response_id", "response__text")
-    )
-    ranking = judgment["ranking"] or PAIRWISE_RANKINGS.get(judgment["choice"], [])
+    comparison_id, choice, ranking = verdict
+    shown = shown_by_comparison.get(comparison_id, [])
+    ranking = ranking or PAIRWISE_RANKINGS.get(choice, [])
     positions = {response_id: position for position, (response_id, _) in enumerate(shown)}
     start = positions.get(root.edited_from_id)
     if start is None or len(ranking) != len(shown):
@@ -314,7 +327,7 @@ def _edit_rows(
         if position == start:
             continue
         rows.append({"prompt": text, "chosen": answer.text, "rejected": other})
-    if judgment["choice"] not in ("tie", "both_bad"):
+    if choice not in ("tie", "both_bad"):
         rows += [
             {"prompt": text, "chosen": original, "rejected": other}
             for position, (_, other) in enumerate(shown)
