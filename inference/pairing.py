@@ -229,7 +229,7 @@ def answers_comparisons_create(
     compared. Random choices are seeded by `seed`, the opponent and the prompt, so the same call gives
     the same comparisons, and again creates nothing. One transaction, under the project's row lock."""
     source = source or project
-    if errors := answers_pairing_errors(project=project, against=against, seed=seed):
+    if errors := answers_pairing_errors(project=project, against=against, seed=seed, source=source):
         raise AnswersPairingError(errors)
     prompts = Prompt.objects.filter(project=source, is_gold=False)
     if prompt_ids is not None:

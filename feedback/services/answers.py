@@ -135,10 +135,42 @@ class AnswersPairingError(ValueError):
 
 
 def answers_pairing_errors(
+    *, project: Project, against: PolicyCheckpoint | None, seed: Any, source: Project | None = None
+) -> dict[str, list[str]]:
+    """Why people's answers to `source`'s prompts (default: the project's) cannot be compared in
+    `project` against `against` (a checkpoint; None: each other) with `seed`, by field; empty when they
+    can."""
+    errors = _pairing_shape_errors(project=project, against=against, seed=seed)
+    if errors:
+        return errors
+    source = source or project
+    counted = Response.objects.filter(
+        prompt__project=source,
+        prompt__is_gold=False,
+        source=Response.Source.HUMAN,
+        review__in=COUNTED_ANSWERS,
+    )
+    if not counted.exists():
+        errors["source"] = [
+            f"No people's answer to the prompts of {source} counts yet (accepted, or written where no review "
+            "was asked): nothing to compare."
+        ]
+    elif (
+        against is not None
+        and not Response.objects.filter(
+            checkpoint=against, prompt_id__in=counted.values("prompt_id")
+        ).exists()
+    ):
+        errors["against"] = [
+            f"{against} has not answered the prompts of {source} that people answered: start a generation "
+            f"run of it on {source} first."
+        ]
+    return errors
+
+
+def _pairing_shape_errors(
     *, project: Project, against: PolicyCheckpoint | None, seed: Any
 ) -> dict[str, list[str]]:
-    """Why people's answers cannot be compared in `project` against `against` (a checkpoint; None: each
-    other) with `seed`, by field; empty when they can."""
     errors: dict[str, list[str]] = {}
     if project.comparison_mode == Project.ComparisonMode.DEMONSTRATION:
         errors["project"] = [
@@ -161,7 +193,7 @@ def answers_pairing_request(
     """Ask a worker to put people's answers into the project's comparisons (see
     `inference.pairing.answers_comparisons_create`; `feedback` never imports it). Raises
     AnswersPairingError before sending anything when the request cannot be met."""
-    if errors := answers_pairing_errors(project=project, against=against, seed=seed):
+    if errors := answers_pairing_errors(project=project, against=against, seed=seed, source=source):
         raise AnswersPairingError(errors)
     task_send(
         ANSWERS_PAIR_TASK,

@@ -131,7 +131,19 @@ def test_requests_that_cannot_be_met_are_refused_and_write_nothing():
     with pytest.raises(AnswersPairingError) as refused:
         answers_comparisons_create(project=ranking, source=source, seed=-1)
     assert "seed" in refused.value.errors
-    assert not Comparison.objects.filter(project__in=[source, ranking]).exists()
+    judged = ProjectFactory()
+    with pytest.raises(AnswersPairingError) as refused:
+        answers_comparisons_create(
+            project=judged, source=source, against=PolicyCheckpointFactory(name="silent")
+        )
+    assert refused.value.errors["against"] == [
+        f"silent has not answered the prompts of {source} that people answered: start a generation run of it "
+        f"on {source} first."
+    ]
+    with pytest.raises(AnswersPairingError) as refused:
+        answers_comparisons_create(project=judged)  # its own prompts: none, so no answers
+    assert "nothing to compare" in refused.value.errors["source"][0]
+    assert not Comparison.objects.filter(project__in=[source, ranking, judged]).exists()
 
 
 def test_a_writer_is_never_given_a_comparison_showing_their_own_answer():
