@@ -151,6 +151,35 @@ def test_the_writing_page_reads_well_on_wide_and_narrow_screens(
     page.screenshot(path=str(ARTIFACTS / f"writing-{width}.png"), full_page=True)
     _no_harm(watch, page, ".conversation", "#writer-preview")
 
+    # The writer's own answers, one rejected with a hostile reason and one revised: readable, inert.
+    from feedback.services.answers import answer_review, human_answer_create
+    from tests.factories import AdminFactory
+
+    reviewer = AdminFactory()
+    prompt = project.prompts.first()
+    for index, action in enumerate(("reject", "edit")):
+        answer = human_answer_create(
+            prompt=prompt,
+            author=writer,
+            text=f"Try {index}: " + "y" * 150 + XSS_PAYLOADS[0],
+            review_required=True,
+        )
+        answer_review(
+            reviewer=reviewer,
+            answer_id=answer.pk,
+            action=action,
+            submission_key=f"browser-{index}-{width}",
+            reason=f"Not this: {XSS_PAYLOADS[1]}" if action == "reject" else "",
+            text=f"Fixed {index}: " + "z" * 150 if action == "edit" else None,
+        )
+    page.goto(f"{live_server.url}/projects/{project.slug}/answers")
+    page.locator("#answer-counts").wait_for()
+    assert "1 rejected" in page.locator("#answer-counts").inner_text()
+    assert page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth") <= 0
+    assert page.locator(".my-answer .diff").count() == 1  # the revised one, as a diff
+    page.screenshot(path=str(ARTIFACTS / f"my-answers-{width}.png"), full_page=True)
+    _no_harm(watch, page, ".my-answer")
+
 
 def test_a_reviewer_edits_a_hostile_answer_with_the_keyboard(browser_page, live_server):
     from feedback.services.answers import human_answer_create
