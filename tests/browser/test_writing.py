@@ -88,8 +88,12 @@ def test_a_demonstration_written_with_the_keyboard_survives_a_reload_and_is_save
     _no_harm(watch, page, ".conversation", "#writer-preview")
 
 
-def test_an_edit_of_the_chosen_answer_shows_its_diff_and_hostile_text_stays_inert(browser_page, live_server):
+@pytest.mark.parametrize(("width", "height"), [(1280, 800), (390, 844)])
+def test_an_edit_of_the_chosen_answer_shows_its_diff_and_hostile_text_stays_inert(
+    browser_page, live_server, width, height
+):
     page, watch = browser_page
+    page.set_viewport_size({"width": width, "height": height})
     editor = AnnotatorFactory(username="keyboard-editor")
     project = ProjectFactory(
         slug="edit-browser", judgments_per_comparison=1, answer_editing=Project.AnswerEditing.OPTIONAL
@@ -114,8 +118,9 @@ def test_an_edit_of_the_chosen_answer_shows_its_diff_and_hostile_text_stays_iner
     assert "green" in diff.locator("del").all_inner_texts()[0]
     assert any("blue" in text for text in diff.locator("ins").all_inner_texts())
     page.locator("#editor-preview p").first.wait_for()
+    assert page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth") <= 0
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "edit-diff.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"edit-diff-{width}.png"), full_page=True)
     page.keyboard.press("Control+Enter")
     page.locator("#status.saved").wait_for()
     edit = Response.objects.get(source="human")
@@ -181,11 +186,13 @@ def test_the_writing_page_reads_well_on_wide_and_narrow_screens(
     _no_harm(watch, page, ".my-answer")
 
 
-def test_a_reviewer_edits_a_hostile_answer_with_the_keyboard(browser_page, live_server):
+@pytest.mark.parametrize(("width", "height"), [(1280, 800), (390, 844)])
+def test_a_reviewer_edits_a_hostile_answer_with_the_keyboard(browser_page, live_server, width, height):
     from feedback.services.answers import human_answer_create
     from tests.factories import AdminFactory
 
     page, watch = browser_page
+    page.set_viewport_size({"width": width, "height": height})
     writer = AnnotatorFactory(username="hostile-writer")
     project = ProjectFactory(
         slug="review-browser", comparison_mode=Project.ComparisonMode.DEMONSTRATION, answers_reviewed=True
@@ -206,6 +213,7 @@ def test_a_reviewer_edits_a_hostile_answer_with_the_keyboard(browser_page, live_
     page.keyboard.type("\n\nReviewed <b>fine</b>.")
     page.locator("#reviewer-diff ins").first.wait_for()
     page.locator("#reviewer-draft").filter(has_text="Preview updated").wait_for()
+    assert page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth") <= 0
     page.keyboard.press("Control+Enter")
     page.locator("#status.saved").wait_for()
     page.wait_for_url(f"{live_server.url}/projects/{project.slug}/review")  # nothing more waits
