@@ -244,13 +244,10 @@ def answers_comparisons_create(
     if against is not None and by_prompt:
         model = Response.objects.filter(
             prompt_id__in=list(by_prompt), checkpoint=against, source=Response.Source.MODEL
-        ).values_list("id", "prompt_id", "sample_index", "text")
-        for response_id, prompt_id, sample_index, text in model.order_by(
-            "prompt_id", "run_id", "sample_index"
-        ):
-            # Sample indexes restart with each run: offset them past the people's, in the same order.
-            index = len(by_prompt[prompt_id]) + sample_index
-            by_prompt[prompt_id].append(Candidate(response_id, against.pk, index, text))
+        ).values_list("id", "prompt_id", "text")
+        for response_id, prompt_id, text in model.order_by("prompt_id", "run_id", "sample_index"):
+            # Sample indexes restart with each run: number them after the people's, in run order.
+            by_prompt[prompt_id].append(Candidate(response_id, against.pk, len(by_prompt[prompt_id]), text))
     opponent = PEOPLE_ID if against is None else against.pk
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).get()

@@ -362,7 +362,11 @@ class ExportOptionsSerializer(serializers.Serializer):
     format = serializers.ChoiceField(choices=FORMATS)
     aggregation = serializers.ChoiceField(choices=AGGREGATIONS, required=False)
     projects = serializers.ListField(child=serializers.CharField(), required=False, help_text="Slugs.")
-    checkpoints = serializers.ListField(child=serializers.CharField(), required=False, help_text="Names.")
+    checkpoints = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Checkpoint names (`people` for people's answers): every response compared is theirs.",
+    )
     since = serializers.DateTimeField(required=False, allow_null=True)
     until = serializers.DateTimeField(required=False, allow_null=True)
     min_judgments = serializers.IntegerField(required=False, min_value=1, max_value=1000)
@@ -424,7 +428,9 @@ class ExportStreamQuery(serializers.Serializer):
     format = serializers.ChoiceField(choices=FORMATS)
     aggregation = serializers.ChoiceField(choices=AGGREGATIONS, required=False)
     projects = serializers.CharField(required=False, help_text="Slugs, comma-separated.")
-    checkpoints = serializers.CharField(required=False, help_text="Checkpoint names, comma-separated.")
+    checkpoints = serializers.CharField(
+        required=False, help_text="Checkpoint names (`people` for people's answers), comma-separated."
+    )
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
     min_judgments = serializers.IntegerField(required=False, min_value=1, max_value=1000)
