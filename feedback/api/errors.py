@@ -7,9 +7,12 @@ annotation endpoints answer with the same shape (`annotate.views.error_response`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import status
 from rest_framework.exceptions import APIException, ErrorDetail, ValidationError
@@ -94,3 +97,46 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """Unknown URLs under /api/ answer in the API's shape, not with the site's HTML 404 page."""
     return JsonResponse({"detail": f"No API endpoint at {request.path}."}, status=404)
+
+
+TOO_LARGE = (
+    "The request body is larger than the limit of {limit:,} bytes: send less (a prompt file as a multipart "
+    "upload or JSON Lines, which are streamed, not held in memory)."
+)
+GENERIC = {
+    400: "Bad request.",
+    403: "Forbidden.",
+    404: "Not found.",
+    405: "Method not allowed.",
+    413: "The request is too large.",
+}
+
+
+class ApiErrorsMiddleware:
+    """Every error under /api/ in the API's shape, also those raised before a view answers: a body over
+    `DATA_UPLOAD_MAX_MEMORY_SIZE` is a 413 naming the limit (Django would answer with its HTML 400 page),
+    and any other error that is not JSON (a response made outside the API's views) becomes
+    `{"detail": "…"}` with its status kept."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not request.path_info.startswith("/api/") or response.status_code < 400:
+            return response
+        if response.get("Content-Type", "").startswith("application/json"):
+            return response
+        detail = GENERIC.get(response.status_code, f"The request failed ({response.status_code}).")
+        replaced = JsonResponse({"detail": detail}, status=response.status_code)
+        for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+            if header in response:
+                replaced[header] = response[header]
+        return replaced
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if request.path_info.startswith("/api/") and isinstance(exception, RequestDataTooBig):
+            return JsonResponse(
+                {"detail": TOO_LARGE.format(limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE)}, status=413
+            )
+        return None

@@ -1,5 +1,7 @@
 """Who may call the API, the one error shape, unknown URLs, and the per-token rate limit."""
 
+import json
+
 import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -148,3 +150,50 @@ def test_the_schema_and_docs_are_public_and_served_without_a_cdn(client):
 
 def test_a_bad_token_does_not_keep_anyone_from_the_schema(client):
     assert client.get("/api/schema/", HTTP_AUTHORIZATION="Bearer nonsense").status_code == 200
+
+
+def test_a_body_over_the_limit_is_a_json_413_naming_it(engineer_api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000_000
+    body = json.dumps({"format": "preference", "padding": "x" * 1_200_000})
+    response = engineer_api.post("/api/v1/exports", body, content_type="application/json")
+    assert response.status_code == 413
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["detail"].startswith(
+        "The request body is larger than the limit of 1,000,000 bytes"
+    )
+    assert not Export.objects.exists()
+    # Just under the limit, the same request reaches the API and is judged on its fields.
+    fits = engineer_api.post(
+        "/api/v1/exports", json.dumps({"format": "nope", "padding": "x"}), content_type="application/json"
+    )
+    assert fits.status_code == 400
+    assert "format" in fits.json()["errors"]
+
+
+def test_session_requests_without_csrf_and_wrong_methods_get_the_json_shape(data_engineer, engineer_api):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(data_engineer)
+    refused = browser.post("/api/v1/exports", "{}", content_type="application/json")
+    assert refused.status_code == 403
+    assert refused.json()["detail"].startswith("CSRF Failed")
+    wrong = engineer_api.put("/api/v1/projects", "{}", content_type="application/json")
+    assert wrong.status_code == 405
+    assert wrong.json() == {"detail": 'Method "PUT" not allowed.'}
+
+
+def test_an_error_made_outside_the_api_views_is_reshaped_with_its_headers():
+    from django.http import HttpResponse, HttpResponseNotAllowed
+    from django.test import RequestFactory
+
+    from feedback.api.errors import ApiErrorsMiddleware
+
+    request = RequestFactory().patch("/api/v1/projects")
+    reshaped = ApiErrorsMiddleware(lambda _: HttpResponseNotAllowed(["GET", "POST"]))(request)
+    assert reshaped.status_code == 405
+    assert json.loads(reshaped.content) == {"detail": "Method not allowed."}
+    assert reshaped["Allow"] == "GET, POST"
+    page = RequestFactory().get("/projects/x/annotate")
+    html = HttpResponse("<h1>Not found</h1>", status=404)
+    assert ApiErrorsMiddleware(lambda _: html)(page) is html  # the site's pages keep theirs
