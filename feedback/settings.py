@@ -254,6 +254,9 @@ SPECTACULAR_SETTINGS = {
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
 # No broker means the single-process demo: tasks run inline, in the caller, and errors propagate.
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+# Inline tasks never reach a broker, but Celery still builds a connection object for them: an in-memory
+# one, named with a host (an empty URL, or "memory://", made kombu warn "No hostname was supplied").
+CELERY_BROKER_URL = CELERY_BROKER_URL or "memory://localhost/"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = None  # state lives in PostgreSQL rows, not in Celery results
 CELERY_TASK_IGNORE_RESULT = True

@@ -117,3 +117,16 @@ def test_a_deadline_past_the_soft_time_limit_is_refused():
         "ImproperlyConfigured: Need 0 < RANKWISE_GENERATION_TASK_DEADLINE_SECONDS < CELERY_TASK_SOFT_TIME_LIMIT"
         in result.stderr
     )
+
+
+def test_the_demo_runs_tasks_inline_without_a_broker_warning(tmp_path):
+    """Celery builds a connection object even for inline tasks: with no broker configured it must not make
+    kombu warn about a missing hostname in the demo's log."""
+    script = (
+        "from feedback.celery import app; c = app.connection_for_write(); c.info(); "
+        "print(app.conf.task_always_eager, app.conf.broker_url)"
+    )
+    result = manage("shell", "--verbosity", "0", "-c", script, RANKWISE_VAR_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "memory://localhost/"]
+    assert "No hostname" not in result.stderr
