@@ -13,6 +13,8 @@ admin.site.index_title = "Projects, prompts, checkpoints and judgments"
 urlpatterns = [
     path("", include("annotate.urls")),
     path("healthz", views.healthz, name="healthz"),
+    # Browsers that ask before reading the page's icon link get the same icon.
+    path("favicon.ico", views.favicon, name="favicon"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

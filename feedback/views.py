@@ -1,7 +1,8 @@
 from pathlib import Path
 
 from django.db import connection
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
+from django.templatetags.static import static
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import requires_csrf_token
@@ -17,6 +18,15 @@ def healthz(request: HttpRequest) -> HttpResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return HttpResponse("ok", content_type="text/plain")
+
+
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """`/favicon.ico`, which browsers ask for before (or without) reading a page's icon link: the site's
+    icon. Resolved per request, so a missing static manifest cannot stop the site from starting."""
+    response = HttpResponsePermanentRedirect(static("rankwise/favicon.svg"))
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
 
 
 SERVER_ERROR_DETAIL = "The server failed to answer this request. The error was logged; try again later."

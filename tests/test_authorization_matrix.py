@@ -120,6 +120,7 @@ RULES = [
     Rule("projects/<slug:slug>/review/answers/<int:answer_id>/preview", 401, 403, 404, 200),
     Rule("projects/<slug:slug>/review/answers/<int:answer_id>/decision", 401, 403, 404, 400, "post", "{}"),
     Rule("healthz", 200, 200, 200, 200),
+    Rule("favicon.ico", *["→ /static/rankwise/favicon.svg"] * 4),
     Rule("accounts/login/", 200, 200, 200, 200),
     Rule("accounts/logout/", 405, 405, 405, 405),  # logging out takes a POST
     # --- the admin: pages of the site ---------------------------------------------------------------------

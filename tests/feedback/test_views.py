@@ -27,3 +27,18 @@ def test_anonymous_users_have_no_projects():
 
     ProjectFactory()
     assert list(projects_open_to(user=AnonymousUser())) == []
+
+
+def test_every_page_carries_the_site_icon_and_favicon_ico_leads_to_it(client, admin_user):
+    from django.contrib.staticfiles import finders
+
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 301
+    assert icon["Location"] == "/static/rankwise/favicon.svg"
+    assert finders.find("rankwise/favicon.svg")
+    link = '<link rel="icon" href="/static/rankwise/favicon.svg" type="image/svg+xml">'
+    assert link in client.get("/accounts/login/").content.decode()
+    assert link in client.get("/admin/login/").content.decode()
+    client.force_login(admin_user)
+    for page in ("/", "/admin/", "/admin/feedback/project/add/", "/admin/feedback/project/"):
+        assert link in client.get(page).content.decode(), page
