@@ -244,6 +244,8 @@ def comparison_lease_next(
     project's lease duration. Idempotent per annotator: until then, calling again returns the same lease.
     At the project's gold rate (see `gold_due`) the lease is on a gold item the annotator has never been
     served instead; gold is served only while there is other work for them too, so it never stands out.
+    Where the project compares people's answers (`compares_people`, as the caller loaded it: each request
+    loads it afresh), no comparison showing an answer the annotator wrote is claimed.
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -267,7 +269,7 @@ def comparison_lease_next(
         )
         if own is not None:
             return own
-        writer = writes_in(annotator_id=annotator.pk, project_id=project.pk)
+        writer = project.compares_people and writes_in(annotator_id=annotator.pk, project_id=project.pk)
         claim = claim_next(annotator_id=annotator.pk, project_id=project.pk, writer=writer)
         for _ in range(CLAIM_ATTEMPTS):
             candidate = claim.first()

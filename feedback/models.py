@@ -218,6 +218,9 @@ class Project(models.Model):
         help_text="People's answers (demonstrations and edits) count in exports only once a reviewer accepts "
         "them.",
     )
+    # Set (for good) when people's answers first enter its comparisons: only then does a claim check that
+    # it does not give a writer their own answer to judge, so other projects' claims cost nothing more.
+    compares_people = models.BooleanField(default=False, db_default=False, editable=False)
     strength_labels = models.JSONField(
         default=default_strength_labels,
         blank=True,

@@ -27,6 +27,7 @@ from feedback.models import (
     ReviewItem,
 )
 from feedback.quality.gold import gold_correct, verdict_labels
+from feedback.verdicts import verdict_text
 
 
 def _count_per_project(model: type[Model], **filters: Any) -> Coalesce:
@@ -161,19 +162,6 @@ class ReviewPage:
     decisions: list[ReviewDecision]
 
 
-def _outcome_text(choice: str, ranking: list[int], labels: list[str]) -> str:
-    if choice in ("a", "b"):
-        return f"{choice.upper()} better"
-    if choice == "tie":
-        return "Tie"
-    if choice == "both_bad":
-        return "Both bad"
-    places: dict[int, list[str]] = {}
-    for label, rank in zip(labels, ranking, strict=False):
-        places.setdefault(rank, []).append(label)
-    return " > ".join(" = ".join(places[rank]) for rank in sorted(places))
-
-
 def review_page(*, item: ReviewItem) -> ReviewPage:
     """Everything the review page shows of an item, annotators as pseudonyms. Five queries."""
     comparison = item.comparison
@@ -192,7 +180,7 @@ def review_page(*, item: ReviewItem) -> ReviewPage:
         judgments.append(
             ReviewedJudgment(
                 pseudonym=annotator_pseudonym(project_id=item.project_id, annotator_id=judgment.annotator_id),
-                choice=_outcome_text(judgment.choice, judgment.ranking, labels),
+                choice=verdict_text(judgment.choice, judgment.ranking, labels),
                 strength=judgment.strength,
                 ranking=list(judgment.ranking),
                 ratings={

@@ -25,3 +25,19 @@ def ranking_error(ranking: Sequence[int], *, size: int, allows_tie: bool) -> str
     if distinct != list(range(1, len(distinct) + 1)):
         return "Ranks must be consecutive from 1 (tied responses share a rank, the next rank follows on)."
     return None
+
+
+def verdict_text(choice: str, ranking: Sequence[int], labels: Sequence[str] | None = None) -> str:
+    """A verdict as people read it: "A better", "B better", "Tie", "Both bad", or a ranking's labels best
+    first ("B > A = C"). `labels` name the display positions (default A, B, C, …)."""
+    if choice in ("a", "b"):
+        return f"{choice.upper()} better"
+    if choice == "tie":
+        return "Tie"
+    if choice == "both_bad":
+        return "Both bad"
+    names = list(labels) if labels is not None else [chr(ord("A") + index) for index in range(len(ranking))]
+    places: dict[int, list[str]] = {}
+    for label, rank in zip(names, ranking, strict=False):
+        places.setdefault(rank, []).append(label)
+    return " > ".join(" = ".join(places[rank]) for rank in sorted(places))

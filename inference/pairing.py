@@ -276,6 +276,8 @@ def answers_comparisons_create(
                 short += 1
             planned.extend((prompt_id, group) for group in fresh)
         created = _comparisons_store(project=project, run=None, planned=planned)
+        if created and not project.compares_people:
+            Project.objects.filter(pk=project.pk).update(compares_people=True)
     return AnswersPairingReport(
         prompts=len(by_prompt), answers=answers, comparisons=created, already=already, short=short
     )

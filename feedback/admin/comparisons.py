@@ -42,6 +42,7 @@ from feedback.models import (
 from feedback.quality.gold import VerdictInvalid, labels_from_text, verdict_labels
 from feedback.services.gold import EXPLANATION_MAX_CHARS, GoldInvalid, comparison_mark_gold, gold_import
 from feedback.services.prompts import PromptImportError
+from feedback.verdicts import verdict_text
 
 RESPONSE_FIELDS = (
     "prompt",
@@ -402,10 +403,42 @@ class AssignmentAdmin(ReadOnlyModelAdmin):
 class JudgmentAdmin(ReadOnlyModelAdmin):
     """Judgments are the audit record: staff may read them, nobody edits or deletes them here."""
 
-    list_display = ("id", "comparison", "annotator", "choice", "strength", "flag_list", "created_at")
+    list_display = ("id", "comparison", "annotator", "verdict", "strength_label", "flag_list", "created_at")
     list_filter = ("choice", "comparison__project")
-    list_select_related = ("comparison", "annotator")
+    list_select_related = ("comparison__project", "annotator")
     search_fields = ("annotator__username", "rationale")
+    fields = (
+        "comparison",
+        "annotator",
+        "assignment",
+        "verdict",
+        "strength_label",
+        "choice",
+        "ranking",
+        "ratings",
+        "rationale",
+        "flags",
+        "time_spent_ms",
+        "submission_key",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="Verdict", ordering="choice")
+    def verdict(self, judgment: Judgment) -> str:
+        """Pairwise: A, B, tie or both bad; a ranking: the labels best first, `=` between equal ranks."""
+        return verdict_text(judgment.choice, judgment.ranking)
+
+    @admin.display(description="Strength", ordering="strength")
+    def strength_label(self, judgment: Judgment) -> str:
+        """The project's label for the strength given (its number where the project has no label)."""
+        if judgment.strength is None:
+            return "—"
+        labels = judgment.comparison.project.strength_labels or []
+        if 1 <= judgment.strength <= len(labels):
+            return str(labels[judgment.strength - 1])
+        return str(judgment.strength)
 
     @admin.display(description="Flags")
     def flag_list(self, judgment: Judgment) -> str:

@@ -26,6 +26,11 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.AddField(
+            model_name="project",
+            name="compares_people",
+            field=models.BooleanField(db_default=False, default=False, editable=False),
+        ),
+        migrations.AddField(
             model_name="response",
             name="time_spent_ms",
             field=models.PositiveIntegerField(

@@ -79,6 +79,7 @@ def test_writers_answers_meet_the_checkpoint_and_the_leaderboard_ranks_people(ti
         return Comparison.objects.filter(project=judged).count() == expected
 
     wait_for(paired, timeout=120, what="the worker to pair people's answers", workers=[worker])
+    judged.refresh_from_db()  # as each request loads it
 
     # Everyone judges what they are given; people's answer wins three times in four.
     judged_count = 0

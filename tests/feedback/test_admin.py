@@ -395,3 +395,23 @@ def test_a_project_and_a_checkpoint_are_added_from_their_forms_as_they_come(admi
     data = submitted_defaults(admin_client, url) | {"name": "policy-v1", "source": str(tmp_path)}
     assert admin_client.post(url, data).status_code == 302
     assert PolicyCheckpoint.objects.get(name="policy-v1").source == str(tmp_path)
+
+
+def test_judgment_lists_show_verdicts_and_strength_labels_not_codes(admin_client):
+    from tests.factories import AnnotatorFactory, ComparisonFactory, JudgmentFactory, ProjectFactory
+
+    project = ProjectFactory(strength_labels=["A little", "Clearly", "By far"])
+    pairwise = ComparisonFactory(prompt__project=project)
+    JudgmentFactory(comparison=pairwise, choice="b", ranking=[2, 1], strength=3)
+    JudgmentFactory(comparison=pairwise, choice="both_bad", ranking=[1, 1], strength=None)
+    ranking_project = ProjectFactory(comparison_mode="ranking", responses_per_comparison=3, strength_labels=[])
+    ranked = ComparisonFactory(prompt__project=ranking_project, with_responses=3)
+    judgment = JudgmentFactory(
+        comparison=ranked, annotator=AnnotatorFactory(), choice="ranked", ranking=[2, 1, 2], strength=None
+    )
+    page = admin_client.get("/admin/feedback/judgment/").content.decode()
+    assert '<td class="field-verdict">B better</td><td class="field-strength_label">By far</td>' in page
+    assert '<td class="field-verdict">Both bad</td><td class="field-strength_label">—</td>' in page
+    assert '<td class="field-verdict">B &gt; A = C</td>' in page
+    detail = admin_client.get(f"/admin/feedback/judgment/{judgment.pk}/change/").content.decode()
+    assert "B &gt; A = C" in detail

@@ -149,7 +149,10 @@ def test_requests_that_cannot_be_met_are_refused_and_write_nothing():
 def test_a_writer_is_never_given_a_comparison_showing_their_own_answer():
     source, checkpoint, writers = writing_project(prompts=3, writers=2)
     judged = ProjectFactory(judgments_per_comparison=2)
+    assert not judged.compares_people
     answers_comparisons_create(project=judged, source=source, against=checkpoint)
+    judged.refresh_from_db()
+    assert judged.compares_people  # from now on its claims keep writers from their own answers
     writer = writers[0]
     own = set(Response.objects.filter(author=writer).values_list("pk", flat=True))
     served = []
