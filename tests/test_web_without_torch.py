@@ -97,6 +97,7 @@ def test_the_web_stack_imports_and_serves_pages_where_import_torch_fails(tmp_pat
         "feedback.reconcile_generation",
         "feedback.refresh_leaderboard",
         "feedback.refresh_quality",
+        "inference.answers_pair",
         "inference.generate_chunk",
         "inference.validate_checkpoint",
     ]
