@@ -6,8 +6,9 @@ PY := $(VENV)/bin/python
 # The pinned build is the local CPU wheel; an unpinned torch would pull gigabytes of CUDA packages.
 TORCH_VERSION := 2.13.0
 STAMP := $(VENV)/.installed
-# The demo's model: a tiny checkpoint with random weights, built once, so comparisons exist at start.
-DEMO_CHECKPOINT := var/checkpoints/tiny-instruct
+# The demo's model: a tiny checkpoint with random weights and whole-word tokens (readable noise), built
+# once, so comparisons exist at start. RANKWISE_DEMO_MODEL or RANKWISE_DEMO_OPENAI_URL take its place.
+DEMO_CHECKPOINT := var/checkpoints/tiny-words
 
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/rankwise
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
@@ -36,7 +37,7 @@ demo: demo-setup
 
 demo-setup: install
 	$(PY) manage.py migrate --noinput
-	test -f $(DEMO_CHECKPOINT)/config.json || $(PY) manage.py make_tiny_checkpoint $(DEMO_CHECKPOINT)
+	test -f $(DEMO_CHECKPOINT)/config.json || $(PY) manage.py make_tiny_checkpoint --words $(DEMO_CHECKPOINT)
 	$(PY) manage.py seed_demo --checkpoint $(DEMO_CHECKPOINT)
 
 ## make test: install (Chromium too, when missing), check PostgreSQL and Redis, lint, run every test

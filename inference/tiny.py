@@ -1,18 +1,24 @@
 """A tiny causal language model for tests and the demo: random weights, a real tokenizer, a chat template.
 
-The tokenizer is a byte-level BPE trained on text bundled with the project (the demo prompts), so it
-encodes any input and round-trips it; the model is Llama-shaped with a few thousand parameters per layer,
-so it loads and generates in milliseconds on a CPU. Its output is noise. The config carries
-`rankwise_test_model: true`, which checkpoint validation reports and the admin shows.
+The tokenizer is trained on text bundled with the project (the demo prompts and the demo projects'
+guidelines). By default it is a byte-level BPE, which encodes any input and round-trips it (what tests
+need); with `words=True` its tokens are whole words and punctuation, so that random weights write random
+but readable words instead of broken UTF-8 (what the demo needs: a newcomer's first comparison should not
+look like a broken page). The model is Llama-shaped with a few thousand parameters per layer, so it loads
+and generates in milliseconds on a CPU. Its output is noise. The config carries `rankwise_test_model:
+true`, which checkpoint validation reports and the admin shows.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 CORPUS = Path(__file__).resolve().parent.parent / "feedback" / "demo" / "prompts.jsonl"
 VOCAB_SIZE = 512
+WORDS_VOCAB_SIZE = 4_000
+UNKNOWN = "[UNK]"
 END_OF_TEXT = "<|endoftext|>"
 TURN_START = "<|im_start|>"
 TURN_END = "<|im_end|>"
@@ -38,8 +44,32 @@ def corpus_texts() -> list[str]:
     return texts
 
 
-def build_tiny_checkpoint(path: Path, *, kind: str = "instruct", seed: int = 0) -> Path:
-    """Write a tiny checkpoint into `path` (created; must be empty or absent) and return it."""
+def words_corpus_texts() -> list[str]:
+    """What the word-level tokenizer learns its vocabulary from: the demo prompts and the demo projects'
+    guidelines (plain English the demo's pages already show)."""
+    from feedback.services.demo import DEMO_GUIDELINES, DEMO_WRITING_GUIDELINES
+
+    return [*corpus_texts(), DEMO_GUIDELINES, DEMO_WRITING_GUIDELINES, "system user assistant"]
+
+
+def _words_tokenizer(special_tokens: list[str]) -> Any:
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    backend = Tokenizer(models.WordLevel(unk_token=UNKNOWN))
+    backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    # Words, and each punctuation mark on its own; decoding joins tokens with spaces, and the tokenizer's
+    # clean-up takes the space before punctuation away ("word , word" reads "word, word").
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.WordLevelTrainer(
+        vocab_size=WORDS_VOCAB_SIZE, special_tokens=[UNKNOWN, *special_tokens], show_progress=False
+    )
+    backend.train_from_iterator(words_corpus_texts(), trainer=trainer)
+    return backend
+
+
+def build_tiny_checkpoint(path: Path, *, kind: str = "instruct", seed: int = 0, words: bool = False) -> Path:
+    """Write a tiny checkpoint into `path` (created; must be empty or absent) and return it. `words`: a
+    word-level tokenizer (readable noise, for the demo) instead of byte-level BPE."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -52,16 +82,19 @@ def build_tiny_checkpoint(path: Path, *, kind: str = "instruct", seed: int = 0) 
     path.mkdir(parents=True, exist_ok=True)
 
     special_tokens = [END_OF_TEXT, PAD, TURN_START, TURN_END]
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
-        special_tokens=special_tokens,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    backend.train_from_iterator(corpus_texts(), trainer=trainer)
+    if words:
+        backend = _words_tokenizer(special_tokens)
+    else:
+        backend = Tokenizer(models.BPE())
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        backend.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=VOCAB_SIZE,
+            special_tokens=special_tokens,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        backend.train_from_iterator(corpus_texts(), trainer=trainer)
 
     end_token = TURN_END if kind == "instruct" else END_OF_TEXT
     tokenizer = PreTrainedTokenizerFast(
@@ -70,6 +103,7 @@ def build_tiny_checkpoint(path: Path, *, kind: str = "instruct", seed: int = 0) 
         eos_token=end_token,
         pad_token=PAD,
         model_max_length=2048,
+        **({"unk_token": UNKNOWN, "clean_up_tokenization_spaces": True} if words else {}),
     )
     if kind == "instruct":
         tokenizer.chat_template = CHAT_TEMPLATE
@@ -90,6 +124,7 @@ def build_tiny_checkpoint(path: Path, *, kind: str = "instruct", seed: int = 0) 
     )
     config.rankwise_test_model = True
     config.rankwise_kind = kind
+    config.rankwise_tokenizer = "words" if words else "bytes"
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, User
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Prefetch
 from django.utils import timezone
@@ -87,6 +88,12 @@ knowledgeable person would rather receive.
 Choose **tie** only when you genuinely cannot prefer one, and **both bad** when neither is acceptable.
 Say how strongly you prefer your choice, rate each answer on the rubric, and add a short rationale when
 your choice is not obvious.
+
+## About this demo's model
+
+Unless the demo was started with a model of your own (see the README), the answers come from a tiny
+model that was never trained: its weights are random, so it writes random words. That is expected. Judge
+the answers anyway: the point is to see how Rankwise works, not how good the model is.
 """
 
 
@@ -198,34 +205,110 @@ def demo_seed() -> DemoSeedResult:
     )
 
 
-def demo_generate(*, checkpoint_path: Path) -> list[GenerationRun]:
-    """Register the tiny checkpoint at `checkpoint_path` as the demo project's current one (and, as its
-    parent, the same weights as a base model), validate them, and generate: the current checkpoint's
-    samples paired with each other, then the base against the instruct one head to head; each run
-    unless a completed one exists.
+@dataclass(frozen=True)
+class DemoModel:
+    """The model the demo generates with: the tiny checkpoint (random weights), a model directory of the
+    user's (`RANKWISE_DEMO_MODEL`), or a model an OpenAI-compatible server serves
+    (`RANKWISE_DEMO_OPENAI_URL`, `RANKWISE_DEMO_OPENAI_MODEL`, and the key, if the server wants one, in
+    `RANKWISE_DEMO_OPENAI_API_KEY`). It is registered twice: as the instruction-tuned checkpoint, and as
+    its own "parent", the same weights prompted as a base model, so the leaderboard has two to compare."""
+
+    name: str
+    base_name: str
+    fields: dict[str, str]  # the checkpoint's source fields (source, backend, …)
+    notes: str
+    tiny: bool
+
+    @classmethod
+    def tiny_checkpoint(cls, path: Path) -> DemoModel:
+        return cls(
+            name=DEMO_CHECKPOINT_NAME,
+            base_name=DEMO_BASE_CHECKPOINT_NAME,
+            fields={"source": str(path.resolve())},
+            notes="Made by `manage.py make_tiny_checkpoint`: random weights, its answers are random words.",
+            tiny=True,
+        )
+
+    @classmethod
+    def local(cls, path: Path) -> DemoModel:
+        name = path.resolve().name[:180] or "demo-model"
+        return cls(
+            name=name,
+            base_name=f"{name}-as-base",
+            fields={"source": str(path.resolve())},
+            notes="The demo's model, from RANKWISE_DEMO_MODEL.",
+            tiny=False,
+        )
+
+    @classmethod
+    def served(cls, url: str, model: str) -> DemoModel:
+        return cls(
+            name=model[:180],
+            base_name=f"{model[:180]}-as-base",
+            fields={
+                "source": model,
+                "backend": PolicyCheckpoint.Backend.OPENAI,
+                "api_base_url": url,
+                "served_model_name": model,
+                "api_key_env": DEMO_OPENAI_KEY_VARIABLE if os.environ.get(DEMO_OPENAI_KEY_VARIABLE) else "",
+            },
+            notes=f"The demo's model, served at {url} (RANKWISE_DEMO_OPENAI_URL).",
+            tiny=False,
+        )
+
+
+DEMO_OPENAI_KEY_VARIABLE = "RANKWISE_DEMO_OPENAI_API_KEY"
+
+
+def demo_model_from_environment(tiny_path: Path | None) -> DemoModel | None:
+    """The model `make demo` generates with: the user's, when the environment names one, else the tiny
+    checkpoint at `tiny_path` (None: none). Raises ValidationError for a setting that cannot work."""
+    directory = os.environ.get("RANKWISE_DEMO_MODEL", "").strip()
+    url = os.environ.get("RANKWISE_DEMO_OPENAI_URL", "").strip()
+    if directory and url:
+        raise ValidationError("Set RANKWISE_DEMO_MODEL or RANKWISE_DEMO_OPENAI_URL, not both.")
+    if directory:
+        path = Path(directory).expanduser()
+        if not (path / "config.json").is_file():
+            raise ValidationError(f"RANKWISE_DEMO_MODEL={directory}: no Hugging Face model directory there.")
+        return DemoModel.local(path)
+    if url:
+        model = os.environ.get("RANKWISE_DEMO_OPENAI_MODEL", "").strip()
+        if not model:
+            raise ValidationError(
+                "RANKWISE_DEMO_OPENAI_URL needs RANKWISE_DEMO_OPENAI_MODEL: the model's name there."
+            )
+        return DemoModel.served(url, model)
+    return DemoModel.tiny_checkpoint(tiny_path) if tiny_path is not None else None
+
+
+def demo_generate(*, model: DemoModel) -> list[GenerationRun]:
+    """Register the demo's model as the demo project's current checkpoint (and, as its parent, the same
+    weights as a base model), validate them, and generate: the current checkpoint's samples paired with
+    each other, then the base against the instruct one head to head; each run unless a completed one
+    exists.
 
     Without a broker (the demo) the tasks run inline, so comparisons exist when this returns. Returns the
     new runs (none when there was nothing to do).
     """
     project = Project.objects.get(slug=DEMO_PROJECT_SLUG)
-    notes = "Made by `manage.py make_tiny_checkpoint`: random weights, its answers are noise."
     with transaction.atomic():
         base, _ = PolicyCheckpoint.objects.update_or_create(
-            name=DEMO_BASE_CHECKPOINT_NAME,
+            name=model.base_name,
             defaults={
                 "kind": PolicyCheckpoint.Kind.BASE,
                 "source_type": PolicyCheckpoint.SourceType.LOCAL,
-                "source": str(checkpoint_path.resolve()),
-                "notes": notes + " The same weights as tiny-instruct, prompted as a base model.",
+                **model.fields,
+                "notes": f"{model.notes} The same weights as {model.name}, prompted as a base model.",
             },
         )
         checkpoint, _ = PolicyCheckpoint.objects.update_or_create(
-            name=DEMO_CHECKPOINT_NAME,
+            name=model.name,
             defaults={
                 "kind": PolicyCheckpoint.Kind.INSTRUCT,
                 "source_type": PolicyCheckpoint.SourceType.LOCAL,
-                "source": str(checkpoint_path.resolve()),
-                "notes": notes,
+                **model.fields,
+                "notes": model.notes,
                 "parent": base,
             },
         )
@@ -395,7 +478,7 @@ def _crowd_plan(
     in turn (as many as it requires, at most), gold items mixed in. Seeded: the same every time."""
     rng = random.Random(DEMO_CROWD_SEED)  # noqa: S311 (a simulation, not a secret)
     plan = []
-    instruct = PolicyCheckpoint.objects.filter(name=DEMO_CHECKPOINT_NAME).values_list("pk", flat=True).first()
+    instruct = project.current_checkpoint_id  # the instruct one: its parent is the same weights as base
     for index, comparison in enumerate(ordinary):
         shown = [entry.response.checkpoint_id for entry in comparison.entries.all()]
         if len(set(shown)) > 1 and instruct in shown:  # head to head: the instruct answer is usually better

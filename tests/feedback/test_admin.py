@@ -404,7 +404,9 @@ def test_judgment_lists_show_verdicts_and_strength_labels_not_codes(admin_client
     pairwise = ComparisonFactory(prompt__project=project)
     JudgmentFactory(comparison=pairwise, choice="b", ranking=[2, 1], strength=3)
     JudgmentFactory(comparison=pairwise, choice="both_bad", ranking=[1, 1], strength=None)
-    ranking_project = ProjectFactory(comparison_mode="ranking", responses_per_comparison=3, strength_labels=[])
+    ranking_project = ProjectFactory(
+        comparison_mode="ranking", responses_per_comparison=3, strength_labels=[]
+    )
     ranked = ComparisonFactory(prompt__project=ranking_project, with_responses=3)
     judgment = JudgmentFactory(
         comparison=ranked, annotator=AnnotatorFactory(), choice="ranked", ranking=[2, 1, 2], strength=None

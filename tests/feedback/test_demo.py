@@ -146,7 +146,7 @@ def test_make_demo_seeding_on_its_own_sqlite_database_is_repeatable(tmp_path):
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    manage_ok("make_tiny_checkpoint", str(checkpoint))
+    manage_ok("make_tiny_checkpoint", "--words", str(checkpoint))
     outputs = []
     for _ in range(2):
         manage_ok("migrate", "--noinput", "-v", "0")
@@ -227,6 +227,14 @@ def test_make_demo_seeding_on_its_own_sqlite_database_is_repeatable(tmp_path):
     ) == (count,)
     assert one("SELECT count(*) FROM feedback_comparison WHERE status = 'open' AND is_gold = 1") == (8,)
     assert one("SELECT count(*) FROM feedback_response WHERE source = 'model'") == (4 * count,)
+    # The demo model's tokens are whole words: its noise reads as words, never as broken characters.
+    texts = [
+        text for (text,) in database.execute("SELECT text FROM feedback_response WHERE source = 'model'")
+    ]
+    assert not any("\ufffd" in text for text in texts)
+    words = re.findall(r"[a-z]+", " ".join(texts))
+    assert len(words) > 20 * count
+    assert all(text.isprintable() for text in texts)
     assert checkpoint_row == [("valid", str(checkpoint.resolve()))] * 2  # tiny-instruct and tiny-base
     assert one("SELECT count(*) FROM feedback_leaderboardreport WHERE status = 'ready'") == (1,)
     # Seeded twice, stored once: the crowd's judgments and leases, the figures and the standings' changes.
@@ -388,3 +396,81 @@ for username in ("annotator1", "annotator2"):
     client.get("/projects/demo/annotate")  # a third lease, left open
     print(username, number + 1)
 """
+
+
+def test_make_demo_takes_a_model_of_the_users_from_the_environment(tmp_path):
+    """RANKWISE_DEMO_MODEL names a model directory: the demo registers it under its own name (and the same
+    weights as its base), generates with it instead of the tiny checkpoint, and says so."""
+    tiny = tmp_path / "checkpoints" / "tiny-words"
+    mine = tmp_path / "models" / "my-model"
+    for path in (tiny, mine):
+        made = manage("make_tiny_checkpoint", "--words", str(path), RANKWISE_VAR_DIR=str(tmp_path))
+        assert made.returncode == 0, made.stderr
+    assert manage("migrate", "--noinput", "-v", "0", RANKWISE_VAR_DIR=str(tmp_path)).returncode == 0
+    seeded = manage(
+        "seed_demo", "--checkpoint", str(tiny), RANKWISE_VAR_DIR=str(tmp_path), RANKWISE_DEMO_MODEL=str(mine)
+    )
+    assert seeded.returncode == 0, seeded.stderr
+    lines = seeded.stdout.splitlines()
+    assert "Demo model: my-model (The demo's model, from RANKWISE_DEMO_MODEL.)" in lines
+    assert any(line.startswith("Generation run 1 (my-model): completed") for line in lines)
+    assert any(
+        line.startswith("Generation run 2 (my-model-as-base against my-model): completed") for line in lines
+    )
+    database = sqlite3.connect(tmp_path / "rankwise.sqlite3")
+    assert database.execute(
+        "SELECT name, source FROM feedback_policycheckpoint ORDER BY name"
+    ).fetchall() == [
+        ("my-model", str(mine.resolve())),
+        ("my-model-as-base", str(mine.resolve())),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        (
+            {"RANKWISE_DEMO_MODEL": "/nowhere", "RANKWISE_DEMO_OPENAI_URL": "http://127.0.0.1:9/v1"},
+            "Set RANKWISE_DEMO_MODEL or RANKWISE_DEMO_OPENAI_URL, not both.",
+        ),
+        (
+            {"RANKWISE_DEMO_MODEL": "/nowhere"},
+            "RANKWISE_DEMO_MODEL=/nowhere: no Hugging Face model directory there.",
+        ),
+        (
+            {"RANKWISE_DEMO_OPENAI_URL": "http://127.0.0.1:9/v1"},
+            "RANKWISE_DEMO_OPENAI_URL needs RANKWISE_DEMO_OPENAI_MODEL: the model's name there.",
+        ),
+    ],
+)
+def test_a_demo_model_setting_that_cannot_work_stops_the_seeding_with_its_reason(
+    tmp_path, environment, message
+):
+    assert manage("migrate", "--noinput", "-v", "0", RANKWISE_VAR_DIR=str(tmp_path)).returncode == 0
+    seeded = manage("seed_demo", RANKWISE_VAR_DIR=str(tmp_path), **environment)
+    assert seeded.returncode == 1
+    assert seeded.stderr.strip() == f"CommandError: {message}"
+
+
+def test_a_served_demo_model_is_registered_for_the_openai_compatible_backend(monkeypatch):
+    from feedback.services.demo import demo_model_from_environment
+
+    monkeypatch.setenv("RANKWISE_DEMO_OPENAI_URL", "http://vllm:8000/v1")
+    monkeypatch.setenv("RANKWISE_DEMO_OPENAI_MODEL", "Qwen/Qwen2.5-0.5B-Instruct")
+    monkeypatch.delenv("RANKWISE_DEMO_MODEL", raising=False)
+    monkeypatch.delenv("RANKWISE_DEMO_OPENAI_API_KEY", raising=False)
+    model = demo_model_from_environment(None)
+    assert (model.name, model.base_name, model.tiny) == (
+        "Qwen/Qwen2.5-0.5B-Instruct",
+        "Qwen/Qwen2.5-0.5B-Instruct-as-base",
+        False,
+    )
+    assert model.fields == {
+        "source": "Qwen/Qwen2.5-0.5B-Instruct",
+        "backend": "openai",
+        "api_base_url": "http://vllm:8000/v1",
+        "served_model_name": "Qwen/Qwen2.5-0.5B-Instruct",
+        "api_key_env": "",
+    }
+    monkeypatch.setenv("RANKWISE_DEMO_OPENAI_API_KEY", "secret")
+    assert demo_model_from_environment(None).fields["api_key_env"] == "RANKWISE_DEMO_OPENAI_API_KEY"

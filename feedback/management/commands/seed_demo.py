@@ -1,6 +1,11 @@
 """`manage.py seed_demo [--checkpoint DIR]`: the demo's users, project, prompts, gold items and, given a
 checkpoint directory, its responses and comparisons and a simulated crowd's judgments of them (with the
-quality figures they give); prints the logins. Safe to re-run."""
+quality figures they give); prints the logins. Safe to re-run.
+
+A model of the user's takes the tiny checkpoint's place when the environment names one:
+`RANKWISE_DEMO_MODEL` (a local Hugging Face model directory) or `RANKWISE_DEMO_OPENAI_URL` with
+`RANKWISE_DEMO_OPENAI_MODEL` (an OpenAI-compatible server; its key, if it wants one, in
+`RANKWISE_DEMO_OPENAI_API_KEY`)."""
 
 from pathlib import Path
 from typing import Any
@@ -13,6 +18,7 @@ from feedback.services.demo import (
     DEMO_ACCOUNTS,
     demo_credentials_path,
     demo_generate,
+    demo_model_from_environment,
     demo_seed,
     demo_simulate,
 )
@@ -23,7 +29,8 @@ class Command(BaseCommand):
         "Create (or bring up to date) the demo users, project, bundled prompts and gold items, and print the "
         "logins. With --checkpoint, register that model directory (made by make_tiny_checkpoint) as the demo "
         "project's checkpoint, generate its responses and comparisons, and have a simulated crowd judge "
-        "most of them, once."
+        "most of them, once. RANKWISE_DEMO_MODEL (a model directory) or RANKWISE_DEMO_OPENAI_URL and "
+        "RANKWISE_DEMO_OPENAI_MODEL (an OpenAI-compatible server) in the environment take its place."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -40,9 +47,15 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Writing project {result.writing.slug!r}: prompts {result.writing_prompts.summary()}."
         )
-        if checkpoint is not None:
+        try:
+            model = demo_model_from_environment(checkpoint)
+        except ValidationError as error:
+            raise CommandError("; ".join(error.messages)) from None
+        if model is not None:
+            if not model.tiny:
+                self.stdout.write(f"Demo model: {model.name} ({model.notes})")
             try:
-                runs = demo_generate(checkpoint_path=checkpoint)
+                runs = demo_generate(model=model)
             except ValidationError as error:
                 raise CommandError(f"Cannot generate: {'; '.join(error.messages)}") from None
             if not runs:

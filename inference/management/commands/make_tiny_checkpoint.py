@@ -1,7 +1,7 @@
-"""`manage.py make_tiny_checkpoint PATH [--kind base|instruct] [--seed N]`: a tiny test model on disk.
+"""`manage.py make_tiny_checkpoint PATH [--kind base|instruct] [--seed N] [--words]`: a tiny test model on disk.
 
-The model has random weights and a real byte-level tokenizer: it loads and generates in milliseconds on a
-CPU, for tests and the demo, and its output is noise. Exit status 1, with nothing written, when PATH is a
+The model has random weights and a real tokenizer (byte-level, or with --words word-level, as the demo
+uses): it loads and generates in milliseconds on a CPU, for tests and the demo, and its output is noise. Exit status 1, with nothing written, when PATH is a
 file or a non-empty directory. torch and transformers are imported only when the command runs.
 """
 
@@ -30,6 +30,13 @@ class Command(BaseCommand):
             help="instruct (default) has a chat template; base has none and is prompted by a completion template.",
         )
         parser.add_argument("--seed", type=int, default=0, help="Seed of the random weights (default 0).")
+        parser.add_argument(
+            "--words",
+            action="store_true",
+            help="A word-level tokenizer: the model writes random but readable words (the demo's), where the "
+            "default byte-level one writes any text back exactly (the tests') and its noise shows as broken "
+            "characters.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["path"].expanduser().resolve()
@@ -43,7 +50,7 @@ class Command(BaseCommand):
         from inference.tiny import build_tiny_checkpoint
 
         transformers_logging.disable_progress_bar()  # a one-file model needs no "Writing model shards" bar
-        build_tiny_checkpoint(path, kind=options["kind"], seed=options["seed"])
+        build_tiny_checkpoint(path, kind=options["kind"], seed=options["seed"], words=options["words"])
         self.stdout.write(self.style.SUCCESS(f"Wrote a tiny {options['kind']} checkpoint to {path}"))
         self.stdout.write(
             "It is a tiny test model with random weights: its output is noise. Use it to try Rankwise, "
