@@ -59,8 +59,7 @@ class ProjectAdmin(admin.ModelAdmin):
         "comparison_count",
         "progress",
         "current_checkpoint",
-        "quality_link",
-        "leaderboard_link",
+        "pages",
     )
     list_filter = ("is_active", "comparison_mode")
     search_fields = ("name", "slug")
@@ -156,20 +155,17 @@ class ProjectAdmin(admin.ModelAdmin):
     def compare_answers_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return answers_pairing_view(self, request, object_id)
 
-    @admin.display(description="Leaderboard")
-    def leaderboard_link(self, project: Project) -> SafeString:
+    @admin.display(description="Figures")
+    def pages(self, project: Project) -> SafeString:
+        """The project's own pages, in one column (a list of ten columns does not fit a laptop screen)."""
         return format_html(
-            '<a href="{}">Leaderboard</a>', reverse("admin:feedback_project_leaderboard", args=[project.pk])
+            '<a href="{}">Quality</a><br><a href="{}">Leaderboard</a>',
+            reverse("admin:feedback_project_quality", args=[project.pk]),
+            reverse("admin:feedback_project_leaderboard", args=[project.pk]),
         )
 
     def quality_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return project_quality_view(self, request, object_id)
-
-    @admin.display(description="Quality")
-    def quality_link(self, project: Project) -> SafeString:
-        return format_html(
-            '<a href="{}">Quality</a>', reverse("admin:feedback_project_quality", args=[project.pk])
-        )
 
     @admin.display(description="Prompts", ordering="prompt_total")
     def prompt_count(self, project: Project) -> int:
@@ -179,7 +175,7 @@ class ProjectAdmin(admin.ModelAdmin):
     def comparison_count(self, project: Project) -> int:
         return getattr(project, "comparison_total", 0)
 
-    @admin.display(description="Completed comparisons")
+    @admin.display(description="Completed")
     def progress(self, project: Project) -> str:
         return percent(getattr(project, "comparison_completed", 0), getattr(project, "comparison_total", 0))
 
