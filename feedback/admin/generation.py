@@ -19,6 +19,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from feedback.admin.common import ReadOnlyInline, field_errors, key_value_table, percent
+from feedback.admin.settings_fields import EscapedLinesField
 from feedback.models import GenerationChunk, GenerationRun, PolicyCheckpoint, Project, Prompt
 from feedback.services.generation import generation_run_cancel, generation_run_start
 
@@ -86,11 +87,6 @@ def start_runs(
         )
 
 
-def _parse_stop_strings(text: str) -> list[str]:
-    """One stop string per line; `\\n` inside a line stands for a newline. Blank lines are skipped."""
-    return [line.replace("\\n", "\n") for line in text.splitlines() if line.strip()]
-
-
 class GenerationRunStartForm(forms.Form):
     """What a run may override; blank means the project's setting. The service validates the values."""
 
@@ -123,19 +119,17 @@ class GenerationRunStartForm(forms.Form):
     repetition_penalty = forms.FloatField(
         required=False, help_text="1 switches it off. Blank: the project's."
     )
-    stop_strings = forms.CharField(
-        required=False,
-        strip=False,
+    stop_strings = EscapedLinesField(
         widget=forms.Textarea(attrs={"rows": 3, "cols": 40}),
-        help_text="One per line, spaces kept; write \\n for a newline inside one (e.g. \\nUser:). "
-        "Blank: the project's.",
+        help_text="One per line, spaces kept; write \\n for a newline inside one (e.g. \\nUser:), \\t for "
+        "a tab, \\\\ for a backslash. Blank: the project's.",
     )
     seed = forms.IntegerField(required=False, help_text="Blank: a random seed (recorded on the run).")
     chunk_size = forms.IntegerField(required=False, help_text="Prompts per worker task. Blank: the default.")
 
     def sampling_overrides(self) -> dict[str, Any] | None:
         """The project's sampling defaults with the given fields replaced; None when none was given."""
-        values = {**self.cleaned_data, "stop_strings": _parse_stop_strings(self.cleaned_data["stop_strings"])}
+        values = self.cleaned_data
         given = {name: values[name] for name in self.SAMPLING_FIELDS if values[name] not in (None, [])}
         if not given:
             return None

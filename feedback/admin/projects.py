@@ -4,6 +4,7 @@ the current checkpoint, and the link to each project's quality page (`feedback.a
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -16,7 +17,15 @@ from feedback.admin.common import ReadOnlyInline, percent
 from feedback.admin.generation import run_progress, start_runs
 from feedback.admin.leaderboard import project_leaderboard_view
 from feedback.admin.quality import project_quality_view
-from feedback.models import GenerationRun, PolicyCheckpoint, Project, ProjectMembership
+from feedback.admin.settings_fields import EscapedLinesField, LinesField, RubricField
+from feedback.models import (
+    GenerationRun,
+    PolicyCheckpoint,
+    Project,
+    ProjectMembership,
+    default_rating_rubric,
+    default_strength_labels,
+)
 from feedback.selectors import projects_with_progress
 from feedback.services.answers import writing_tasks_open
 
@@ -48,8 +57,31 @@ class ProjectMembershipInline(admin.TabularInline):
     verbose_name = "member"
 
 
+class ProjectForm(forms.ModelForm):
+    """The project's list settings as lines of text (`feedback.admin.settings_fields`), not raw JSON."""
+
+    # A new project starts from the model's defaults (a declared field does not take them by itself).
+    strength_labels = LinesField(
+        initial=default_strength_labels,
+        label="Strength labels",
+        help_text="One per line, weakest first (at most 10). None: annotators give no strength.",
+    )
+    rating_rubric = RubricField(
+        initial=default_rating_rubric,
+        label="Rating rubric",
+        help_text="One axis per line: key | label | min-max | description, e.g. "
+        "helpfulness | Helpfulness | 1-5 | Is it useful and correct? None: no ratings.",
+    )
+    stop_strings = EscapedLinesField(
+        label="Stop strings",
+        help_text="One per line; \\n is a newline, \\t a tab, \\\\ a backslash (e.g. \\nUser:). "
+        "Generation stops before the first one it writes.",
+    )
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
+    form = ProjectForm
     list_display = (
         "name",
         "slug",

@@ -10,6 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
+from feedback.admin.settings_fields import LinesField
 from feedback.export.options import ExportOptions
 from feedback.models import (
     AnnotatorStanding,
@@ -21,6 +22,8 @@ from feedback.models import (
     Prompt,
     StandingChange,
     conversation_hash,
+    default_rating_rubric,
+    default_strength_labels,
 )
 from feedback.services.exports import export_create, export_run
 from feedback.services.prompts import prompts_import
@@ -376,6 +379,8 @@ def submitted_defaults(client: Client, url: str) -> dict:
             data[name] = "on"
         elif isinstance(field, forms.JSONField):
             data[name] = json.dumps(value)
+        elif isinstance(field, LinesField):
+            data[name] = field.prepare_value(value)  # the lines the page shows
         else:
             data[name] = value
     for inline in page.context["inline_admin_formsets"]:
@@ -388,8 +393,8 @@ def test_a_project_and_a_checkpoint_are_added_from_their_forms_as_they_come(admi
     data = submitted_defaults(admin_client, url) | {"name": "Summaries", "slug": "summaries"}
     assert admin_client.post(url, data).status_code == 302
     project = Project.objects.get(slug="summaries")
-    assert project.rating_rubric == json.loads(data["rating_rubric"])
-    assert project.strength_labels == json.loads(data["strength_labels"])
+    assert project.rating_rubric == default_rating_rubric()
+    assert project.strength_labels == default_strength_labels()
 
     url = admin_url(PolicyCheckpoint, "add")
     data = submitted_defaults(admin_client, url) | {"name": "policy-v1", "source": str(tmp_path)}
@@ -417,3 +422,56 @@ def test_judgment_lists_show_verdicts_and_strength_labels_not_codes(admin_client
     assert '<td class="field-verdict">B &gt; A = C</td>' in page
     detail = admin_client.get(f"/admin/feedback/judgment/{judgment.pk}/change/").content.decode()
     assert "B &gt; A = C" in detail
+
+
+def test_a_projects_list_settings_are_edited_as_lines_and_bad_lines_are_named(admin_client):
+    url = admin_url(Project, "add")
+    page = admin_client.get(url).content.decode()
+    # The defaults as lines, not JSON.
+    assert "Slightly better\nBetter\nMuch better</textarea>" in page
+    assert "instruction_following | Instruction following | 1-5 | Does the response do what was asked" in page
+    data = submitted_defaults(admin_client, url) | {
+        "name": "Lines",
+        "slug": "lines",
+        "strength_labels": "A little\n\n  Clearly  \nBy far\n",
+        "rating_rubric": "helpfulness | Helpfulness | 1-5 | Is it useful?\nsafety | Safety | 0 - 2\n",
+        "stop_strings": "###\n\\nUser:\nback\\\\slash\ttab\n",
+    }
+    assert admin_client.post(url, data).status_code == 302
+    project = Project.objects.get(slug="lines")
+    assert project.strength_labels == ["A little", "Clearly", "By far"]
+    assert project.rating_rubric == [
+        {
+            "key": "helpfulness",
+            "label": "Helpfulness",
+            "scale": {"min": 1, "max": 5},
+            "description": "Is it useful?",
+        },
+        {"key": "safety", "label": "Safety", "scale": {"min": 0, "max": 2}},
+    ]
+    assert project.stop_strings == ["###", "\nUser:", "back\\slash\ttab"]
+    # Shown again as written (escapes and all), so saving the page unchanged changes nothing.
+    change = admin_client.get(admin_url(Project, "change", project.pk)).content.decode()
+    assert "###\n\\nUser:\nback\\\\slash\\ttab</textarea>" in change
+
+    bad = admin_client.post(
+        url,
+        data
+        | {
+            "slug": "bad",
+            "rating_rubric": "helpfulness | Helpfulness | 1-5\nformat | Format | five",
+            "stop_strings": "fine\nbad \\q escape",
+            "strength_labels": "Same\nSame",
+        },
+    )
+    assert bad.status_code == 200
+    errors = bad.context["adminform"].form.errors
+    assert errors["rating_rubric"] == ["Line 2: the scale 'five' is not 'min-max', e.g. 1-5."]
+    assert errors["stop_strings"][0].startswith("Line 2: 'bad \\\\q escape' has a backslash that is not")
+    assert errors["strength_labels"] == ["Strength labels must be distinct."]
+    assert not Project.objects.filter(slug="bad").exists()
+    # The model's own rules still hold on what the lines make: keys as slugs, once each.
+    twice = admin_client.post(
+        url, data | {"slug": "twice", "rating_rubric": "tone | Tone | 1-5\ntone | Again | 1-3"}
+    )
+    assert twice.context["adminform"].form.errors["rating_rubric"] == ["Axis 2: key 'tone' is used twice."]
