@@ -33,7 +33,7 @@ from feedback.export.options import (
     ExportOptions,
     ExportOptionsError,
 )
-from feedback.models import Export, PolicyCheckpoint, Project
+from feedback.models import PEOPLE, Export, PolicyCheckpoint, Project
 from feedback.services.exports import export_archive, export_create, export_options
 from feedback.views import export_archive_response
 
@@ -52,11 +52,10 @@ class ExportForm(forms.Form):
         required=False,
         help_text="None: all.",
     )
-    checkpoints = forms.ModelMultipleChoiceField(
-        queryset=PolicyCheckpoint.objects.order_by("name"),
-        to_field_name="name",
+    checkpoints = forms.MultipleChoiceField(
         required=False,
-        help_text="Only comparisons whose every response comes from these checkpoints. None: all.",
+        help_text=f"Only comparisons whose every response comes from these checkpoints ({PEOPLE}: people's "
+        "answers). None: all.",
     )
     since = forms.DateTimeField(required=False, help_text="Judgments made at or after this time.")
     until = forms.DateTimeField(required=False, help_text="Judgments made before this time.")
@@ -111,13 +110,20 @@ class ExportForm(forms.Form):
         help_text="edits format: the edit over its original, or expanded to edited > chosen > rejected.",
     )
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        names = PolicyCheckpoint.objects.order_by("name").values_list("name", flat=True)
+        field = self.fields["checkpoints"]
+        assert isinstance(field, forms.MultipleChoiceField)
+        field.choices = [*_choices(tuple(names)), (PEOPLE, f"{PEOPLE} (people's answers)")]
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         if self.errors:
             return cleaned
         data = {name: value for name, value in cleaned.items() if value not in (None, "")}
         data["projects"] = [project.slug for project in cleaned.get("projects") or []]
-        data["checkpoints"] = [checkpoint.name for checkpoint in cleaned.get("checkpoints") or []]
+        data["checkpoints"] = list(cleaned.get("checkpoints") or [])
         if "columns" not in self.data and cleaned.get("aggregation") == "consensus":
             data.pop("columns", None)
         if not data.get("answers"):

@@ -16,6 +16,7 @@ from feedback.models import (
     AnnotatorStanding,
     Assignment,
     Comparison,
+    Export,
     Judgment,
     PolicyCheckpoint,
     Project,
@@ -475,3 +476,24 @@ def test_a_projects_list_settings_are_edited_as_lines_and_bad_lines_are_named(ad
         url, data | {"slug": "twice", "rating_rubric": "tone | Tone | 1-5\ntone | Again | 1-3"}
     )
     assert twice.context["adminform"].form.errors["rating_rubric"] == ["Axis 2: key 'tone' is used twice."]
+
+
+def test_the_export_form_offers_people_as_a_checkpoint(admin_client, settings, tmp_path):
+    settings.EXPORT_ROOT = tmp_path
+    PolicyCheckpoint.objects.create(name="policy-a", source=str(tmp_path))
+    url = "/admin/feedback/export/add/"
+    page = admin_client.get(url)
+    html = page.content.decode()
+    assert '<option value="policy-a">policy-a</option>' in html
+    assert '<option value="people">people (people&#x27;s answers)</option>' in html
+    form = page.context["form"]
+    data = {}
+    for name, field in form.fields.items():
+        value = form.get_initial_for_field(field, name)
+        if value is None or value is False or value in ("", []):
+            continue
+        data[name] = "on" if value is True else value
+    data |= {"format": "preference", "checkpoints": ["people", "policy-a"]}
+    sent = admin_client.post(url, data)
+    assert sent.status_code == 302, sent.context["form"].errors if sent.status_code == 200 else sent
+    assert Export.objects.get().options["checkpoints"] == ["people", "policy-a"]
