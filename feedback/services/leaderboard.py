@@ -52,7 +52,6 @@ from feedback.models import (
     PolicyCheckpoint,
     Project,
     PromptCategory,
-    Response,
     ReviewDecision,
     StandingChange,
 )
@@ -104,15 +103,16 @@ Participant = PolicyCheckpoint | PeopleParticipant
 
 
 def leaderboard_participants(project: Project) -> list[str]:
-    """The names that can meet on the project's leaderboard: the checkpoints whose answers its
-    comparisons show (oldest first), then `PEOPLE` if they show people's answers."""
-    shown = Response.objects.filter(comparison_entries__comparison__project=project)
-    names = list(
-        PolicyCheckpoint.objects.filter(pk__in=shown.filter(checkpoint__isnull=False).values("checkpoint_id"))
-        .order_by("created_at", "pk")
-        .values_list("name", flat=True)
-    )
-    if shown.filter(source=Response.Source.HUMAN).exists():
+    """The names that can meet on the project's leaderboard: the checkpoints that answered its prompts
+    (oldest first) and, where it compares people's answers (perhaps to another project's prompts), the
+    checkpoints that answered those prompts, then `PEOPLE`."""
+    checkpoints = PolicyCheckpoint.objects.filter(responses__prompt__project=project)
+    if project.compares_people:
+        checkpoints = checkpoints | PolicyCheckpoint.objects.filter(
+            responses__prompt__comparisons__project=project
+        )
+    names = list(checkpoints.distinct().order_by("created_at", "pk").values_list("name", flat=True))
+    if project.compares_people:
         names.append(PEOPLE)
     return names
 
