@@ -302,3 +302,19 @@ def test_the_command_pairs_and_says_what_it_made(capsys):
         call_command("compare_answers", judged.slug, "--against", "nobody")
     with pytest.raises(CommandError, match="demonstration project"):
         call_command("compare_answers", source.slug)
+
+
+def test_both_export_sources_name_people_alike():
+    from feedback.export.snapshot import judgment_high_water_mark
+    from feedback.export.source import _groups_by_orm, _groups_by_stream
+
+    source, checkpoint, _ = writing_project(prompts=2, writers=2)
+    judged = ProjectFactory(slug="both-sources")
+    answers_comparisons_create(project=judged, source=source, against=checkpoint)
+    judge_people_against(judged)
+    options = ExportOptions.from_mapping({"format": "judgments", "projects": [judged.slug]})
+    mark = judgment_high_water_mark()
+    by_stream = list(_groups_by_stream(options, high_water_mark=mark, full=True))
+    by_orm = list(_groups_by_orm(options, high_water_mark=mark, full=True))
+    assert by_stream == by_orm
+    assert {entry.checkpoint for group in by_stream for entry in group.entries} == {PEOPLE, checkpoint.name}
