@@ -287,9 +287,14 @@ def _compared(*, project: Project, prompt_ids: list[int], opponent: int) -> dict
     """The project's comparisons of people's answers against `opponent` (a checkpoint's id, or PEOPLE_ID
     for each other), per prompt: each as the set of its responses."""
     groups: dict[int, dict[int, list[tuple[int, int]]]] = {}
-    rows = ComparisonResponse.objects.filter(
-        comparison__project=project, comparison__is_gold=False, comparison__prompt_id__in=prompt_ids
-    ).values_list(
+    # Only comparisons showing a person's answer (the partial index of people's answers finds them), not
+    # every comparison a large project holds for these prompts.
+    shown = ComparisonResponse.objects.filter(
+        comparison__project=project,
+        comparison__prompt_id__in=prompt_ids,
+        response__source=Response.Source.HUMAN,
+    ).values("comparison_id")
+    rows = ComparisonResponse.objects.filter(comparison_id__in=shown, comparison__is_gold=False).values_list(
         "comparison_id", "comparison__prompt_id", "response_id", "response__source", "response__checkpoint_id"
     )
     for comparison_id, prompt_id, response_id, source, checkpoint_id in rows:
