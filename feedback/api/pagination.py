@@ -70,7 +70,7 @@ class ApiCursorPagination(CursorPagination):
 
     def decode_cursor(self, request: Request) -> Cursor | None:
         raw = request.query_params.get(self.cursor_query_param)
-        if raw is None:
+        if not raw:  # absent, or empty as a form leaves it: the first page
             return None
         try:
             offset, reverse, position = signing.loads(raw, salt=self._salt())

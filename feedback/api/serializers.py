@@ -25,6 +25,7 @@ from feedback.export.options import (
     ExportOptions,
 )
 from feedback.models import (
+    PEOPLE,
     AnnotatorQuality,
     Comparison,
     ComparisonResponse,
@@ -36,6 +37,7 @@ from feedback.models import (
     Project,
     ProjectQuality,
     Prompt,
+    Response,
     ReviewItem,
 )
 from feedback.quality.gold import verdict_labels
@@ -272,15 +274,36 @@ class GenerationRunSerializer(serializers.ModelSerializer):
 
 class ComparisonEntrySerializer(serializers.ModelSerializer):
     label = serializers.CharField(read_only=True, help_text="The position as shown: A, B, …")  # type: ignore[assignment]
-    checkpoint = serializers.CharField(source="response.checkpoint.name", read_only=True)
-    checkpoint_id = serializers.IntegerField(source="response.checkpoint_id", read_only=True)
+    source = serializers.CharField(  # type: ignore[assignment]
+        source="response.source", read_only=True, help_text="model, imported (gold items) or human."
+    )
+    checkpoint = serializers.SerializerMethodField(
+        help_text="The checkpoint that wrote it; `people` for a person's answer; null for an imported one."
+    )
+    checkpoint_id = serializers.IntegerField(source="response.checkpoint_id", read_only=True, allow_null=True)
     text = serializers.CharField(source="response.text", read_only=True)
     finish_reason = serializers.CharField(source="response.finish_reason", read_only=True)
 
     class Meta:
         model = ComparisonResponse
-        fields = ("position", "label", "response", "checkpoint", "checkpoint_id", "text", "finish_reason")
+        fields = (
+            "position",
+            "label",
+            "response",
+            "source",
+            "checkpoint",
+            "checkpoint_id",
+            "text",
+            "finish_reason",
+        )
         read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_checkpoint(self, entry: ComparisonResponse) -> str | None:
+        response = entry.response
+        if response.checkpoint is not None:
+            return response.checkpoint.name
+        return PEOPLE if response.source == Response.Source.HUMAN else None
 
 
 class ComparisonSerializer(serializers.ModelSerializer):

@@ -143,6 +143,11 @@ class ApiView(generics.GenericAPIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
+        method = (request.method or "").lower()
+        if method not in self.http_method_names or not hasattr(self, method):
+            # A method the endpoint does not take is a 405 (DRF answers it next), whatever its query.
+            self.query = {}
+            return
         self.query = self.parse_query(request)
 
     def parse_query(self, request: Request) -> dict[str, Any]:

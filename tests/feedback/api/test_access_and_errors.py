@@ -197,3 +197,13 @@ def test_an_error_made_outside_the_api_views_is_reshaped_with_its_headers():
     page = RequestFactory().get("/projects/x/annotate")
     html = HttpResponse("<h1>Not found</h1>", status=404)
     assert ApiErrorsMiddleware(lambda _: html)(page) is html  # the site's pages keep theirs
+
+
+def test_an_empty_cursor_is_the_first_page_and_an_undeclared_method_is_405(engineer_api):
+    ProjectFactory(slug="first-page")
+    first = engineer_api.get("/api/v1/projects", {"cursor": ""})
+    assert first.status_code == 200
+    assert [project["slug"] for project in first.json()["results"]] == ["first-page"]
+    traced = engineer_api.generic("TRACE", "/api/v1/projects/first-page/annotators?cursor=&page_size=1")
+    assert traced.status_code == 405
+    assert traced.json() == {"detail": 'Method "TRACE" not allowed.'}

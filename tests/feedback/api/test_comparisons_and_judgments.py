@@ -36,6 +36,7 @@ def test_a_comparison_shows_its_entries_in_display_order(engineer_api):
             "position": entry.position,
             "label": "AB"[entry.position],
             "response": entry.response_id,
+            "source": "model",
             "checkpoint": entry.response.checkpoint.name,
             "checkpoint_id": entry.response.checkpoint_id,
             "text": entry.response.text,
@@ -203,3 +204,33 @@ def test_bad_judgment_filters_are_400(engineer_api, query, field):
     response = engineer_api.get("/api/v1/judgments", query)
     assert response.status_code == 400
     assert list(response.json()["errors"]) == [field]
+
+
+def test_entries_of_people_and_of_imported_answers_name_their_source(engineer_api):
+    from feedback.models import Comparison, ComparisonResponse, Response
+    from inference.pairing import answers_comparisons_create
+    from tests.factories import writing_project
+
+    source, checkpoint, _ = writing_project(prompts=1, writers=1, model_answers=1)
+    judged = ProjectFactory()
+    answers_comparisons_create(project=judged, source=source, against=checkpoint)
+    mixed = Comparison.objects.get(project=judged)
+    entries = engineer_api.get(f"/api/v1/comparisons/{mixed.pk}").json()["entries"]
+    assert sorted((entry["source"], entry["checkpoint"], entry["checkpoint_id"]) for entry in entries) == [
+        ("human", "people", None),
+        ("model", checkpoint.name, checkpoint.pk),
+    ]
+    prompt = PromptFactory(project=judged)
+    gold = Comparison.objects.create(project=judged, prompt=prompt, required_judgments=None, is_gold=True)
+    for position in range(2):
+        imported = Response.objects.create(
+            prompt=prompt,
+            source=Response.Source.IMPORTED,
+            sample_index=position,
+            text=f"Imported {position}.",
+        )
+        ComparisonResponse.objects.create(comparison=gold, response=imported, position=position)
+    entries = engineer_api.get(f"/api/v1/comparisons/{gold.pk}").json()["entries"]
+    assert [(entry["source"], entry["checkpoint"], entry["checkpoint_id"]) for entry in entries] == [
+        ("imported", None, None)
+    ] * 2
