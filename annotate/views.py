@@ -139,7 +139,6 @@ def project_list(request: HttpRequest) -> HttpResponse:
 
 
 ANSWERS_PER_PAGE = 20
-PROMPT_EXCERPT_CHARS = 160
 
 
 @login_required
@@ -167,14 +166,10 @@ def my_answers(request: HttpRequest, slug: str) -> HttpResponse:
     items = []
     for answer in page.object_list:
         decision = decisions.get(answer.pk)
-        asked = [message["content"] for message in answer.prompt.conversation if message["role"] == "user"]
-        excerpt = asked[-1] if asked else ""
         items.append(
             {
                 "answer": answer,
-                "prompt": excerpt
-                if len(excerpt) <= PROMPT_EXCERPT_CHARS
-                else excerpt[:PROMPT_EXCERPT_CHARS] + "…",
+                "prompt": answer.prompt.preview,
                 "status": answer.get_review_display(),
                 "reason": decision.reason if decision is not None else "",
                 "diff": answer_diff(answer.text, decision.revision.text)

@@ -89,6 +89,13 @@ PEOPLE_ID = 0
 PARTICIPANT_SQL = f"coalesce(r.checkpoint_id, CASE WHEN r.source = 'human' THEN {PEOPLE_ID} ELSE -1 END)"
 
 
+def participant(checkpoint_id: int | None, source: str) -> int:
+    """`PARTICIPANT_SQL` in Python."""
+    if checkpoint_id is not None:
+        return checkpoint_id
+    return PEOPLE_ID if source == Response.Source.HUMAN else -1
+
+
 def checkpoint_name_validator(value: str) -> None:
     if value.strip().casefold() == PEOPLE:
         raise ValidationError(

@@ -32,11 +32,12 @@ from feedback.models import (
     Project,
     Prompt,
     Response,
+    participant,
 )
 from feedback.services.answers import (
-    COUNTED_ANSWERS,
     AnswersPairingError,
     answers_pairing_errors,
+    counted_answers,
     writing_tasks_open,
 )
 
@@ -235,9 +236,9 @@ def answers_comparisons_create(
     if prompt_ids is not None:
         prompts = prompts.filter(pk__in=list(prompt_ids))
     by_prompt: dict[int, list[Candidate]] = {}
-    people = Response.objects.filter(
-        prompt__in=prompts, source=Response.Source.HUMAN, review__in=COUNTED_ANSWERS
-    ).values_list("id", "prompt_id", "sample_index", "text")
+    people = (
+        counted_answers().filter(prompt__in=prompts).values_list("id", "prompt_id", "sample_index", "text")
+    )
     for response_id, prompt_id, sample_index, text in people.order_by("prompt_id", "sample_index"):
         by_prompt.setdefault(prompt_id, []).append(Candidate(response_id, PEOPLE_ID, sample_index, text))
     answers = sum(len(found) for found in by_prompt.values())
@@ -298,8 +299,9 @@ def _compared(*, project: Project, prompt_ids: list[int], opponent: int) -> dict
         "comparison_id", "comparison__prompt_id", "response_id", "response__source", "response__checkpoint_id"
     )
     for comparison_id, prompt_id, response_id, source, checkpoint_id in rows:
-        participant = PEOPLE_ID if source == Response.Source.HUMAN else checkpoint_id
-        groups.setdefault(prompt_id, {}).setdefault(comparison_id, []).append((response_id, participant))
+        groups.setdefault(prompt_id, {}).setdefault(comparison_id, []).append(
+            (response_id, participant(checkpoint_id, source))
+        )
     kind = {PEOPLE_ID, opponent}  # one participant when people meet each other
     compared: dict[int, set[frozenset[int]]] = {}
     for prompt_id, comparisons in groups.items():

@@ -14,8 +14,8 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from feedback.admin.common import project_page_object
-from feedback.models import PolicyCheckpoint, Project, Prompt, Response
-from feedback.services.answers import COUNTED_ANSWERS, AnswersPairingError, answers_pairing_request
+from feedback.models import PolicyCheckpoint, Project
+from feedback.services.answers import AnswersPairingError, answers_pairing_request, counted_answers
 
 
 class AnswersPairingForm(forms.Form):
@@ -40,9 +40,7 @@ class AnswersPairingForm(forms.Form):
 
     def __init__(self, data: Any, *, project: Project) -> None:
         super().__init__(data, initial={"source": project.pk, "seed": 0})
-        counted = Response.objects.filter(
-            prompt__project=OuterRef("pk"), source=Response.Source.HUMAN, review__in=COUNTED_ANSWERS
-        )
+        counted = counted_answers().filter(prompt__project=OuterRef("pk"))
         # The project itself, and the projects whose prompts people answered.
         self.fields["source"].queryset = (  # type: ignore[attr-defined]
             Project.objects.filter(pk=project.pk) | Project.objects.filter(Exists(counted))
@@ -72,11 +70,6 @@ def answers_pairing_view(
                 messages.SUCCESS,
             )
             return HttpResponseRedirect(reverse("admin:feedback_project_change", args=[project.pk]))
-    counted = Response.objects.filter(
-        source=Response.Source.HUMAN,
-        review__in=COUNTED_ANSWERS,
-        prompt__in=Prompt.objects.filter(is_gold=False),
-    )
     context = {
         **model_admin.admin_site.each_context(request),
         "title": f"Compare people's answers in {project}",
@@ -84,6 +77,6 @@ def answers_pairing_view(
         "original": project,
         "form": form,
         "demonstration": project.comparison_mode == Project.ComparisonMode.DEMONSTRATION,
-        "own_answers": counted.filter(prompt__project=project).count(),
+        "own_answers": counted_answers().filter(prompt__project=project, prompt__is_gold=False).count(),
     }
     return TemplateResponse(request, "admin/feedback/project/compare_answers.html", context)

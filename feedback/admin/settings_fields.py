@@ -15,11 +15,6 @@ _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
 _SCALE = re.compile(r"^\s*(-?\d+)\s*[-–]\s*(-?\d+)\s*$")
 
 
-def _lines(text: str) -> list[tuple[int, str]]:
-    """(line number, text) of each line that is not blank."""
-    return [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
-
-
 class LinesField(forms.Field):
     """A list of strings, one per line (blank lines ignored, each line trimmed)."""
 
@@ -40,7 +35,11 @@ class LinesField(forms.Field):
     def to_python(self, value: Any) -> list[Any]:
         if isinstance(value, list):
             return value
-        return [self.item_of(number, line) for number, line in _lines(str(value or ""))]
+        return [self.item_of(number, line) for number, line in self.lines(str(value or ""))]
+
+    def lines(self, text: str) -> list[tuple[int, str]]:
+        """(line number, text) of each line that holds an item: here, each one that is not blank."""
+        return [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
     def item_of(self, number: int, line: str) -> Any:
         return line.strip()
@@ -53,12 +52,9 @@ class EscapedLinesField(LinesField):
     def line_of(self, item: Any) -> str:
         return str(item).replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
 
-    def to_python(self, value: Any) -> list[Any]:
-        if isinstance(value, list):
-            return value
-        return [
-            self.item_of(number, line) for number, line in enumerate(str(value or "").splitlines(), 1) if line
-        ]
+    def lines(self, text: str) -> list[tuple[int, str]]:
+        """Every line that is not empty: a line of spaces is a stop string of spaces."""
+        return [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line]
 
     def item_of(self, number: int, line: str) -> str:
         result, index = [], 0

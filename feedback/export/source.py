@@ -27,8 +27,7 @@ from typing import Any, cast
 
 import orjson
 from django.db import connection, transaction
-from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from feedback.export.options import ExportOptions
 from feedback.export.quality import ExportQuality, export_quality
@@ -43,6 +42,7 @@ from feedback.models import (
     Project,
     Prompt,
     Response,
+    participant,
 )
 
 CHUNK_SIZE = 2_000
@@ -242,7 +242,7 @@ def _groups_by_stream(
             "pk", "slug", "completion_template", "strength_labels"
         )
     }
-    checkpoints = {**dict(PolicyCheckpoint.objects.values_list("pk", "name")), PEOPLE_ID: PEOPLE}
+    checkpoints = participant_names()
     connection.ensure_connection()
     # A savepoint: a stream closed early (a dropped download) is cancelled on the server, which aborts
     # what it runs in; rolling back to the savepoint leaves the caller's transaction usable.
@@ -265,6 +265,12 @@ _ENTRIES_AT = 1 + len(_COMPARISON_COLUMNS)
 _JUDGMENTS_AT = _ENTRIES_AT + len(_ENTRY_COLUMNS)
 _by_position = attrgetter("position")
 _by_annotator = attrgetter("annotator_id")
+
+
+def participant_names() -> dict[int, str]:
+    """Participant id → the name exports show: each checkpoint's, and `PEOPLE` for people's answers
+    (imported responses, −1, have none)."""
+    return {**dict(PolicyCheckpoint.objects.values_list("pk", "name")), PEOPLE_ID: PEOPLE}
 
 
 def _group_of(
@@ -322,20 +328,17 @@ def _groups_by_orm(
         "project__strength_labels",
     )
     entries = _rows(
-        ComparisonResponse.objects.filter(comparison_id__in=comparison_ids)
-        .annotate(
-            q_checkpoint=Coalesce(
-                "response__checkpoint__name",
-                Case(When(response__source=Response.Source.HUMAN, then=Value(PEOPLE)), default=Value("")),
-            )
-        )
-        .order_by("comparison_id", "position"),
+        ComparisonResponse.objects.filter(comparison_id__in=comparison_ids).order_by(
+            "comparison_id", "position"
+        ),
         "comparison_id",
         "position",
         "response_id",
         "response__text",
-        "q_checkpoint",
+        "response__checkpoint_id",
+        "response__source",
     )
+    names = participant_names()
     judgment_columns = _JUDGMENT_COLUMNS + (_FULL_JUDGMENT_COLUMNS if full else ())
     judgment_rows = _rows(
         judgments.order_by("comparison_id", "annotator_id"), *(lookup for _, lookup, _ in judgment_columns)
@@ -346,7 +349,10 @@ def _groups_by_orm(
         comparison_id = row[0]
         group_entries: list[Entry] = []
         while pending_entry is not None and pending_entry[0] == comparison_id:
-            group_entries.append(Entry(*pending_entry[1:]))
+            _, position, response_id, text, checkpoint_id, source = pending_entry
+            group_entries.append(
+                Entry(position, response_id, text, names.get(participant(checkpoint_id, source), ""))
+            )
             pending_entry = next(entries, None)
         group_judgments: list[JudgmentRecord] = []
         while pending_judgment is not None and pending_judgment[0] == comparison_id:

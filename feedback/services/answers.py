@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from rapidfuzz.distance import Levenshtein
 
 from feedback.models import (
@@ -125,13 +125,14 @@ def human_answer_create(
         )
 
 
-class AnswersPairingError(ValueError):
+class AnswersPairingError(AnswerInvalid):
     """A request to compare people's answers that cannot be met: `errors` maps each field to its
     messages."""
 
-    def __init__(self, errors: dict[str, list[str]]):
-        self.errors = errors
-        super().__init__("; ".join(f"{key}: {' '.join(messages)}" for key, messages in errors.items()))
+
+def counted_answers() -> QuerySet[Response]:
+    """People's answers that count: accepted, or written where no review was asked."""
+    return Response.objects.filter(source=Response.Source.HUMAN, review__in=COUNTED_ANSWERS)
 
 
 def answers_pairing_errors(
@@ -144,12 +145,7 @@ def answers_pairing_errors(
     if errors:
         return errors
     source = source or project
-    counted = Response.objects.filter(
-        prompt__project=source,
-        prompt__is_gold=False,
-        source=Response.Source.HUMAN,
-        review__in=COUNTED_ANSWERS,
-    )
+    counted = counted_answers().filter(prompt__project=source, prompt__is_gold=False)
     if not counted.exists():
         errors["source"] = [
             f"No people's answer to the prompts of {source} counts yet (accepted, or written where no review "

@@ -32,12 +32,12 @@ from django.db.models.functions import Length
 
 from feedback.models import (
     PARTICIPANT_SQL,
-    PEOPLE_ID,
     Comparison,
     ComparisonResponse,
     Judgment,
     PromptCategory,
     Response,
+    participant,
 )
 from feedback.quality.leaderboard import FIRST, SECOND, STYLE_FEATURES, TIE, markdown_style
 from feedback.services.quality import PACKED_BLOCK, _table, packed_int64_rows
@@ -45,13 +45,6 @@ from feedback.verdicts import PAIRWISE_RANKINGS
 
 BOTH_BAD = 3
 CATEGORIES = list(PromptCategory.values)
-
-
-def participant(checkpoint_id: int | None, source: str) -> int:
-    """`PARTICIPANT_SQL` in Python."""
-    if checkpoint_id is not None:
-        return checkpoint_id
-    return PEOPLE_ID if source == Response.Source.HUMAN else -1
 
 
 STYLE_FILL_CHUNK = 2_000

@@ -97,9 +97,6 @@ def test_every_admin_list_and_add_page_fits_a_laptop_screen(browser_page, live_s
                 return {overflow, inner, tallest: rows.length ? Math.max(...rows) : 0};
             }"""
         )
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        if url in ("/admin/feedback/prompt/", "/admin/feedback/project/", "/admin/feedback/export/add/"):
-            page.screenshot(path=str(ARTIFACTS / f"admin-1366{url.rstrip('/').replace('/', '-')}.png"))
         if measured["overflow"] > 0 or measured["inner"] > 0 or measured["tallest"] > TALLEST_ROW_PX:
             problems.append(f"{url}: {measured}")
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
